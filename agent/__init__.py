@@ -1,0 +1,1 @@
+"""NodeWeaver: agent stage (see ../shared/ARCHITECTURE.md)."""

@@ -1,0 +1,68 @@
+"""Structured workflow errors with ComfyUI's error types and shape.
+
+These errors are what the agent reflects on, what the MCP tools return and what the HTTP API answers,
+unchanged. `to_comfy()` gives ComfyUI's `{type, message, details, extra_info}` dict.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+# ComfyUI's own error types, and the ones NodeWeaver adds where ComfyUI has none.
+COMFY_ERROR_TYPES = frozenset({
+    "invalid_prompt", "prompt_no_outputs", "prompt_outputs_failed_validation", "missing_node_type",
+    "required_input_missing", "bad_linked_input", "return_type_mismatch", "invalid_input_type",
+    "value_smaller_than_min", "value_bigger_than_max", "value_not_in_list", "custom_validation_failed",
+    "exception_during_inner_validation", "exception_during_validation",
+})
+NODEWEAVER_ERROR_TYPES = frozenset({
+    "dangling_link",              # a link to a node id that is not in the workflow
+    "output_index_out_of_range",  # a link to an output slot the source node does not have
+    "dependency_cycle",           # nodes that depend on each other in a loop
+    "literal_for_link_input",     # a literal where only a node output can supply the value
+    "unknown_input",              # (warning) an input the node does not declare
+    "unreachable_node",           # (warning) a node no output needs, so it will not run
+    "invalid_workflow_format",    # the document is not a workflow in any known format
+    "text_form_syntax",           # the compact text form does not parse
+    "conversion_warning",         # (warning) something of a UI workflow that could not be converted
+})
+
+
+class WorkflowError(BaseModel):
+    """One problem with a workflow, located as precisely as possible."""
+
+    type: str
+    message: str
+    details: str = ""
+    node_id: str | None = None
+    class_type: str | None = None
+    input_name: str | None = None
+    extra_info: dict[str, Any] = Field(default_factory=dict)
+
+    def to_comfy(self) -> dict[str, Any]:
+        extra = dict(self.extra_info)
+        if self.input_name is not None:
+            extra.setdefault("input_name", self.input_name)
+        return {"type": self.type, "message": self.message, "details": self.details, "extra_info": extra}
+
+    def __str__(self) -> str:
+        where = ""
+        if self.node_id is not None:
+            where = f"node {self.node_id}"
+            if self.class_type:
+                where += f" ({self.class_type})"
+            if self.input_name:
+                where += f", input '{self.input_name}'"
+            where += ": "
+        tail = f" [{self.details}]" if self.details and self.details not in self.message else ""
+        return f"{where}{self.message}{tail} ({self.type})"
+
+
+class WorkflowFormatError(ValueError):
+    """The input could not be read as a workflow at all; carries structured errors."""
+
+    def __init__(self, errors: list[WorkflowError]):
+        self.errors = errors
+        super().__init__("; ".join(str(e) for e in errors))

@@ -1,0 +1,1 @@
+"""NodeWeaver: engine stage (see ../shared/ARCHITECTURE.md)."""

@@ -1,0 +1,1 @@
+"""NodeWeaver: evals stage (see ../shared/ARCHITECTURE.md)."""

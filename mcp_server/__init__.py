@@ -1,0 +1,1 @@
+"""NodeWeaver: mcp_server stage (see ../shared/ARCHITECTURE.md)."""

@@ -1,0 +1,1 @@
+"""What a node is (spec), which nodes exist (registry, packs) and where their files live (folders)."""

@@ -1,0 +1,157 @@
+"""Model, input and output folders as nodes see them (ComfyUI's `folder_paths`, NodeWeaver-style).
+
+Choice lists of model and input files are read from disk when asked for, so validation always sees what
+is installed now. Every path that comes from a workflow goes through `safe_join`, which refuses names that
+would escape their folder.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from nodeweaver.config import load_settings
+
+MODEL_EXTENSIONS = frozenset({".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft", ".gguf"})
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+
+# ComfyUI's model folder names; some have a legacy alias that is searched too.
+MODEL_KINDS: dict[str, tuple[str, ...]] = {
+    "checkpoints": ("checkpoints",),
+    "loras": ("loras",),
+    "vae": ("vae",),
+    "text_encoders": ("text_encoders", "clip"),
+    "diffusion_models": ("diffusion_models", "unet"),
+    "clip_vision": ("clip_vision",),
+    "controlnet": ("controlnet", "t2i_adapter"),
+    "upscale_models": ("upscale_models",),
+    "embeddings": ("embeddings",),
+    "style_models": ("style_models",),
+    "hypernetworks": ("hypernetworks",),
+}
+
+
+class UnsafePathError(ValueError):
+    """A name from a workflow would leave the folder it must stay in."""
+
+
+def models_dir() -> Path:
+    return load_settings().models_dir
+
+
+def input_dir() -> Path:
+    return load_settings().input_dir
+
+
+def output_dir() -> Path:
+    return load_settings().output_dir
+
+
+def safe_join(root: Path, name: str) -> Path:
+    """`root / name`, refusing absolute names, `..` and anything else resolving outside `root`."""
+    if not isinstance(name, str) or not name.strip():
+        raise UnsafePathError("a file name is required")
+    if "\x00" in name:
+        raise UnsafePathError(f"file name {name!r} contains a NUL byte")
+    candidate = Path(name)
+    if candidate.is_absolute() or candidate.drive:
+        raise UnsafePathError(f"file name {name!r} must be relative to {root}")
+    resolved_root = root.resolve()
+    resolved = (resolved_root / candidate).resolve()
+    if resolved != resolved_root and resolved_root not in resolved.parents:
+        raise UnsafePathError(f"file name {name!r} escapes its folder {root}")
+    return resolved
+
+
+def _folders_for(kind: str) -> list[Path]:
+    root = models_dir()
+    return [root / sub for sub in MODEL_KINDS.get(kind, (kind,))]
+
+
+def model_files(kind: str) -> list[str]:
+    """File names (relative, '/'-separated) of models of one kind; diffusers folders count for checkpoints."""
+    names: set[str] = set()
+    for folder in _folders_for(kind):
+        if not folder.is_dir():
+            continue
+        for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+            base = Path(dirpath)
+            if (base / "model_index.json").is_file() and base != folder:
+                names.add(base.relative_to(folder).as_posix())
+                dirnames[:] = []
+                continue
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            for filename in filenames:
+                if Path(filename).suffix.lower() in MODEL_EXTENSIONS:
+                    names.add((base / filename).relative_to(folder).as_posix())
+    return sorted(names)
+
+
+def model_path(kind: str, name: str) -> Path | None:
+    """The full path of a model file or diffusers folder, or None when it is not installed."""
+    for folder in _folders_for(kind):
+        try:
+            path = safe_join(folder, name)
+        except UnsafePathError:
+            return None
+        if path.exists():
+            return path
+    return None
+
+
+def input_files(extensions: frozenset[str] | None = None) -> list[str]:
+    """Files in the input folder (top level and subfolders), optionally filtered by extension."""
+    root = input_dir()
+    if not root.is_dir():
+        return []
+    names: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for filename in filenames:
+            if filename.startswith("."):
+                continue
+            if extensions is None or Path(filename).suffix.lower() in extensions:
+                names.append((Path(dirpath) / filename).relative_to(root).as_posix())
+    return sorted(names)
+
+
+def input_path(name: str) -> Path:
+    return safe_join(input_dir(), name)
+
+
+def output_path(name: str) -> Path:
+    """A path inside the output folder (created on demand); refuses names that escape it."""
+    root = output_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    path = safe_join(root, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def next_output_file(filename_prefix: str, extension: str) -> tuple[Path, str, str]:
+    """A fresh file in the output folder named as ComfyUI names them: `{prefix}_{counter:05}_.{ext}`.
+
+    Returns (path, subfolder, filename). The prefix may hold subfolders; it may not leave the folder.
+    """
+    root = output_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    stem_path = safe_join(root, (filename_prefix or "NodeWeaver") + "_")
+    folder = stem_path.parent
+    base = Path(filename_prefix).name or "NodeWeaver"
+    folder.mkdir(parents=True, exist_ok=True)
+    counter = 1
+    for existing in folder.glob(f"{base}_*_.*"):
+        middle = existing.name[len(base) + 1:].split("_")[0]
+        if middle.isdigit():
+            counter = max(counter, int(middle) + 1)
+    while True:
+        filename = f"{base}_{counter:05}_.{extension}"
+        path = folder / filename
+        try:
+            with open(path, "x"):
+                pass
+            break
+        except FileExistsError:
+            counter += 1
+    subfolder = folder.relative_to(root.resolve()).as_posix()
+    return path, ("" if subfolder == "." else subfolder), filename

@@ -1,0 +1,324 @@
+"""Which nodes exist: built-in packs, third-party ComfyUI packs and imported catalogs, in one registry.
+
+The registry is also the agent's tool catalog (search, producers/consumers of a socket type, one node's
+schema as compact text) and exports itself as ComfyUI `/object_info` JSON.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import logging
+import re
+import sys
+import traceback
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from pydantic import BaseModel
+
+from nodes.search import NodeSearchIndex, SearchHit
+from nodes.spec import NodeSpec, class_object_info
+
+log = logging.getLogger(__name__)
+
+BUILTIN_PACKS: tuple[str, ...] = ("nodes.core",)
+
+
+class PackLoadError(BaseModel):
+    """A node pack that could not be loaded, reported by name; the other packs still load."""
+
+    pack: str
+    path: str
+    error: str
+
+
+class RegistryError(LookupError):
+    """Asked for a node class that the registry does not know."""
+
+
+class NodeRegistry:
+    """Node classes (executable here) and imported catalog entries (validatable, run elsewhere)."""
+
+    def __init__(self) -> None:
+        self._classes: dict[str, type] = {}
+        self._display: dict[str, str] = {}
+        self._pack_of: dict[str, str] = {}
+        self._catalog: dict[str, dict[str, Any]] = {}
+        self._spec_cache: dict[str, NodeSpec] | None = None
+        self._index: NodeSearchIndex | None = None
+        self.load_errors: list[PackLoadError] = []
+        self.packs: list[str] = []
+
+    # ---- registration -------------------------------------------------------------------------------
+    def register(self, name: str, cls: type, display_name: str | None = None, pack: str = "") -> None:
+        problem = _class_problem(name, cls)
+        if problem:
+            raise TypeError(problem)
+        self._classes[name] = cls
+        self._pack_of[name] = pack
+        if display_name:
+            self._display[name] = display_name
+        self._invalidate()
+
+    def register_module(self, module: ModuleType, pack: str) -> list[str]:
+        """Register a module's NODE_CLASS_MAPPINGS; a bad class is reported and skipped, not fatal."""
+        mappings = getattr(module, "NODE_CLASS_MAPPINGS", None)
+        if not isinstance(mappings, Mapping):
+            raise TypeError("the pack exports no NODE_CLASS_MAPPINGS dict")
+        display = getattr(module, "NODE_DISPLAY_NAME_MAPPINGS", None) or {}
+        added = []
+        for name, cls in mappings.items():
+            problem = _class_problem(str(name), cls)
+            if problem:
+                self.load_errors.append(PackLoadError(pack=pack, path=getattr(module, "__file__", "") or "",
+                                                      error=problem))
+                continue
+            self._classes[str(name)] = cls
+            self._pack_of[str(name)] = pack
+            if isinstance(display, Mapping) and name in display:
+                self._display[str(name)] = str(display[name])
+            added.append(str(name))
+        self.packs.append(pack)
+        self._invalidate()
+        return added
+
+    def load_builtin_packs(self, modules: Iterable[str] = BUILTIN_PACKS) -> None:
+        for module_name in modules:
+            try:
+                module = importlib.import_module(module_name)
+                self.register_module(module, pack=module_name)
+            except Exception as exc:  # a broken built-in must not take the others down
+                self._record_error(module_name, module_name, exc)
+
+    def load_custom_nodes(self, paths: Iterable[Path]) -> None:
+        """Load every pack in each folder (or a pack path given directly), ComfyUI's custom_nodes style."""
+        from nodes.comfy_compat import install_shims
+
+        install_shims()
+        for root in paths:
+            root = Path(root)
+            if not root.exists():
+                self.load_errors.append(PackLoadError(pack=root.name, path=str(root), error="path does not exist"))
+                continue
+            if _is_pack(root) and (root.is_file() or (root / "__init__.py").is_file()):
+                candidates = [root]
+            else:
+                candidates = sorted(p for p in root.iterdir() if _is_pack(p))
+            for pack_path in candidates:
+                self.load_pack_path(pack_path)
+
+    def load_pack_path(self, path: Path) -> list[str]:
+        """Import one pack (a module file or a package folder); failures are recorded by pack name."""
+        pack = path.stem if path.is_file() else path.name
+        try:
+            module = _import_pack(path)
+            return self.register_module(module, pack=pack)
+        except BaseException as exc:  # noqa: BLE001 - a pack may even call sys.exit at import
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            self._record_error(pack, str(path), exc)
+            return []
+
+    def import_catalog(self, object_info: Mapping[str, Any], source: str = "catalog") -> list[str]:
+        """Add nodes from a ComfyUI `/object_info` document: known and validatable, not executable here.
+
+        Classes that are executable here keep their own definition.
+        """
+        if not isinstance(object_info, Mapping):
+            raise ValueError("an object_info document must be a JSON object of node entries")
+        added = []
+        for name, entry in object_info.items():
+            if name in self._classes:
+                continue
+            try:
+                NodeSpec.from_object_info(entry, executable=False)
+            except (ValueError, TypeError) as exc:
+                self.load_errors.append(PackLoadError(pack=source, path=str(name), error=f"bad entry: {exc}"))
+                continue
+            self._catalog[str(name)] = dict(entry)
+            self._pack_of[str(name)] = source
+            added.append(str(name))
+        self.packs.append(source)
+        self._invalidate()
+        return added
+
+    def import_catalog_file(self, path: Path) -> list[str]:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        return self.import_catalog(data, source=Path(path).name)
+
+    # ---- lookup -----------------------------------------------------------------------------------------
+    def __contains__(self, name: object) -> bool:
+        return name in self._classes or name in self._catalog
+
+    def __len__(self) -> int:
+        return len(self.names())
+
+    def names(self) -> list[str]:
+        return list(self._classes) + [n for n in self._catalog if n not in self._classes]
+
+    def get_class(self, name: str) -> type | None:
+        """The executable class, or None for unknown and catalog-only nodes."""
+        return self._classes.get(name)
+
+    def is_executable(self, name: str) -> bool:
+        return name in self._classes
+
+    def pack_of(self, name: str) -> str:
+        return self._pack_of.get(name, "")
+
+    def display_name(self, name: str) -> str:
+        if name in self._catalog and name not in self._classes:
+            return str(self._catalog[name].get("display_name") or name)
+        return self._display.get(name, name)
+
+    def node_info(self, name: str) -> dict[str, Any]:
+        """One `/object_info` entry, computed now (choice lists reflect the folders as they are)."""
+        cls = self._classes.get(name)
+        if cls is not None:
+            return class_object_info(name, cls, self._display.get(name), _module_label(cls, self._pack_of[name]))
+        if name in self._catalog:
+            return self._catalog[name]
+        raise RegistryError(f"unknown node class {name!r}")
+
+    def object_info(self) -> dict[str, dict[str, Any]]:
+        """The whole catalog as ComfyUI's `/object_info`; a class whose INPUT_TYPES fails is left out."""
+        info: dict[str, dict[str, Any]] = {}
+        for name in self.names():
+            try:
+                info[name] = self.node_info(name)
+            except Exception as exc:
+                log.warning("node %s left out of object_info: %s", name, exc)
+        return info
+
+    def spec(self, name: str) -> NodeSpec:
+        """A fresh spec (calls INPUT_TYPES now); raises RegistryError for unknown names."""
+        info = self.node_info(name)
+        return NodeSpec.from_object_info(info, executable=name in self._classes, pack=self._pack_of.get(name, ""))
+
+    def specs(self) -> dict[str, NodeSpec]:
+        """Specs of every node, cached until the registry changes (for search and listings)."""
+        if self._spec_cache is None:
+            cache: dict[str, NodeSpec] = {}
+            for name in self.names():
+                try:
+                    cache[name] = self.spec(name)
+                except Exception as exc:
+                    log.warning("node %s has no usable spec: %s", name, exc)
+            self._spec_cache = cache
+        return self._spec_cache
+
+    # ---- the agent's tool catalog ----------------------------------------------------------------------
+    def search(self, query: str = "", *, produces: str | None = None, consumes: str | None = None,
+               category: str | None = None, limit: int = 10) -> list[SearchHit]:
+        if self._index is None:
+            self._index = NodeSearchIndex(self.specs())
+        return self._index.search(query, produces=produces, consumes=consumes, category=category, limit=limit)
+
+    def producers(self, socket_type: str, limit: int = 50) -> list[SearchHit]:
+        return self.search("", produces=socket_type, limit=limit)
+
+    def consumers(self, socket_type: str, limit: int = 50) -> list[SearchHit]:
+        return self.search("", consumes=socket_type, limit=limit)
+
+    def suggest(self, name: str, limit: int = 3) -> list[str]:
+        """Known class names close to a misspelt one (for unknown-class errors)."""
+        if self._index is None:
+            self._index = NodeSearchIndex(self.specs())
+        return self._index.close_names(name, limit=limit)
+
+    def describe(self, name: str) -> str:
+        from nodes.describe import describe_spec
+
+        return describe_spec(self.spec(name))
+
+    # ---- internals -----------------------------------------------------------------------------------
+    def _invalidate(self) -> None:
+        self._spec_cache = None
+        self._index = None
+
+    def _record_error(self, pack: str, path: str, exc: BaseException) -> None:
+        detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        log.warning("node pack %s failed to load: %s", pack, detail)
+        self.load_errors.append(PackLoadError(pack=pack, path=path, error=detail))
+
+
+def _class_problem(name: str, cls: Any) -> str | None:
+    if not isinstance(cls, type):
+        return f"{name}: NODE_CLASS_MAPPINGS value is not a class"
+    if not callable(getattr(cls, "INPUT_TYPES", None)):
+        return f"{name}: class has no INPUT_TYPES classmethod"
+    if not isinstance(getattr(cls, "RETURN_TYPES", None), tuple | list):
+        return f"{name}: RETURN_TYPES must be a tuple"
+    function = getattr(cls, "FUNCTION", None)
+    if not isinstance(function, str) or not callable(getattr(cls, function, None)):
+        return f"{name}: FUNCTION must name a method of the class"
+    return None
+
+
+def _is_pack(path: Path) -> bool:
+    if path.name.startswith((".", "__")) or path.name.endswith(".disabled"):
+        return False
+    if path.is_file():
+        return path.suffix == ".py"
+    return path.is_dir() and (path / "__init__.py").is_file()
+
+
+def _module_label(cls: type, pack: str) -> str:
+    module = getattr(cls, "__module__", "") or ""
+    if module.startswith("nodes."):
+        return module
+    return f"custom_nodes.{pack}" if pack else module
+
+
+_SAFE = re.compile(r"[^0-9A-Za-z_]")
+
+
+def _import_pack(path: Path) -> ModuleType:
+    """Import a pack under its own name (as ComfyUI does), so its relative imports work."""
+    name = _SAFE.sub("_", path.stem if path.is_file() else path.name)
+    if name in sys.modules and getattr(sys.modules[name], "__file__", None):
+        existing = Path(sys.modules[name].__file__ or "")
+        wanted = path if path.is_file() else path / "__init__.py"
+        if existing.resolve() != wanted.resolve():
+            name = f"nodeweaver_custom_{name}"
+    if path.is_file():
+        spec = importlib.util.spec_from_file_location(name, path)
+    else:
+        spec = importlib.util.spec_from_file_location(name, path / "__init__.py",
+                                                      submodule_search_locations=[str(path)])
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    parent = str(path.parent)
+    if parent not in sys.path:
+        sys.path.append(parent)
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return module
+
+
+_DEFAULT: dict[tuple[str, ...], NodeRegistry] = {}
+
+
+def default_registry(custom_nodes: Iterable[Path] | None = None, *, fresh: bool = False) -> NodeRegistry:
+    """Built-in packs plus the configured custom node packs; built once per process per configuration."""
+    if custom_nodes is None:
+        from nodeweaver.config import load_settings
+
+        custom_nodes = load_settings().custom_nodes
+    key = tuple(str(p) for p in custom_nodes)
+    if fresh or key not in _DEFAULT:
+        registry = NodeRegistry()
+        registry.load_builtin_packs()
+        if key:
+            registry.load_custom_nodes([Path(p) for p in key])
+        _DEFAULT[key] = registry
+    return _DEFAULT[key]

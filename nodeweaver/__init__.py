@@ -1,0 +1,3 @@
+"""NodeWeaver: words in, ComfyUI-compatible workflows out, validated and run."""
+
+__version__ = "0.1.0"
