@@ -1,0 +1,229 @@
+"""The `nodeweaver` command: thin over the stages, readable output, `--json` for machines.
+
+Exit codes: 0 success / valid, 1 invalid workflow, 2 unreadable input or bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from nodeweaver import __version__
+
+EXIT_OK, EXIT_INVALID, EXIT_UNREADABLE = 0, 1, 2
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+
+
+def _registry(args: argparse.Namespace):
+    from nodes.registry import default_registry
+
+    registry = default_registry()
+    for catalog in getattr(args, "catalog", None) or []:
+        registry.import_catalog_file(Path(catalog))
+    return registry
+
+
+def _common_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("folders and packs")
+    group.add_argument("--models-dir", help="models folder (checkpoints/, loras/, vae/ ...); env NODEWEAVER_MODELS_DIR")
+    group.add_argument("--input-dir", help="input folder; env NODEWEAVER_INPUT_DIR")
+    group.add_argument("--output-dir", help="output folder; env NODEWEAVER_OUTPUT_DIR")
+    group.add_argument("--custom-nodes", action="append", metavar="PATH",
+                       help="folder of ComfyUI custom node packs, or one pack (repeatable); env NODEWEAVER_CUSTOM_NODES")
+    group.add_argument("--catalog", action="append", metavar="OBJECT_INFO_JSON",
+                       help="import a ComfyUI /object_info catalog (nodes known and validatable, run elsewhere)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nodeweaver", description="Words in, ComfyUI workflows out.")
+    parser.add_argument("--version", action="version", version=f"nodeweaver {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("nodes", help="search the node catalog, or export it as /object_info JSON")
+    p.add_argument("words", nargs="*", help="search words (English or Chinese); none lists every node")
+    p.add_argument("--produces", metavar="TYPE", help="only nodes with an output of this socket type")
+    p.add_argument("--consumes", metavar="TYPE", help="only nodes with an input of this socket type")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--object-info", action="store_true", help="print the catalog as ComfyUI /object_info JSON")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _common_flags(p)
+
+    p = sub.add_parser("node", help="one node's full schema")
+    p.add_argument("name")
+    p.add_argument("--json", action="store_true", help="print its /object_info entry")
+    _common_flags(p)
+
+    p = sub.add_parser("validate", help="validate a workflow (API JSON, UI JSON, text form or PNG)")
+    p.add_argument("file", help="workflow file, or - for standard input")
+    p.add_argument("--json", action="store_true", help="structured errors as JSON")
+    _common_flags(p)
+
+    p = sub.add_parser("convert", help="convert a workflow to API JSON or the text form")
+    p.add_argument("file", help="workflow file, or - for standard input")
+    p.add_argument("--to", choices=["api", "text"], required=True)
+    p.add_argument("-o", "--output", help="write here instead of standard output")
+    _common_flags(p)
+    return parser
+
+
+def _apply_folder_flags(args: argparse.Namespace) -> None:
+    from nodeweaver.config import apply_overrides_to_env
+
+    apply_overrides_to_env({
+        "models_dir": getattr(args, "models_dir", None),
+        "input_dir": getattr(args, "input_dir", None),
+        "output_dir": getattr(args, "output_dir", None),
+        "custom_nodes": getattr(args, "custom_nodes", None),
+    })
+
+
+def _read_source(file: str) -> Path | str:
+    if file == "-":
+        return sys.stdin.read()
+    return Path(file)
+
+
+def _format_errors(errors: list) -> list[dict]:
+    return [e.model_dump() for e in errors]
+
+
+def cmd_nodes(args: argparse.Namespace) -> int:
+    registry = _registry(args)
+    if args.object_info:
+        _print_json(registry.object_info())
+        return EXIT_OK
+    query = " ".join(args.words)
+    hits = registry.search(query, produces=args.produces, consumes=args.consumes, limit=args.limit)
+    if args.json:
+        _print_json({"query": query, "results": [h.model_dump() for h in hits],
+                     "load_errors": [e.model_dump() for e in registry.load_errors]})
+        return EXIT_OK
+    for err in registry.load_errors:
+        print(f"warning: node pack {err.pack!r} failed to load: {err.error}", file=sys.stderr)
+    if not hits:
+        print(f"no node matches {query!r}" if query else "no nodes")
+        return EXIT_OK
+    width = max(len(h.name) for h in hits)
+    for hit in hits:
+        outputs = ", ".join(hit.outputs) or "-"
+        print(f"{hit.name:<{width}}  [{hit.category}]  -> {outputs}")
+        if hit.description:
+            print(f"{'':<{width}}  {hit.description[:100]}")
+    return EXIT_OK
+
+
+def cmd_node(args: argparse.Namespace) -> int:
+    registry = _registry(args)
+    if args.name not in registry:
+        close = registry.suggest(args.name)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        payload = {"error": {"type": "missing_node_type", "message": f"unknown node {args.name!r}{hint}",
+                             "suggestions": close}}
+        if args.json:
+            _print_json(payload)
+        else:
+            print(payload["error"]["message"], file=sys.stderr)
+        return EXIT_INVALID
+    if args.json:
+        _print_json(registry.node_info(args.name))
+    else:
+        print(registry.describe(args.name))
+    return EXIT_OK
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from compiler import WorkflowFormatError, load_workflow, validate
+
+    registry = _registry(args)
+    try:
+        loaded = load_workflow(_read_source(args.file), registry)
+    except WorkflowFormatError as exc:
+        if args.json:
+            _print_json({"valid": False, "readable": False, "errors": _format_errors(exc.errors), "warnings": []})
+        else:
+            print(f"cannot read workflow {args.file}:", file=sys.stderr)
+            for err in exc.errors:
+                print(f"  {err}", file=sys.stderr)
+        return EXIT_UNREADABLE
+    result = validate(loaded.prompt, registry)
+    warnings = loaded.warnings + result.warnings
+    if args.json:
+        _print_json({
+            "valid": result.valid, "readable": True, "format": loaded.format,
+            "errors": _format_errors(result.errors), "warnings": _format_errors(warnings),
+            "outputs": result.outputs, "good_outputs": result.good_outputs,
+            "node_errors": result.node_errors(),
+            "plan": result.plan.model_dump() if result.plan else None,
+        })
+    else:
+        name = args.file if args.file != "-" else "<stdin>"
+        if result.valid:
+            print(f"OK {name} ({loaded.format} format): {result.summary()}")
+        else:
+            print(f"INVALID {name} ({loaded.format} format): {len(result.errors)} error(s)")
+            for err in result.errors:
+                print(f"  error: {err}")
+        shown = [w for w in warnings if w.type not in ("unreachable_node", "input_default_used")]
+        for warning in shown[:50]:
+            print(f"  warning: {warning}")
+        if len(shown) > 50:
+            print(f"  ... and {len(shown) - 50} more warnings (use --json)")
+    return EXIT_OK if result.valid else EXIT_INVALID
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from compiler import WorkflowFormatError, format_text, load_workflow
+
+    registry = _registry(args)
+    try:
+        loaded = load_workflow(_read_source(args.file), registry)
+        text = format_text(loaded.prompt, registry) if args.to == "text" else \
+            json.dumps(loaded.prompt, ensure_ascii=False, indent=2) + "\n"
+    except WorkflowFormatError as exc:
+        print(f"cannot convert {args.file}:", file=sys.stderr)
+        for err in exc.errors:
+            print(f"  {err}", file=sys.stderr)
+        return EXIT_UNREADABLE
+    for warning in loaded.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+COMMANDS = {"nodes": cmd_nodes, "node": cmd_node, "validate": cmd_validate, "convert": cmd_convert}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return EXIT_UNREADABLE
+    _apply_folder_flags(args)
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as exc:  # a bug of ours: say so plainly, keep the traceback for debugging only
+        if os.environ.get("NODEWEAVER_DEBUG"):
+            raise
+        print(f"nodeweaver: internal error: {type(exc).__name__}: {exc} (set NODEWEAVER_DEBUG=1 for details)",
+              file=sys.stderr)
+        return EXIT_UNREADABLE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""Shared fixtures: isolated folders, registries, and the paths of ../shared."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).resolve().parent / "data"
+SHARED = Path(os.environ.get("NODEWEAVER_SHARED", REPO.parent / "shared"))
+CATALOG = SHARED / "fixtures" / "comfyui_object_info.json"
+
+
+@pytest.fixture(autouse=True)
+def isolated_folders(tmp_path_factory, monkeypatch):
+    """Every test gets its own data, models, input and output folders and no user config."""
+    root = tmp_path_factory.mktemp("nw")
+    for name in ("models", "input", "output", "data"):
+        (root / name).mkdir()
+    monkeypatch.setenv("NODEWEAVER_MODELS_DIR", str(root / "models"))
+    monkeypatch.setenv("NODEWEAVER_INPUT_DIR", str(root / "input"))
+    monkeypatch.setenv("NODEWEAVER_OUTPUT_DIR", str(root / "output"))
+    monkeypatch.setenv("NODEWEAVER_DATA_DIR", str(root / "data"))
+    monkeypatch.setenv("NODEWEAVER_CONFIG", str(root / "no-config.toml"))
+    monkeypatch.delenv("NODEWEAVER_CUSTOM_NODES", raising=False)
+    return root
+
+
+@pytest.fixture
+def registry():
+    from nodes.registry import NodeRegistry
+
+    reg = NodeRegistry()
+    reg.load_builtin_packs()
+    return reg
+
+
+@pytest.fixture(scope="session")
+def catalog_data() -> dict:
+    if not CATALOG.is_file():
+        pytest.skip(f"the shared ComfyUI catalog is not at {CATALOG} (set NODEWEAVER_SHARED)")
+    return json.loads(CATALOG.read_text(encoding="utf-8"))
+
+
+@pytest.fixture
+def catalog_registry(registry, catalog_data):
+    registry.import_catalog(catalog_data, source="comfyui_object_info.json")
+    return registry
+
+
+def run_cli(*args: str, stdin: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the real `nodeweaver` command the way a user does."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "nodeweaver.cli", *args], input=stdin, capture_output=True,
+                          text=True, env=full_env, cwd=REPO, timeout=120)
