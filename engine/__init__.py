@@ -1,1 +1,6 @@
-"""NodeWeaver: engine stage (see ../shared/ARCHITECTURE.md)."""
+"""Plan in, results and events out: the executor, its cache, jobs with history, and the model cache."""
+
+from engine.events import EventBus, ExecutionEvent
+from engine.executor import ExecutionResult, Executor, NodeExecutionError
+
+__all__ = ["EventBus", "ExecutionEvent", "ExecutionResult", "Executor", "NodeExecutionError"]

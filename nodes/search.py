@@ -41,9 +41,7 @@ _CJK = re.compile(r"[\u3400-\u9fff]")
 _WORD = re.compile(r"[A-Za-z]+|[0-9]+")
 _CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
 
-STOPWORDS = frozenset("""a an the this that these those of to in on at by for from with into onto and or
-then than as is are be it its my me i you your we our please use using make do node nodes some any like
-also so but not no via per""".split())
+STOPWORDS = frozenset(["a", "an", "the", "this", "that", "these", "those", "of", "to", "in", "on", "at", "by", "for", "from", "with", "into", "onto", "and", "or", "then", "than", "as", "is", "are", "be", "it", "its", "my", "me", "i", "you", "your", "we", "our", "please", "use", "using", "make", "do", "node", "nodes", "some", "any", "like", "also", "so", "but", "not", "no", "via", "per"])
 
 FIELD_WEIGHTS = {"name": 3.0, "display": 2.5, "category": 1.5, "types": 1.2, "inputs": 0.6, "description": 1.0}
 

@@ -1,6 +1,7 @@
 """The `nodeweaver` command: thin over the stages, readable output, `--json` for machines.
 
-Exit codes: 0 success / valid, 1 invalid workflow, 2 unreadable input or bad usage.
+Exit codes: 0 success / valid, 1 invalid workflow, 2 unreadable input or bad usage, 3 the run failed,
+4 the run was interrupted.
 """
 
 from __future__ import annotations
@@ -9,12 +10,15 @@ import argparse
 import json
 import os
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 from nodeweaver import __version__
 
-EXIT_OK, EXIT_INVALID, EXIT_UNREADABLE = 0, 1, 2
+EXIT_OK, EXIT_INVALID, EXIT_UNREADABLE, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4
+LOG_PATH: Path | None = None
 
 
 def _print_json(data: Any) -> None:
@@ -63,6 +67,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="validate a workflow (API JSON, UI JSON, text form or PNG)")
     p.add_argument("file", help="workflow file, or - for standard input")
     p.add_argument("--json", action="store_true", help="structured errors as JSON")
+    _common_flags(p)
+
+    p = sub.add_parser("run", help="validate and run a workflow, showing progress and listing its outputs")
+    p.add_argument("file", help="workflow file (API JSON, UI JSON, text form or PNG), or - for standard input")
+    p.add_argument("--set", action="append", default=[], metavar="NODE.INPUT=VALUE",
+                   help="override an input before running (NODE is a node id or title; VALUE is JSON or text)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--no-cache", action="store_true", help="run every node, ignoring cached outputs")
+    p.add_argument("--timeout", type=float, metavar="SECONDS", help="per-node time limit")
+    _common_flags(p)
+
+    p = sub.add_parser("history", help="recent runs from the job history")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--json", action="store_true")
     _common_flags(p)
 
     p = sub.add_parser("convert", help="convert a workflow to API JSON or the text form")
@@ -200,7 +218,191 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"nodes": cmd_nodes, "node": cmd_node, "validate": cmd_validate, "convert": cmd_convert}
+def _apply_sets(prompt: dict, sets: list[str], registry) -> dict:
+    """Apply --set NODE.INPUT=VALUE overrides; NODE may be an id or a node title.
+
+    VALUE is read as JSON (numbers, true/false, lists) except for STRING inputs, which take it as text.
+    """
+    from compiler import WorkflowError, WorkflowFormatError
+
+    prompt = json.loads(json.dumps(prompt))
+    for item in sets:
+        target, sep, raw = item.partition("=")
+        node_ref, dot, input_name = target.rpartition(".")
+        if not sep or not dot or not node_ref or not input_name:
+            raise WorkflowFormatError([WorkflowError(type="invalid_workflow_format",
+                                                     message=f"--set {item!r}: expected NODE.INPUT=VALUE")])
+        node_id = node_ref if node_ref in prompt else next(
+            (nid for nid, node in prompt.items() if (node.get("_meta") or {}).get("title") == node_ref), None)
+        if node_id is None:
+            raise WorkflowFormatError([WorkflowError(type="invalid_workflow_format",
+                                                     message=f"--set {item!r}: no node with id or title {node_ref!r}")])
+        value: object = raw
+        class_type = prompt[node_id].get("class_type")
+        spec = registry.spec(class_type) if isinstance(class_type, str) and class_type in registry else None
+        declared = spec.input(input_name) if spec else None
+        if declared is None or declared.type != "STRING":
+            try:
+                value = json.loads(raw)
+            except json.JSONDecodeError:
+                value = raw
+        prompt[node_id].setdefault("inputs", {})[input_name] = value
+    return prompt
+
+
+class _ProgressPrinter:
+    """One line per node on stderr, with a bar for nodes that report progress."""
+
+    def __init__(self, prompt: dict, total: int) -> None:
+        self.prompt = prompt
+        self.total = total
+        self.count = 0
+        self.tty = sys.stderr.isatty()
+        self.lock = threading.Lock()
+
+    def __call__(self, event) -> None:
+        with self.lock:
+            self._show(event)
+
+    def _show(self, event) -> None:
+        data = event.data
+        if event.type == "execution_cached" and data.get("nodes"):
+            print(f"  cached: {len(data['nodes'])} node(s) reused", file=sys.stderr)
+        elif event.type == "executing" and data.get("node") is not None:
+            self.count += 1
+            node = data["node"]
+            print(f"  [{self.count}/{self.total}] {node} {self.prompt.get(node, {}).get('class_type', '')}",
+                  file=sys.stderr)
+        elif event.type == "progress":
+            value, total = data.get("value", 0), data.get("max", 0) or 1
+            filled = int(20 * value / total)
+            line = f"      [{'#' * filled}{'.' * (20 - filled)}] {value}/{total}"
+            print(line, end="\r" if self.tty and value < total else "\n", file=sys.stderr)
+
+
+def _output_lines(job, output_dir: Path) -> list[str]:
+    lines = []
+    for node_id, ui in job.outputs.items():
+        class_type = job.prompt.get(node_id, {}).get("class_type", "")
+        for text in ui.get("text", []):
+            shown = text if len(text) <= 500 else text[:500] + "..."
+            lines.append(f"  {node_id} {class_type}: {shown}")
+        for key in ("images", "files", "gifs", "audio"):
+            for item in ui.get(key, []):
+                if isinstance(item, dict) and "filename" in item:
+                    path = output_dir / item.get("subfolder", "") / item["filename"]
+                    lines.append(f"  {node_id} {class_type}: {path}")
+    return lines
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from compiler import WorkflowFormatError, load_workflow
+    from engine.cache import OutputCache
+    from engine.executor import Executor
+    from engine.jobs import JobQueue, WorkflowInvalid
+    from nodeweaver.config import load_settings
+
+    registry = _registry(args)
+    try:
+        loaded = load_workflow(_read_source(args.file), registry)
+        prompt = _apply_sets(loaded.prompt, args.set, registry)
+    except WorkflowFormatError as exc:
+        if args.json:
+            _print_json({"status": "unreadable", "errors": _format_errors(exc.errors)})
+        else:
+            print(f"cannot read workflow {args.file}:", file=sys.stderr)
+            for err in exc.errors:
+                print(f"  {err}", file=sys.stderr)
+        return EXIT_UNREADABLE
+    settings = load_settings()
+    executor = Executor(registry, cache=OutputCache(enabled=not args.no_cache))
+    queue = JobQueue(registry, settings.data_dir / "jobs.sqlite3", executor=executor, node_timeout=args.timeout)
+    try:
+        job = queue.submit(prompt)
+    except WorkflowInvalid as exc:
+        if args.json:
+            _print_json({"status": "invalid", "errors": _format_errors(exc.result.errors),
+                         "node_errors": exc.result.node_errors()})
+        else:
+            print(f"INVALID workflow: {len(exc.result.errors)} error(s)", file=sys.stderr)
+            for err in exc.result.errors:
+                print(f"  error: {err}", file=sys.stderr)
+        queue.close()
+        return EXIT_INVALID
+    if not args.json:
+        executor.bus.subscribe(_ProgressPrinter(prompt, len(job.plan.get("order", []))))
+        print(f"running job {job.id} ({len(job.plan.get('order', []))} nodes)", file=sys.stderr)
+    worker = threading.Thread(target=queue.run_next, daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(timeout=0.2)
+    except KeyboardInterrupt:
+        queue.interrupt()
+        worker.join()
+    done = queue.get(job.id)
+    queue.close()
+    if args.json:
+        _print_json(done.model_dump(exclude={"prompt", "plan"}))
+    elif done.status == "success":
+        print(f"done in {sum(done.timings.values()):.2f} s: {len(done.executed)} executed, "
+              f"{len(done.cached)} cached")
+        for line in _output_lines(done, settings.output_dir):
+            print(line)
+    elif done.status == "interrupted":
+        print("interrupted", file=sys.stderr)
+    else:
+        err = done.error or {}
+        print(f"FAILED at node {err.get('node_id')} ({err.get('node_type')}): {err.get('exception_type')}: "
+              f"{err.get('exception_message')}", file=sys.stderr)
+        if LOG_PATH:
+            print(f"(details in {LOG_PATH})", file=sys.stderr)
+        for line in _output_lines(done, settings.output_dir):
+            print(line)
+    return {"success": EXIT_OK, "interrupted": EXIT_INTERRUPTED}.get(done.status, EXIT_FAILED)
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from engine.jobs import JobQueue
+    from nodeweaver.config import load_settings
+
+    queue = JobQueue(_registry(args), load_settings().data_dir / "jobs.sqlite3")
+    jobs = queue.history(limit=args.limit) + queue.pending()
+    queue.close()
+    if args.json:
+        _print_json([j.model_dump(exclude={"plan"}) for j in jobs])
+        return EXIT_OK
+    for job in jobs:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(job.created_at))
+        print(f"{when}  {job.id}  {job.status:<18} {len(job.executed)} executed, {len(job.cached)} cached")
+    return EXIT_OK
+
+
+COMMANDS = {"nodes": cmd_nodes, "node": cmd_node, "validate": cmd_validate, "convert": cmd_convert,
+            "run": cmd_run, "history": cmd_history}
+
+
+def _setup_logging() -> Path | None:
+    """Logs (tracebacks included) go to a file in the data folder, not to the user's terminal."""
+    import logging
+
+    from nodeweaver.config import load_settings
+
+    root = logging.getLogger()
+    if os.environ.get("NODEWEAVER_DEBUG"):
+        logging.basicConfig(level=logging.DEBUG)
+        return None
+    try:
+        log_dir = load_settings().data_dir / "logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        path = log_dir / "nodeweaver.log"
+        handler: logging.Handler = logging.FileHandler(path, encoding="utf-8")
+    except (OSError, ValueError):
+        path, handler = None, logging.NullHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -210,6 +412,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_UNREADABLE
     _apply_folder_flags(args)
+    global LOG_PATH
+    LOG_PATH = _setup_logging()
     try:
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:

@@ -84,6 +84,7 @@ class Example:
 from aiohttp import web
 from server import PromptServer
 
+
 @PromptServer.instance.routes.get("/hello")
 async def get_hello(request):
     return web.json_response("hello")

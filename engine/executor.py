@@ -1,0 +1,553 @@
+"""The executor: runs a compiled Plan with ComfyUI's semantics, less overhead, and concurrent branches.
+
+- Demand-driven: only what the outputs need runs; a node whose signature is cached does not run, and
+  neither does anything upstream of it.
+- Lazy inputs: `check_lazy_status` is asked (and re-asked) which lazy inputs it needs; only those run.
+- List mapping: INPUT_IS_LIST / OUTPUT_IS_LIST as in ComfyUI's `_map_node_over_list`.
+- Concurrency: ready nodes run on a thread pool; a node that is alone runs inline (no hand-off cost).
+  NOT_THREAD_SAFE classes run one at a time, USES_GPU classes share one device lock, and third-party
+  packs that do not declare THREAD_SAFE = True share one lock (ComfyUI ran them one at a time).
+- Async node functions are awaited; per-node timeouts; interrupts between nodes and via check_interrupted().
+No recursion anywhere: 100,000-node chains run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures as cf
+import inspect
+import itertools
+import logging
+import math
+import threading
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from compiler.plan import Plan
+from engine.cache import OutputCache
+from engine.events import EventBus, timestamp_ms
+from engine.progress import InterruptedExecution, NodeContext, current_node
+from nodes.registry import NodeRegistry
+
+log = logging.getLogger(__name__)
+_unique = itertools.count()
+
+
+class NodeExecutionError(Exception):
+    """A node failed; carries the structured execution_error payload."""
+
+    def __init__(self, payload: dict[str, Any]):
+        self.payload = payload
+        super().__init__(f"{payload.get('node_type')} (node {payload.get('node_id')}): "
+                         f"{payload.get('exception_type')}: {payload.get('exception_message')}")
+
+
+class NodeTimeout(Exception):
+    """A node ran past its time limit."""
+
+
+@dataclass
+class ExecutionResult:
+    """What one run produced. `node_outputs` holds the in-memory values of every node that finished."""
+
+    prompt_id: str
+    status: str  # success | error | interrupted
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)  # ui outputs of output nodes
+    executed: list[str] = field(default_factory=list)
+    cached: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    error: dict[str, Any] | None = None
+    node_outputs: dict[str, list[list[Any]]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def output_value(self, node_id: str, slot: int = 0) -> Any:
+        """The first value of one output of a node (the usual non-list case)."""
+        values = self.node_outputs[node_id][slot]
+        return values[0] if len(values) == 1 else values
+
+
+@dataclass
+class _ClassInfo:
+    cls: type
+    function: str
+    inputs: dict[str, tuple[str, bool]]  # name -> (type, lazy)
+    hidden: dict[str, str]               # name -> hidden kind (PROMPT, UNIQUE_ID ...)
+    lazy: frozenset[str]
+    has_lazy_check: bool
+    input_is_list: bool
+    output_is_list: tuple[bool, ...]
+    n_outputs: int
+    is_changed: Any
+    accepts_kwargs: bool
+    lock: threading.Lock | None
+    timeout: float | None
+
+
+def _hashable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return ("d", tuple(sorted((str(k), _hashable(v)) for k, v in value.items())))
+    if isinstance(value, list | tuple):
+        return ("l", tuple(_hashable(v) for v in value))
+    if isinstance(value, float) and math.isnan(value):
+        return ("nan",)
+    try:
+        hash(value)
+    except TypeError:
+        return ("r", repr(value))
+    return (type(value).__name__, value)
+
+
+class Executor:
+    """Runs plans; holds the output cache and the thread pool across runs."""
+
+    def __init__(self, registry: NodeRegistry, *, cache: OutputCache | None = None, bus: EventBus | None = None,
+                 max_workers: int = 8) -> None:
+        self.registry = registry
+        self.cache = cache if cache is not None else OutputCache()
+        self.bus = bus or EventBus()
+        self._pool = cf.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="nodeweaver-node")
+        self._class_info: dict[str, _ClassInfo] = {}
+        self._class_locks: dict[str, threading.Lock] = {}
+        self._device_lock = threading.Lock()
+        self._legacy_lock = threading.Lock()
+        self._interrupt = threading.Event()
+
+    # ---- control ------------------------------------------------------------------------------------
+    def interrupt(self) -> None:
+        """Stop the running execution between nodes (and inside nodes that check)."""
+        self._interrupt.set()
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # ---- class facts -------------------------------------------------------------------------------------
+    def _info(self, class_type: str) -> _ClassInfo:
+        info = self._class_info.get(class_type)
+        if info is not None:
+            return info
+        cls = self.registry.get_class(class_type)
+        if cls is None:
+            raise LookupError(f"node class {class_type!r} is not executable here (unknown or catalog-only)")
+        spec = self.registry.spec(class_type)
+        function = cls.FUNCTION
+        params = inspect.signature(getattr(cls, function)).parameters.values()
+        accepts_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+        lock = None
+        if getattr(cls, "USES_GPU", False):
+            lock = self._device_lock
+        elif getattr(cls, "NOT_THREAD_SAFE", False):
+            lock = self._class_locks.setdefault(class_type, threading.Lock())
+        elif not self.registry.pack_of(class_type).startswith("nodes.") and not getattr(cls, "THREAD_SAFE", False):
+            lock = self._legacy_lock
+        output_is_list = tuple(bool(x) for x in getattr(cls, "OUTPUT_IS_LIST", ())) or tuple(
+            False for _ in spec.outputs)
+        info = _ClassInfo(
+            cls=cls, function=function,
+            inputs={i.name: (i.type, i.lazy) for i in spec.inputs if i.section != "hidden"},
+            hidden={i.name: i.type for i in spec.inputs if i.section == "hidden"},
+            lazy=frozenset(i.name for i in spec.inputs if i.lazy),
+            has_lazy_check=callable(getattr(cls, "check_lazy_status", None)),
+            input_is_list=bool(getattr(cls, "INPUT_IS_LIST", False)),
+            output_is_list=output_is_list, n_outputs=len(spec.outputs),
+            is_changed=getattr(cls, "IS_CHANGED", None), accepts_kwargs=accepts_kwargs, lock=lock,
+            timeout=getattr(cls, "TIMEOUT", None),
+        )
+        self._class_info[class_type] = info
+        return info
+
+    # ---- signatures ------------------------------------------------------------------------------------
+    def signatures(self, plan: Plan) -> dict[str, Any]:
+        """Cache keys: class, literal inputs, upstream signatures and IS_CHANGED, in dependency order."""
+        sigs: dict[str, Any] = {}
+        prompt = plan.prompt
+        for node_id in plan.order:
+            node = prompt[node_id]
+            class_type = node["class_type"]
+            info = self._info(class_type)
+            parts = []
+            for name, value in node["inputs"].items():
+                if type(value) is list and len(value) == 2 and type(value[0]) is str and value[0] in sigs:
+                    parts.append((name, sigs[value[0]], value[1]))
+                else:
+                    parts.append((name, _hashable(value)))
+            parts.sort(key=lambda p: p[0])
+            changed: Any = None
+            if info.is_changed is not None:
+                changed = self._is_changed(info, node["inputs"], node_id)
+            sigs[node_id] = hash((class_type, tuple(parts), changed))
+        return sigs
+
+    def _is_changed(self, info: _ClassInfo, inputs: dict, node_id: str) -> Any:
+        literals = {k: v for k, v in inputs.items() if not (isinstance(v, list) and len(v) == 2
+                                                             and isinstance(v[0], str))}
+        try:
+            params = inspect.signature(info.is_changed).parameters
+            if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+                literals = {k: v for k, v in literals.items() if k in params}
+            value = info.is_changed(**literals)
+        except Exception as exc:
+            log.debug("IS_CHANGED of node %s failed (%s): treated as changed", node_id, exc)
+            return ("changed", next(_unique))
+        if isinstance(value, float) and math.isnan(value):
+            return ("changed", next(_unique))  # ComfyUI's convention for "always run"
+        return _hashable(value)
+
+    # ---- running -------------------------------------------------------------------------------------
+    def execute(self, plan: Plan, *, prompt_id: str | None = None, extra_data: dict | None = None,
+                node_timeout: float | None = None) -> ExecutionResult:
+        """Run a plan to completion, failure or interrupt. Never raises for node failures."""
+        run = _Run(self, plan, prompt_id or str(uuid.uuid4()), extra_data or {}, node_timeout)
+        self._interrupt.clear()
+        try:
+            return run.go()
+        finally:
+            self._interrupt.clear()
+
+
+class _Run:
+    """The state of one execution: the scheduler loop lives here."""
+
+    def __init__(self, executor: Executor, plan: Plan, prompt_id: str, extra_data: dict,
+                 node_timeout: float | None) -> None:
+        self.ex = executor
+        self.plan = plan
+        self.prompt = plan.prompt
+        self.prompt_id = prompt_id
+        self.extra_data = extra_data
+        self.node_timeout = node_timeout
+        self.bus = executor.bus
+        self.emitting = bool(executor.bus._subscribers)
+        self.results: dict[str, list[list[Any]]] = {}
+        self.ui: dict[str, dict[str, Any]] = {}
+        self.state: dict[str, str] = {}          # waiting | ready | running | done
+        self.pending: dict[str, int] = {}        # deps still missing
+        self.dependents: dict[str, list[str]] = {}
+        self.lazy_asked: dict[str, set[str]] = {}
+        self.result = ExecutionResult(prompt_id=prompt_id, status="success")
+
+    # -- helpers --
+    def _emit(self, event: str, **data: Any) -> None:
+        if self.emitting:
+            self.bus.emit(event, prompt_id=self.prompt_id, **data)
+
+    def _links(self, node_id: str, names: Any = None) -> list[str]:
+        inputs = self.prompt[node_id]["inputs"]
+        out = []
+        for name, value in inputs.items():
+            if names is not None and name not in names:
+                continue
+            if type(value) is list and len(value) == 2 and type(value[0]) is str:
+                out.append(value[0])
+        return out
+
+    def go(self) -> ExecutionResult:
+        start = time.perf_counter()
+        self._emit("execution_start", timestamp=timestamp_ms())
+        self.ready: list[str] = []
+        try:
+            self.sigs = self.ex.signatures(self.plan)
+            for out in self.plan.outputs:
+                self._demand(out)
+        except Exception as exc:  # a catalog-only node, or IS_CHANGED machinery failing
+            return self._finish_error(None, exc, start)
+        if self.result.cached:
+            self._emit("execution_cached", nodes=list(self.result.cached), timestamp=timestamp_ms())
+        in_flight: dict[cf.Future, tuple[str, float]] = {}
+        failure: tuple[str, BaseException] | None = None
+        interrupted_at: str | None = None
+        while self.ready or in_flight:
+            while self.ready and failure is None and interrupted_at is None:
+                node_id = self.ready.pop(0)
+                if self.ex._interrupt.is_set():
+                    interrupted_at = node_id
+                    break
+                try:
+                    if not self._lazy_satisfied(node_id):
+                        continue
+                except BaseException as exc:  # noqa: BLE001 - check_lazy_status failed
+                    failure = (node_id, exc)
+                    break
+                info = self.ex._info(self.prompt[node_id]["class_type"])
+                timeout = info.timeout or self.node_timeout
+                if not in_flight and not self.ready and not timeout:
+                    try:
+                        self._complete(node_id, self._run_node(node_id, info))
+                    except BaseException as exc:  # noqa: BLE001 - reported as execution_error
+                        failure = (node_id, exc)
+                    continue
+                future = self.ex._pool.submit(_in_context(self._run_node), node_id, info)
+                in_flight[future] = (node_id, time.monotonic() + timeout if timeout else math.inf)
+            if not in_flight:
+                break
+            deadline = min(d for _, d in in_flight.values())
+            wait_for = None if deadline == math.inf else max(0.0, deadline - time.monotonic())
+            done, _ = cf.wait(list(in_flight), timeout=wait_for, return_when=cf.FIRST_COMPLETED)
+            if not done:
+                now = time.monotonic()
+                for future, (node_id, dl) in list(in_flight.items()):
+                    if dl <= now:
+                        in_flight.pop(future)
+                        if failure is None:
+                            limit = self.ex._info(self.prompt[node_id]["class_type"]).timeout or self.node_timeout
+                            failure = (node_id, NodeTimeout(f"node ran longer than its {limit:g} s limit"))
+                continue
+            for future in done:
+                node_id, _ = in_flight.pop(future)
+                try:
+                    outputs = future.result()
+                except BaseException as exc:  # noqa: BLE001
+                    if failure is None:
+                        failure = (node_id, exc)
+                    continue
+                self._complete(node_id, outputs)
+        self.result.node_outputs = self.results
+        self.result.outputs = {n: self.ui[n] for n in self.plan.outputs if n in self.ui}
+        if failure is not None:
+            node_id, exc = failure
+            if isinstance(exc, InterruptedExecution):
+                return self._finish_interrupted(node_id, start)
+            return self._finish_error(node_id, exc, start)
+        if interrupted_at is not None:
+            return self._finish_interrupted(interrupted_at, start)
+        self.result.seconds = time.perf_counter() - start
+        self._emit("execution_success", timestamp=timestamp_ms())
+        return self.result
+
+    # -- demand-driven scheduling --
+    def _demand(self, root: str) -> None:
+        stack = [root]
+        while stack:
+            node_id = stack.pop()
+            if node_id in self.state:
+                continue
+            hit = self.ex.cache.get(self.sigs[node_id])
+            if hit is not None:
+                self.state[node_id] = "done"
+                self.results[node_id] = hit.outputs
+                if hit.ui is not None:
+                    self.ui[node_id] = hit.ui
+                    self._emit("executed", node=node_id, display_node=node_id, output=hit.ui)
+                self.result.cached.append(node_id)
+                self._release(node_id)
+                continue
+            info = self.ex._info(self.prompt[node_id]["class_type"])
+            deps = {d for d in self._links(node_id, [n for n in self.prompt[node_id]["inputs"]
+                                                     if n not in info.lazy])}
+            self.state[node_id] = "waiting"
+            missing = [d for d in deps if self.state.get(d) != "done"]
+            self.pending[node_id] = len(missing)
+            for dep in missing:
+                self.dependents.setdefault(dep, []).append(node_id)
+                stack.append(dep)
+            if not missing:
+                self.state[node_id] = "ready"
+                self.ready.append(node_id)
+
+    def _release(self, node_id: str) -> None:
+        for dependent in self.dependents.pop(node_id, ()):
+            self.pending[dependent] -= 1
+            if self.pending[dependent] == 0 and self.state.get(dependent) == "waiting":
+                self.state[dependent] = "ready"
+                self.ready.append(dependent)
+
+    def _lazy_satisfied(self, node_id: str) -> bool:
+        """Ask check_lazy_status which lazy inputs it needs; demand those and wait, or go ahead."""
+        info = self.ex._info(self.prompt[node_id]["class_type"])
+        if not info.lazy or not info.has_lazy_check:
+            if info.lazy:  # lazy inputs without a check: ComfyUI evaluates them all
+                return self._wait_for(node_id, [n for n in info.lazy if n in self.prompt[node_id]["inputs"]])
+            return True
+        values = self._gather(node_id, info, allow_missing=True)
+        instance = info.cls()
+        args = {k: (v if info.input_is_list else v[0]) for k, v in values.items()}
+        try:
+            needed = instance.check_lazy_status(**args)
+            if inspect.iscoroutine(needed):
+                needed = asyncio.run(needed)
+        except Exception as exc:
+            raise NodeExecutionError(self._error_payload(node_id, exc)) from exc
+        needed = [n for n in (needed or []) if n in info.lazy]
+        return self._wait_for(node_id, needed)
+
+    def _wait_for(self, node_id: str, names: list[str]) -> bool:
+        asked = self.lazy_asked.setdefault(node_id, set())
+        new = [n for n in names if n not in asked]
+        asked.update(new)
+        deps = {d for d in self._links(node_id, new) if self.state.get(d) != "done"}
+        if not deps:
+            return True
+        self.state[node_id] = "waiting"
+        self.pending[node_id] = len(deps)
+        for dep in deps:
+            self.dependents.setdefault(dep, []).append(node_id)
+        for dep in deps:
+            self._demand(dep)
+        return False
+
+    # -- one node --
+    def _gather(self, node_id: str, info: _ClassInfo, allow_missing: bool = False) -> dict[str, list[Any]]:
+        values: dict[str, list[Any]] = {}
+        for name, value in self.prompt[node_id]["inputs"].items():
+            if name not in info.inputs and not info.accepts_kwargs:
+                continue
+            if type(value) is list and len(value) == 2 and type(value[0]) is str:
+                src = self.results.get(value[0])
+                if src is None:
+                    if allow_missing or name in info.lazy:
+                        values[name] = [None]
+                        continue
+                    raise RuntimeError(f"input {name!r} of node {node_id} has no value yet")
+                values[name] = src[value[1]] if value[1] < len(src) else [None]
+            else:
+                values[name] = [value]
+        for name, kind in info.hidden.items():
+            if kind == "PROMPT":
+                values[name] = [self.prompt]
+            elif kind == "EXTRA_PNGINFO":
+                values[name] = [self.extra_data.get("extra_pnginfo")]
+            elif kind == "UNIQUE_ID":
+                values[name] = [node_id]
+            else:
+                values[name] = [self.extra_data.get(kind.lower())]
+        return values
+
+    def _run_node(self, node_id: str, info: _ClassInfo) -> tuple[list[list[Any]], dict | None, float]:
+        self._emit("executing", node=node_id, display_node=node_id)
+        started = time.perf_counter()
+        values = self._gather(node_id, info)
+        token = current_node.set(NodeContext(self.prompt_id, node_id, self._progress, self.ex._interrupt.is_set))
+        try:
+            if info.lock is not None:
+                with info.lock:
+                    outputs, ui = self._call(info, values)
+            else:
+                outputs, ui = self._call(info, values)
+        except NodeExecutionError:
+            raise
+        except InterruptedExecution:
+            raise
+        except BaseException as exc:
+            raise NodeExecutionError(self._error_payload(node_id, exc, values)) from exc
+        finally:
+            current_node.reset(token)
+        return outputs, ui, time.perf_counter() - started
+
+    def _call(self, info: _ClassInfo, values: dict[str, list[Any]]) -> tuple[list[list[Any]], dict | None]:
+        instance = info.cls()
+        function = getattr(instance, info.function)
+        if info.input_is_list:
+            calls = [values]
+        elif not values:
+            calls = [{}]
+        else:
+            length = max(len(v) for v in values.values())
+            if any(len(v) == 0 for v in values.values()):
+                length = 0
+            calls = [{k: v[i if i < len(v) else -1] for k, v in values.items()} for i in range(length)]
+        outputs: list[list[Any]] = [[] for _ in range(info.n_outputs)]
+        ui: dict[str, list] | None = None
+        for kwargs in calls:
+            result = function(**kwargs)
+            if inspect.iscoroutine(result):
+                result = asyncio.run(result)
+            if isinstance(result, dict):
+                if "expand" in result:
+                    raise NotImplementedError("node expansion (returning 'expand') is not supported")
+                if result.get("ui"):
+                    ui = ui or {}
+                    for key, items in result["ui"].items():
+                        ui.setdefault(key, []).extend(items if isinstance(items, list) else [items])
+                result = result.get("result", ())
+            if result is None:
+                result = ()
+            if not isinstance(result, tuple | list):
+                raise TypeError(f"{info.cls.__name__}.{info.function} must return a tuple, got {type(result).__name__}")
+            if len(result) < info.n_outputs:
+                raise TypeError(f"{info.cls.__name__}.{info.function} returned {len(result)} value(s) for "
+                                f"{info.n_outputs} output(s)")
+            for slot in range(info.n_outputs):
+                if slot < len(info.output_is_list) and info.output_is_list[slot]:
+                    outputs[slot].extend(result[slot])
+                else:
+                    outputs[slot].append(result[slot])
+        return outputs, ui
+
+    def _complete(self, node_id: str, produced: tuple[list[list[Any]], dict | None, float]) -> None:
+        outputs, ui, seconds = produced
+        self.results[node_id] = outputs
+        self.result.executed.append(node_id)
+        self.result.timings[node_id] = seconds
+        if ui is not None:
+            self.ui[node_id] = ui
+            self._emit("executed", node=node_id, display_node=node_id, output=ui)
+        self.ex.cache.put(self.sigs[node_id], outputs, ui)
+        self.state[node_id] = "done"
+        self._release(node_id)
+
+    def _progress(self, value: float, total: float, prompt_id: str, node_id: str) -> None:
+        self._emit("progress", value=value, max=total, node=node_id)
+
+    # -- endings --
+    def _error_payload(self, node_id: str | None, exc: BaseException, values: dict | None = None) -> dict[str, Any]:
+        if isinstance(exc, NodeExecutionError):
+            return exc.payload
+        class_type = self.prompt[node_id]["class_type"] if node_id else None
+        log.error("node %s (%s) failed:\n%s", node_id, class_type,
+                  "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+        hidden = self.ex._class_info[class_type].hidden if class_type in self.ex._class_info else {}
+        inputs = {name: [_describe_value(v) for v in items[:4]]
+                  for name, items in (values or {}).items() if name not in hidden}
+        return {"prompt_id": self.prompt_id, "node_id": node_id, "node_type": class_type,
+                "executed": list(self.result.executed), "exception_message": str(exc) or type(exc).__name__,
+                "exception_type": type(exc).__name__, "traceback": [], "current_inputs": inputs,
+                "current_outputs": {}}
+
+    def _finish_error(self, node_id: str | None, exc: BaseException, start: float) -> ExecutionResult:
+        payload = self._error_payload(node_id, exc)
+        payload["executed"] = list(self.result.executed)
+        self.result.status = "error"
+        self.result.error = payload
+        self.result.node_outputs = self.results
+        self.result.seconds = time.perf_counter() - start
+        if self.emitting:
+            self.bus.emit("execution_error", **payload)
+        return self.result
+
+    def _finish_interrupted(self, node_id: str | None, start: float) -> ExecutionResult:
+        class_type = self.prompt[node_id]["class_type"] if node_id else None
+        self.result.status = "interrupted"
+        self.result.error = {"node_id": node_id, "node_type": class_type, "exception_type": "InterruptedExecution",
+                             "exception_message": "interrupted by the user"}
+        self.result.node_outputs = self.results
+        self.result.seconds = time.perf_counter() - start
+        self._emit("execution_interrupted", node_id=node_id, node_type=class_type,
+                   executed=list(self.result.executed))
+        return self.result
+
+
+def _describe_value(value: Any) -> Any:
+    """A short, JSON-safe description of an input value for error reports."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        return value if len(value) <= 200 else value[:200] + "..."
+    shape = getattr(value, "shape", None)
+    if shape is not None:
+        return f"{type(value).__name__}(shape={list(shape)}, dtype={getattr(value, 'dtype', '?')})"
+    text = repr(value)
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+def _in_context(fn):
+    """Run `fn` in a copy of the caller's context (context variables cross into pool threads)."""
+    import contextvars
+
+    ctx = contextvars.copy_context()
+
+    def wrapper(*args, **kwargs):
+        return ctx.run(fn, *args, **kwargs)
+
+    return wrapper

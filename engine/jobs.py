@@ -1,0 +1,330 @@
+"""Jobs: a priority queue of validated workflows, a worker that runs them, and a history kept in SQLite.
+
+Every state change is written before it takes effect, so a restart (even after `kill -9`) loses nothing:
+queued jobs run after the restart, and a job that was running is marked `failed_by_restart` (re-running it
+is not safe in general: its nodes may have had side effects).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from compiler import validate
+from compiler.plan import Plan
+from compiler.validator import ValidationResult
+from engine.executor import Executor
+from nodes.registry import NodeRegistry
+from nodes.spec import json_safe
+
+log = logging.getLogger(__name__)
+
+JobStatus = Literal["queued", "running", "success", "error", "interrupted", "cancelled", "failed_by_restart"]
+FINISHED = ("success", "error", "interrupted", "cancelled", "failed_by_restart")
+
+
+class WorkflowInvalid(ValueError):
+    """A workflow submitted to the queue did not validate; carries the validation result."""
+
+    def __init__(self, result: ValidationResult):
+        self.result = result
+        super().__init__(f"workflow is invalid: {len(result.errors)} error(s)")
+
+
+class JobNotFound(LookupError):
+    pass
+
+
+class Job(BaseModel):
+    """One queued or finished run, as stored."""
+
+    id: str
+    number: int
+    priority: int = 0
+    status: JobStatus
+    prompt: dict[str, Any]
+    plan: dict[str, Any] = Field(default_factory=dict)
+    extra_data: dict[str, Any] = Field(default_factory=dict)
+    client_id: str | None = None
+    outputs: dict[str, Any] = Field(default_factory=dict)
+    executed: list[str] = Field(default_factory=list)
+    cached: list[str] = Field(default_factory=list)
+    timings: dict[str, float] = Field(default_factory=dict)
+    error: dict[str, Any] | None = None
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    number INTEGER NOT NULL,
+    priority INTEGER NOT NULL DEFAULT 0,
+    status TEXT NOT NULL,
+    prompt TEXT NOT NULL,
+    plan TEXT NOT NULL,
+    extra_data TEXT NOT NULL DEFAULT '{}',
+    client_id TEXT,
+    outputs TEXT NOT NULL DEFAULT '{}',
+    executed TEXT NOT NULL DEFAULT '[]',
+    cached TEXT NOT NULL DEFAULT '[]',
+    timings TEXT NOT NULL DEFAULT '{}',
+    error TEXT,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL
+);
+CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status, priority, number);
+"""
+_JSON_FIELDS = ("prompt", "plan", "extra_data", "outputs", "executed", "cached", "timings", "error")
+
+
+class JobStore:
+    """SQLite persistence for jobs (WAL mode; safe to share between threads)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._lock = threading.Lock()
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+
+    def _row(self, row: sqlite3.Row) -> Job:
+        data = dict(row)
+        for key in _JSON_FIELDS:
+            if data.get(key) is not None:
+                data[key] = json.loads(data[key])
+        return Job(**data)
+
+    def insert(self, job: Job) -> None:
+        data = job.model_dump()
+        for key in _JSON_FIELDS:
+            data[key] = json.dumps(json_safe(data[key]), ensure_ascii=False) if data[key] is not None else None
+        columns = ", ".join(data)
+        with self._lock:
+            self._db.execute(f"INSERT INTO jobs ({columns}) VALUES ({', '.join('?' * len(data))})",
+                             list(data.values()))
+
+    def update(self, job_id: str, **fields: Any) -> None:
+        for key in _JSON_FIELDS:
+            if key in fields and fields[key] is not None:
+                fields[key] = json.dumps(json_safe(fields[key]), ensure_ascii=False)
+        assignments = ", ".join(f"{k} = ?" for k in fields)
+        with self._lock:
+            self._db.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", [*fields.values(), job_id])
+
+    def claim_next(self) -> Job | None:
+        """Atomically take the highest-priority, oldest queued job and mark it running."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute("SELECT * FROM jobs WHERE status = 'queued' "
+                                       "ORDER BY priority DESC, number ASC LIMIT 1").fetchone()
+                if row is None:
+                    self._db.execute("COMMIT")
+                    return None
+                now = time.time()
+                self._db.execute("UPDATE jobs SET status = 'running', started_at = ? WHERE id = ?", (now, row["id"]))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        job = self._row(row)
+        return job.model_copy(update={"status": "running", "started_at": now})
+
+    def get(self, job_id: str) -> Job | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return self._row(row) if row else None
+
+    def list(self, statuses: tuple[str, ...] | None = None, limit: int = 200, newest_first: bool = True) -> list[Job]:
+        query = "SELECT * FROM jobs"
+        params: list[Any] = []
+        if statuses:
+            query += f" WHERE status IN ({', '.join('?' * len(statuses))})"
+            params.extend(statuses)
+        query += " ORDER BY number DESC" if newest_first else " ORDER BY priority DESC, number ASC"
+        query += " LIMIT ?"
+        params.append(limit)
+        with self._lock:
+            rows = self._db.execute(query, params).fetchall()
+        return [self._row(r) for r in rows]
+
+    def next_number(self) -> int:
+        with self._lock:
+            row = self._db.execute("SELECT COALESCE(MAX(number), -1) + 1 FROM jobs").fetchone()
+        return int(row[0])
+
+    def recover(self) -> list[str]:
+        """After a restart: jobs left running were interrupted by the restart."""
+        with self._lock:
+            rows = self._db.execute("SELECT id FROM jobs WHERE status = 'running'").fetchall()
+            self._db.execute("UPDATE jobs SET status = 'failed_by_restart', finished_at = ?, error = ? "
+                             "WHERE status = 'running'",
+                             (time.time(), json.dumps({"exception_type": "ProcessRestart",
+                                                       "exception_message": "the process stopped while this job "
+                                                                            "was running; submit it again"})))
+        return [r["id"] for r in rows]
+
+    def delete(self, job_ids: list[str] | None = None, statuses: tuple[str, ...] | None = None) -> int:
+        with self._lock:
+            if job_ids is not None:
+                cur = self._db.execute(f"DELETE FROM jobs WHERE id IN ({', '.join('?' * len(job_ids))}) "
+                                       "AND status != 'running'", job_ids)
+            elif statuses:
+                cur = self._db.execute(f"DELETE FROM jobs WHERE status IN ({', '.join('?' * len(statuses))})",
+                                       list(statuses))
+            else:
+                return 0
+        return cur.rowcount
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+class JobQueue:
+    """Validates and queues workflows, runs them one at a time in a worker thread, and keeps history."""
+
+    def __init__(self, registry: NodeRegistry, db_path: Path, *, executor: Executor | None = None,
+                 node_timeout: float | None = None) -> None:
+        self.registry = registry
+        self.store = JobStore(db_path)
+        self.executor = executor or Executor(registry)
+        self.node_timeout = node_timeout
+        self.recovered = self.store.recover()
+        self._wake = threading.Condition()
+        self._stop = False
+        self._worker: threading.Thread | None = None
+        self._running_id: str | None = None
+        self._done = threading.Condition()
+
+    # ---- submitting -----------------------------------------------------------------------------------
+    def submit(self, prompt: dict[str, Any], *, priority: int = 0, extra_data: dict | None = None,
+               client_id: str | None = None, outputs: list[str] | None = None, job_id: str | None = None) -> Job:
+        """Validate and queue; raises WorkflowInvalid with every error when the workflow is not valid."""
+        result = validate(prompt, self.registry, outputs=outputs)
+        if not result.valid or result.plan is None:
+            raise WorkflowInvalid(result)
+        job = Job(id=job_id or str(uuid.uuid4()), number=self.store.next_number(), priority=priority,
+                  status="queued", prompt=prompt, plan=result.plan.model_dump(), extra_data=extra_data or {},
+                  client_id=client_id, created_at=time.time())
+        self.store.insert(job)
+        with self._wake:
+            self._wake.notify_all()
+        return job
+
+    def cancel(self, job_id: str) -> bool:
+        """Cancel a queued job; a running one is interrupted instead. False when it had already finished."""
+        job = self.store.get(job_id)
+        if job is None:
+            raise JobNotFound(job_id)
+        if job.status == "queued":
+            self.store.update(job_id, status="cancelled", finished_at=time.time())
+            self._notify_done()
+            return True
+        if job.status == "running":
+            self.interrupt()
+            return True
+        return False
+
+    def interrupt(self) -> None:
+        self.executor.interrupt()
+
+    # ---- reading ------------------------------------------------------------------------------------
+    def get(self, job_id: str) -> Job:
+        job = self.store.get(job_id)
+        if job is None:
+            raise JobNotFound(job_id)
+        return job
+
+    def pending(self) -> list[Job]:
+        return self.store.list(("queued",), limit=10_000, newest_first=False)
+
+    def running(self) -> list[Job]:
+        return self.store.list(("running",), limit=10)
+
+    def history(self, limit: int = 200) -> list[Job]:
+        return self.store.list(FINISHED, limit=limit)
+
+    def wait(self, job_id: str, timeout: float | None = None) -> Job:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._done:
+            while True:
+                job = self.get(job_id)
+                if job.finished:
+                    return job
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return job
+                self._done.wait(timeout=0.5 if remaining is None else min(0.5, remaining))
+
+    # ---- running ------------------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._worker is not None and self._worker.is_alive():
+            return
+        self._stop = False
+        self._worker = threading.Thread(target=self._work, name="nodeweaver-jobs", daemon=True)
+        self._worker.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop = True
+        with self._wake:
+            self._wake.notify_all()
+        if self._worker is not None:
+            self._worker.join(timeout=timeout)
+
+    def close(self) -> None:
+        self.stop()
+        self.store.close()
+
+    def run_next(self) -> Job | None:
+        """Run the next queued job in this thread (used by the CLI and by the worker)."""
+        job = self.store.claim_next()
+        if job is None:
+            return None
+        self._running_id = job.id
+        try:
+            plan = Plan.model_construct(**job.plan)
+            result = self.executor.execute(plan, prompt_id=job.id, extra_data=job.extra_data,
+                                           node_timeout=self.node_timeout)
+            self.store.update(job.id, status=result.status, outputs=result.outputs, executed=result.executed,
+                              cached=result.cached, timings={k: round(v, 6) for k, v in result.timings.items()},
+                              error=result.error, finished_at=time.time())
+        except Exception as exc:  # the executor reports node failures itself; this is a bug guard
+            log.exception("job %s crashed", job.id)
+            self.store.update(job.id, status="error", finished_at=time.time(),
+                              error={"exception_type": type(exc).__name__, "exception_message": str(exc)})
+        finally:
+            self._running_id = None
+            self._notify_done()
+        return self.get(job.id)
+
+    def _work(self) -> None:
+        while not self._stop:
+            job = self.run_next()
+            if job is None:
+                with self._wake:
+                    if not self._stop:
+                        self._wake.wait(timeout=1.0)
+
+    def _notify_done(self) -> None:
+        with self._done:
+            self._done.notify_all()
