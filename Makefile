@@ -1,0 +1,34 @@
+# NodeWeaver developer entry points. `make demo` and `make test` are the README's quick start.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint bench install install-dev clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+
+install-dev: $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+
+# The main job, offline on embedded defaults: run the example workflow and list its outputs.
+demo: install
+	$(BIN)/nodeweaver run examples/welcome_text.json
+
+lint: install-dev
+	$(BIN)/ruff check .
+
+test: install-dev lint
+	$(BIN)/python -m pytest
+
+bench: install-dev
+	$(BIN)/python -m evals.benchmarks.compiler
+	$(BIN)/python -m evals.benchmarks.engine
+	$(BIN)/python -m evals.templates_report
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
