@@ -560,6 +560,9 @@ def _run_custom_validation(nid: str, class_type: str, chk: _ClassCheck, normalis
     for r in results:
         if r is not True:
             input_name = chk.validate_args[0] if len(chk.validate_args) == 1 else None
+            if input_name is None and isinstance(r, str):  # the input the message names first
+                named = sorted((r.find(a), a) for a in chk.validate_args if a in r)
+                input_name = named[0][1] if named else None
             details = str(r) if r is not False else ", ".join(args)
             add(WorkflowError(type="custom_validation_failed", node_id=nid, class_type=class_type,
                               input_name=input_name, message=f"Custom validation failed for node: {details}",

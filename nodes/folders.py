@@ -133,7 +133,10 @@ def next_output_file(filename_prefix: str, extension: str) -> tuple[Path, str, s
 
     Returns (path, subfolder, filename). The prefix may hold subfolders; it may not leave the folder.
     """
-    root = output_dir()
+    return _next_file(output_dir(), filename_prefix, extension)
+
+
+def _next_file(root: Path, filename_prefix: str, extension: str) -> tuple[Path, str, str]:
     root.mkdir(parents=True, exist_ok=True)
     stem_path = safe_join(root, (filename_prefix or "NodeWeaver") + "_")
     folder = stem_path.parent
@@ -155,3 +158,12 @@ def next_output_file(filename_prefix: str, extension: str) -> tuple[Path, str, s
             counter += 1
     subfolder = folder.relative_to(root.resolve()).as_posix()
     return path, ("" if subfolder == "." else subfolder), filename
+
+
+def temp_dir() -> Path:
+    """Previews go here (ComfyUI's temp folder), beside the outputs' data."""
+    return load_settings().data_dir / "temp"
+
+
+def next_temp_file(filename_prefix: str, extension: str) -> tuple[Path, str, str]:
+    return _next_file(temp_dir(), filename_prefix, extension)

@@ -25,7 +25,7 @@ from nodes.spec import NodeSpec, class_object_info
 
 log = logging.getLogger(__name__)
 
-BUILTIN_PACKS: tuple[str, ...] = ("nodes.core",)
+BUILTIN_PACKS: tuple[str, ...] = ("nodes.core", "nodes.diffusion")
 
 
 class PackLoadError(BaseModel):

@@ -192,7 +192,7 @@ def test_node_timeout(reg):
 
 
 def test_catalog_only_node_fails_cleanly(catalog_registry):
-    wf = {"1": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+    wf = {"1": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
           "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}}}
     result = Executor(catalog_registry).execute(plan_of(catalog_registry, wf))
     assert result.status == "error" and "not executable here" in result.error["exception_message"]

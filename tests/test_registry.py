@@ -108,10 +108,10 @@ def test_object_info_export_has_comfyui_keys_and_shapes(registry, catalog_data):
 
 def test_import_catalog_nodes_are_validatable_not_executable(catalog_registry, catalog_data):
     assert len(catalog_data) == 496
-    assert "KSampler" in catalog_registry and not catalog_registry.is_executable("KSampler")
-    ks = catalog_registry.spec("KSampler")
-    assert ks.input("steps").options["min"] == 1
-    assert "euler" in ks.input("sampler_name").choices
+    assert "CLIPSetLastLayer" in catalog_registry and not catalog_registry.is_executable("CLIPSetLastLayer")
+    last = catalog_registry.spec("CLIPSetLastLayer")
+    assert (last.input("stop_at_clip_layer").options["min"], last.executable) == (-24, False)
+    assert "KSampler" in catalog_registry and catalog_registry.is_executable("KSampler")  # ours wins
     # V3 COMBO inputs ("COMBO", {"options": [...]}) are read as choices
     assert catalog_registry.spec("RegexExtract").input("mode").choices  # ours wins: executable
     v3 = [n for n, e in catalog_data.items()
@@ -122,7 +122,7 @@ def test_import_catalog_nodes_are_validatable_not_executable(catalog_registry, c
     some = catalog_registry.spec(v3[0])
     assert any(i.type == "COMBO" and i.choices for i in some.inputs)
     # a catalog entry exports exactly as it came
-    assert catalog_registry.node_info("KSampler") == catalog_data["KSampler"]
+    assert catalog_registry.node_info("CLIPSetLastLayer") == catalog_data["CLIPSetLastLayer"]
 
 
 def test_search_english_chinese_and_by_type(catalog_registry):

@@ -1,0 +1,359 @@
+"""Latent and image nodes: EmptyLatentImage, VAEDecode/Encode, latent and image scaling, LoadImage,
+SaveImage, PreviewImage, ImageInvert. IMAGE is a float tensor [B, H, W, C] in 0..1, as in ComfyUI."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from typing import Any
+
+from nodes import folders
+from nodes.diffusion.models import torch_or_error
+
+MAX_RESOLUTION = 16384
+LATENT_METHODS = ["nearest-exact", "bilinear", "area", "bicubic", "bislerp"]
+IMAGE_METHODS = ["nearest-exact", "bilinear", "area", "bicubic", "lanczos"]
+CROP = ["disabled", "center"]
+
+
+def _center_crop(samples, width: int, height: int):
+    old_w, old_h = samples.shape[3], samples.shape[2]
+    old_aspect, new_aspect = old_w / old_h, width / height
+    x = y = 0
+    if old_aspect > new_aspect:
+        x = round((old_w - old_w * (new_aspect / old_aspect)) / 2)
+    elif old_aspect < new_aspect:
+        y = round((old_h - old_h * (old_aspect / new_aspect)) / 2)
+    return samples.narrow(-2, y, old_h - y * 2).narrow(-1, x, old_w - x * 2)
+
+
+def upscale(samples, width: int, height: int, method: str, crop: str):
+    """Resize [B, C, H, W]; like ComfyUI's common_upscale (bislerp falls back to bilinear)."""
+    torch = torch_or_error()
+    if crop == "center":
+        samples = _center_crop(samples, width, height)
+    if method == "lanczos":
+        import numpy as np
+        from PIL import Image
+
+        out = []
+        for item in samples:
+            array = (item.movedim(0, -1).clamp(0, 1).cpu().numpy() * 255).round().astype("uint8")
+            image = Image.fromarray(array.squeeze(-1) if array.shape[-1] == 1 else array)
+            image = image.resize((width, height), resample=Image.Resampling.LANCZOS)
+            tensor = torch.from_numpy(np.asarray(image).astype("float32") / 255.0)
+            out.append(tensor.unsqueeze(-1) if tensor.dim() == 2 else tensor)
+        return torch.stack(out).movedim(-1, 1)
+    mode = {"bislerp": "bilinear"}.get(method, method)
+    kwargs = {"align_corners": False} if mode in ("bilinear", "bicubic") else {}
+    return torch.nn.functional.interpolate(samples, size=(height, width), mode=mode, **kwargs)
+
+
+def _size_check(width: int, height: int, what: str) -> None:
+    if width <= 0 or height <= 0:
+        raise ValueError(f"{what}: width and height must be positive (got {width}x{height})")
+
+
+class EmptyLatentImage:
+    DESCRIPTION = "Create a new batch of empty latent images to be denoised via sampling."
+    RETURN_TYPES = ("LATENT",)
+    OUTPUT_TOOLTIPS = ("The empty latent image batch.",)
+    FUNCTION = "generate"
+    CATEGORY = "latent"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        return {"required": {
+            "width": ("INT", {"default": 512, "min": 16, "max": MAX_RESOLUTION, "step": 8,
+                              "tooltip": "The width of the latent images in pixels."}),
+            "height": ("INT", {"default": 512, "min": 16, "max": MAX_RESOLUTION, "step": 8,
+                               "tooltip": "The height of the latent images in pixels."}),
+            "batch_size": ("INT", {"default": 1, "min": 1, "max": 4096,
+                                   "tooltip": "The number of latent images in the batch."}),
+        }}
+
+    def generate(self, width: int, height: int, batch_size: int = 1):
+        torch = torch_or_error()
+        return ({"samples": torch.zeros([batch_size, 4, height // 8, width // 8])},)
+
+
+class LatentUpscale:
+    RETURN_TYPES = ("LATENT",)
+    FUNCTION = "upscale"
+    CATEGORY = "latent"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        return {"required": {
+            "samples": ("LATENT",), "upscale_method": (LATENT_METHODS,),
+            "width": ("INT", {"default": 512, "min": 0, "max": MAX_RESOLUTION, "step": 8}),
+            "height": ("INT", {"default": 512, "min": 0, "max": MAX_RESOLUTION, "step": 8}),
+            "crop": (CROP,),
+        }}
+
+    def upscale(self, samples: dict, upscale_method: str, width: int, height: int, crop: str):
+        latent = samples["samples"]
+        if width == 0 and height == 0:
+            return (samples,)
+        if width == 0:
+            width = max(64, round(latent.shape[3] * height / latent.shape[2]))
+        elif height == 0:
+            height = max(64, round(latent.shape[2] * width / latent.shape[3]))
+        out = dict(samples)
+        out["samples"] = upscale(latent, width // 8, height // 8, upscale_method, crop)
+        return (out,)
+
+
+class LatentUpscaleBy:
+    RETURN_TYPES = ("LATENT",)
+    FUNCTION = "upscale"
+    CATEGORY = "latent"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        return {"required": {"samples": ("LATENT",), "upscale_method": (LATENT_METHODS,),
+                             "scale_by": ("FLOAT", {"default": 1.5, "min": 0.01, "max": 8.0, "step": 0.01})}}
+
+    def upscale(self, samples: dict, upscale_method: str, scale_by: float):
+        latent = samples["samples"]
+        width, height = round(latent.shape[3] * scale_by), round(latent.shape[2] * scale_by)
+        _size_check(width, height, "LatentUpscaleBy")
+        out = dict(samples)
+        out["samples"] = upscale(latent, width, height, upscale_method, "disabled")
+        return (out,)
+
+
+class VAEDecode:
+    DESCRIPTION = "Decodes latent images back into pixel space images."
+    RETURN_TYPES = ("IMAGE",)
+    OUTPUT_TOOLTIPS = ("The decoded image.",)
+    FUNCTION = "decode"
+    CATEGORY = "latent"
+    USES_GPU = True
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        return {"required": {"samples": ("LATENT", {"tooltip": "The latent to be decoded."}),
+                             "vae": ("VAE", {"tooltip": "The VAE model used for decoding the latent."})}}
+
+    def decode(self, vae, samples: dict):
+        torch = torch_or_error()
+        latents = samples["samples"]
+        images = []
+        with torch.inference_mode():
+            for start in range(0, latents.shape[0], 4):
+                chunk = latents[start:start + 4].to(vae.device, vae.dtype) / vae.scaling_factor
+                decoded = vae.vae.decode(chunk).sample.float()
+                images.append(((decoded + 1.0) / 2.0).clamp(0, 1).movedim(1, -1).cpu())
+        return (torch.cat(images),)
+
+
+class VAEEncode:
+    DESCRIPTION = "Encodes images into latents with the VAE."
+    RETURN_TYPES = ("LATENT",)
+    FUNCTION = "encode"
+    CATEGORY = "latent"
+    USES_GPU = True
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        return {"required": {"pixels": ("IMAGE",), "vae": ("VAE",)}}
+
+    def encode(self, vae, pixels):
+        torch = torch_or_error()
+        factor = vae.downscale
+        height, width = (pixels.shape[1] // factor) * factor, (pixels.shape[2] // factor) * factor
+        if height == 0 or width == 0:
+            raise ValueError(f"the image ({pixels.shape[2]}x{pixels.shape[1]}) is smaller than {factor} pixels")
+        pixels = pixels[:, :height, :width, :3]
+        latents = []
+        with torch.inference_mode():
+            for start in range(0, pixels.shape[0], 4):
+                chunk = pixels[start:start + 4].movedim(-1, 1).to(vae.device, vae.dtype) * 2.0 - 1.0
+                latents.append((vae.vae.encode(chunk).latent_dist.mode() * vae.scaling_factor).float().cpu())
+        return ({"samples": torch.cat(latents)},)
+
+
+class ImageScale:
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "upscale"
+    CATEGORY = "image/upscaling"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        return {"required": {
+            "image": ("IMAGE",), "upscale_method": (IMAGE_METHODS,),
+            "width": ("INT", {"default": 512, "min": 0, "max": MAX_RESOLUTION, "step": 1}),
+            "height": ("INT", {"default": 512, "min": 0, "max": MAX_RESOLUTION, "step": 1}),
+            "crop": (CROP,),
+        }}
+
+    def upscale(self, image, upscale_method: str, width: int, height: int, crop: str):
+        if width == 0 and height == 0:
+            return (image,)
+        if width == 0:
+            width = max(1, round(image.shape[2] * height / image.shape[1]))
+        elif height == 0:
+            height = max(1, round(image.shape[1] * width / image.shape[2]))
+        return (upscale(image.movedim(-1, 1), width, height, upscale_method, crop).movedim(1, -1),)
+
+
+class ImageScaleBy:
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "upscale"
+    CATEGORY = "image/upscaling"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        return {"required": {"image": ("IMAGE",), "upscale_method": (IMAGE_METHODS,),
+                             "scale_by": ("FLOAT", {"default": 1.0, "min": 0.01, "max": 8.0, "step": 0.01})}}
+
+    def upscale(self, image, upscale_method: str, scale_by: float):
+        width, height = round(image.shape[2] * scale_by), round(image.shape[1] * scale_by)
+        _size_check(width, height, "ImageScaleBy")
+        return (upscale(image.movedim(-1, 1), width, height, upscale_method, "disabled").movedim(1, -1),)
+
+
+class ImageInvert:
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "invert"
+    CATEGORY = "image"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        return {"required": {"image": ("IMAGE",)}}
+
+    def invert(self, image):
+        return (1.0 - image,)
+
+
+class LoadImage:
+    DESCRIPTION = "Loads an image (and its alpha channel as a MASK) from the input folder."
+    RETURN_TYPES = ("IMAGE", "MASK")
+    FUNCTION = "load_image"
+    CATEGORY = "image"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        return {"required": {"image": (folders.input_files(folders.IMAGE_EXTENSIONS), {"image_upload": True})}}
+
+    @classmethod
+    def IS_CHANGED(cls, image: str) -> str:
+        try:
+            return hashlib.sha256(folders.input_path(image).read_bytes()).hexdigest()
+        except (OSError, folders.UnsafePathError):
+            return "missing"
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, image: Any = None) -> bool | str:
+        if image is None:
+            return True
+        try:
+            if not folders.input_path(str(image)).is_file():
+                return f"Invalid image file: {image}"
+        except folders.UnsafePathError as exc:
+            return str(exc)
+        return True
+
+    def load_image(self, image: str):
+        torch = torch_or_error()
+        import numpy as np
+        from PIL import Image, ImageOps
+
+        path = folders.input_path(image)
+        with Image.open(path) as opened:
+            frames = []
+            masks = []
+            for index in range(getattr(opened, "n_frames", 1)):
+                opened.seek(index)
+                frame = ImageOps.exif_transpose(opened)
+                rgb = frame.convert("RGB")
+                if frames and rgb.size != (frames[0].shape[1], frames[0].shape[0]):
+                    break
+                frames.append(torch.from_numpy(np.asarray(rgb).astype(np.float32) / 255.0))
+                if "A" in frame.getbands():
+                    alpha = np.asarray(frame.getchannel("A")).astype(np.float32) / 255.0
+                    masks.append(1.0 - torch.from_numpy(alpha))
+                else:
+                    masks.append(torch.zeros((64, 64), dtype=torch.float32))
+        return (torch.stack(frames), torch.stack(masks) if len({m.shape for m in masks}) == 1 else masks[0][None])
+
+
+def _save_png(images, prefix: str, prompt: Any, extra_pnginfo: Any, temp: bool) -> list[dict]:
+    import numpy as np
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    results = []
+    for image in images:
+        array = (image.clamp(0, 1).cpu().numpy() * 255.0).round().astype(np.uint8)
+        picture = Image.fromarray(array)
+        metadata = PngInfo()
+        if prompt is not None:
+            metadata.add_text("prompt", json.dumps(prompt))
+        if isinstance(extra_pnginfo, dict):
+            for key, value in extra_pnginfo.items():
+                metadata.add_text(key, json.dumps(value))
+        path, subfolder, filename = (folders.next_temp_file(prefix, "png") if temp
+                                     else folders.next_output_file(prefix, "png"))
+        picture.save(path, pnginfo=metadata, compress_level=1 if temp else 4)
+        results.append({"filename": filename, "subfolder": subfolder, "type": "temp" if temp else "output"})
+    return results
+
+
+class SaveImage:
+    DESCRIPTION = "Saves the input images to your output folder, with the workflow in the PNG metadata."
+    RETURN_TYPES = ()
+    FUNCTION = "save_images"
+    OUTPUT_NODE = True
+    CATEGORY = "image"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        return {"required": {
+            "images": ("IMAGE", {"tooltip": "The images to save."}),
+            "filename_prefix": ("STRING", {"default": "ComfyUI", "tooltip": "The prefix for the file to save."}),
+        }, "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"}}
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, filename_prefix: Any = None) -> bool | str:
+        if filename_prefix is None:
+            return True
+        try:
+            folders.safe_join(folders.output_dir(), str(filename_prefix) + "_")
+        except folders.UnsafePathError as exc:
+            return str(exc)
+        return True
+
+    def save_images(self, images, filename_prefix: str = "ComfyUI", prompt=None, extra_pnginfo=None):
+        return {"ui": {"images": _save_png(images, filename_prefix, prompt, extra_pnginfo, temp=False)}}
+
+
+class PreviewImage:
+    DESCRIPTION = "Shows images without keeping them (saved to the temp folder)."
+    RETURN_TYPES = ()
+    FUNCTION = "save_images"
+    OUTPUT_NODE = True
+    CATEGORY = "image"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        return {"required": {"images": ("IMAGE",)}, "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"}}
+
+    def save_images(self, images, prompt=None, extra_pnginfo=None):
+        prefix = "ComfyUI_temp_" + uuid.uuid4().hex[:5]
+        return {"ui": {"images": _save_png(images, prefix, prompt, extra_pnginfo, temp=True)}}
+
+
+NODE_CLASS_MAPPINGS = {
+    "EmptyLatentImage": EmptyLatentImage, "LatentUpscale": LatentUpscale, "LatentUpscaleBy": LatentUpscaleBy,
+    "VAEDecode": VAEDecode, "VAEEncode": VAEEncode, "ImageScale": ImageScale, "ImageScaleBy": ImageScaleBy,
+    "ImageInvert": ImageInvert, "LoadImage": LoadImage, "SaveImage": SaveImage, "PreviewImage": PreviewImage,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "EmptyLatentImage": "Empty Latent Image", "LatentUpscale": "Upscale Latent",
+    "LatentUpscaleBy": "Upscale Latent By", "VAEDecode": "VAE Decode", "VAEEncode": "VAE Encode",
+    "ImageScale": "Upscale Image", "ImageScaleBy": "Upscale Image By", "ImageInvert": "Invert Image",
+    "LoadImage": "Load Image", "SaveImage": "Save Image", "PreviewImage": "Preview Image",
+}

@@ -1,0 +1,216 @@
+"""k-diffusion-style samplers and ComfyUI's sigma schedules, on a diffusers UNet.
+
+ComfyUI samples in sigma space: a schedule of noise levels (normal, karras, exponential, simple,
+sgm_uniform, ddim_uniform) and a sampler that walks it (euler, euler_ancestral, heun, dpm_2, dpmpp_2m, ...).
+These are the same algorithms, written against a denoiser that wraps the UNet with classifier-free
+guidance, so any sampler combines with any schedule, as in ComfyUI.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+Denoise = Callable[[Any, Any], Any]  # (x, sigma) -> denoised x
+
+
+def training_sigmas(config: dict[str, Any]):
+    """The model's 1,000 training noise levels from its beta schedule."""
+    import torch
+
+    steps = int(config.get("num_train_timesteps", 1000))
+    start, end = float(config.get("beta_start", 0.00085)), float(config.get("beta_end", 0.012))
+    if config.get("beta_schedule", "scaled_linear") == "scaled_linear":
+        betas = torch.linspace(start ** 0.5, end ** 0.5, steps, dtype=torch.float64) ** 2
+    else:
+        betas = torch.linspace(start, end, steps, dtype=torch.float64)
+    alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
+    return (((1 - alphas_cumprod) / alphas_cumprod) ** 0.5).float()
+
+
+class SigmaTable:
+    def __init__(self, sigmas):
+        import torch
+
+        self.sigmas = sigmas
+        self.log_sigmas = sigmas.log()
+        self.sigma_min, self.sigma_max = float(sigmas[0]), float(sigmas[-1])
+        self.torch = torch
+
+    def sigma_to_t(self, sigma):
+        log_sigma = sigma.log()
+        dists = log_sigma - self.log_sigmas[:, None]
+        low = dists.ge(0).cumsum(dim=0).argmax(dim=0).clamp(max=self.log_sigmas.shape[0] - 2)
+        high = low + 1
+        low_v, high_v = self.log_sigmas[low], self.log_sigmas[high]
+        w = ((low_v - log_sigma) / (low_v - high_v)).clamp(0, 1)
+        return ((1 - w) * low + w * high).view(sigma.shape)
+
+    def t_to_sigma(self, t):
+        t = t.float()
+        low, high = t.floor().long(), t.ceil().long()
+        w = t.frac()
+        return ((1 - w) * self.log_sigmas[low] + w * self.log_sigmas[high]).exp()
+
+
+def schedule(name: str, steps: int, table: SigmaTable):
+    """ComfyUI's schedulers: `steps + 1` sigmas ending in 0."""
+    torch = table.torch
+    smin, smax = table.sigma_min, table.sigma_max
+    if name == "karras":
+        rho = 7.0
+        ramp = torch.linspace(0, 1, steps)
+        sig = (smax ** (1 / rho) + ramp * (smin ** (1 / rho) - smax ** (1 / rho))) ** rho
+    elif name == "exponential":
+        sig = torch.linspace(math.log(smax), math.log(smin), steps).exp()
+    elif name in ("normal", "sgm_uniform"):
+        start, end = table.sigma_to_t(torch.tensor(smax)), table.sigma_to_t(torch.tensor(smin))
+        if name == "sgm_uniform":
+            ts = torch.linspace(float(start), float(end), steps + 1)[:-1]
+        else:
+            ts = torch.linspace(float(start), float(end), steps)
+        sig = torch.stack([table.t_to_sigma(t) for t in ts])
+    elif name == "simple":
+        stride = len(table.sigmas) / steps
+        sig = torch.stack([table.sigmas[-(1 + int(i * stride))] for i in range(steps)])
+    elif name == "ddim_uniform":
+        stride = max(len(table.sigmas) // steps, 1)
+        picked = list(range(1, len(table.sigmas), stride))
+        sig = torch.stack([table.sigmas[i] for i in reversed(picked)])[:steps]
+    else:
+        raise ValueError(f"unknown schedule {name!r}")
+    return torch.cat([sig.float(), sig.new_zeros([1])])
+
+
+def _ancestral(sigma_from: float, sigma_to: float, eta: float = 1.0) -> tuple[float, float]:
+    if not eta or sigma_to == 0:
+        return sigma_to, 0.0
+    up = min(sigma_to, eta * (sigma_to ** 2 * (sigma_from ** 2 - sigma_to ** 2) / sigma_from ** 2) ** 0.5)
+    down = (sigma_to ** 2 - up ** 2) ** 0.5
+    return down, up
+
+
+def run_sampler(name: str, denoise: Denoise, x, sigmas, noise: Callable[[], Any], step_done: Callable[[], None]):
+    """Walk `sigmas` from x with one of ComfyUI's samplers; `noise()` gives fresh standard normal noise."""
+    sig = [float(s) for s in sigmas]
+    n = len(sig) - 1
+    if name in ("euler", "ddim"):
+        for i in range(n):
+            d = denoise(x, sig[i])
+            x = x + (x - d) / sig[i] * (sig[i + 1] - sig[i])
+            step_done()
+    elif name == "euler_ancestral":
+        for i in range(n):
+            d = denoise(x, sig[i])
+            down, up = _ancestral(sig[i], sig[i + 1])
+            x = x + (x - d) / sig[i] * (down - sig[i])
+            if sig[i + 1] > 0:
+                x = x + noise() * up
+            step_done()
+    elif name == "heun":
+        for i in range(n):
+            d = denoise(x, sig[i])
+            deriv = (x - d) / sig[i]
+            dt = sig[i + 1] - sig[i]
+            if sig[i + 1] == 0:
+                x = x + deriv * dt
+            else:
+                x2 = x + deriv * dt
+                d2 = denoise(x2, sig[i + 1])
+                x = x + (deriv + (x2 - d2) / sig[i + 1]) / 2 * dt
+            step_done()
+    elif name in ("dpm_2", "dpm_2_ancestral"):
+        for i in range(n):
+            d = denoise(x, sig[i])
+            target, up = _ancestral(sig[i], sig[i + 1]) if name == "dpm_2_ancestral" else (sig[i + 1], 0.0)
+            deriv = (x - d) / sig[i]
+            if target == 0:
+                x = x + deriv * (target - sig[i])
+            else:
+                mid = math.exp((math.log(sig[i]) + math.log(target)) / 2)
+                x2 = x + deriv * (mid - sig[i])
+                d2 = denoise(x2, mid)
+                x = x + (x2 - d2) / mid * (target - sig[i])
+            if up:
+                x = x + noise() * up
+            step_done()
+    elif name == "dpmpp_2m":
+        old = None
+        for i in range(n):
+            d = denoise(x, sig[i])
+            if sig[i + 1] == 0:
+                x = d
+            else:
+                t, t_next = -math.log(sig[i]), -math.log(sig[i + 1])
+                h = t_next - t
+                if old is None:
+                    d_use = d
+                else:
+                    r = (t - (-math.log(sig[i - 1]))) / h
+                    d_use = (1 + 1 / (2 * r)) * d - (1 / (2 * r)) * old
+                x = (sig[i + 1] / sig[i]) * x - math.expm1(-h) * d_use
+            old = d
+            step_done()
+    elif name == "dpmpp_2s_ancestral":
+        for i in range(n):
+            d = denoise(x, sig[i])
+            down, up = _ancestral(sig[i], sig[i + 1])
+            if down == 0:
+                x = x + (x - d) / sig[i] * (down - sig[i])
+            else:
+                t, t_next = -math.log(sig[i]), -math.log(down)
+                h = t_next - t
+                s = t + h / 2
+                x2 = (math.exp(-s) / math.exp(-t)) * x - math.expm1(-h / 2) * d
+                d2 = denoise(x2, math.exp(-s))
+                x = (math.exp(-t_next) / math.exp(-t)) * x - math.expm1(-h) * d2
+            if sig[i + 1] > 0:
+                x = x + noise() * up
+            step_done()
+    elif name in ("dpmpp_2m_sde", "dpmpp_2m_sde_gpu", "dpmpp_3m_sde", "dpmpp_3m_sde_gpu"):
+        third = name.startswith("dpmpp_3m")
+        history: list[Any] = []
+        hs: list[float] = []
+        for i in range(n):
+            d = denoise(x, sig[i])
+            if sig[i + 1] == 0:
+                x = d
+            else:
+                t, s = -math.log(sig[i]), -math.log(sig[i + 1])
+                h = s - t
+                eta_h = h  # eta = 1
+                x = sig[i + 1] / sig[i] * math.exp(-eta_h) * x + (-math.expm1(-h - eta_h)) * d
+                if third and len(history) >= 2:
+                    r0, r1 = hs[-1] / h, hs[-2] / h
+                    d1_0, d1_1 = (d - history[-1]) / r0, (history[-1] - history[-2]) / r1
+                    d1 = d1_0 + (d1_0 - d1_1) * r0 / (r0 + r1)
+                    d2 = (d1_0 - d1_1) / (r0 + r1)
+                    phi2 = math.expm1(-h - eta_h) / (h + eta_h) + 1
+                    phi3 = phi2 / (h + eta_h) - 0.5
+                    x = x + phi2 * d1 - phi3 * d2
+                elif history:
+                    r = hs[-1] / h
+                    d1 = (d - history[-1]) / r
+                    if third:
+                        phi2 = math.expm1(-h - eta_h) / (h + eta_h) + 1
+                        x = x + phi2 * d1
+                    else:
+                        x = x + 0.5 * (-math.expm1(-h - eta_h)) * d1
+                x = x + noise() * sig[i + 1] * math.sqrt(-math.expm1(-2 * eta_h))
+                hs.append(h)
+            history.append(d)
+            step_done()
+    elif name == "lcm":
+        for i in range(n):
+            d = denoise(x, sig[i])
+            x = d + noise() * sig[i + 1] if sig[i + 1] > 0 else d
+            step_done()
+    else:
+        raise ValueError(f"sampler {name!r} is not a k-diffusion sampler here")
+    return x
+
+
+K_SAMPLERS = ("euler", "ddim", "euler_ancestral", "heun", "dpm_2", "dpm_2_ancestral", "dpmpp_2m",
+              "dpmpp_2s_ancestral", "dpmpp_2m_sde", "dpmpp_2m_sde_gpu", "dpmpp_3m_sde", "dpmpp_3m_sde_gpu", "lcm")
+K_SCHEDULES = ("normal", "karras", "exponential", "simple", "sgm_uniform", "ddim_uniform")
