@@ -20,8 +20,11 @@ install-dev: $(BIN)/python
 	$(BIN)/pip install --quiet $(TORCH_PIN)
 	$(BIN)/pip install --quiet -e '.[dev,diffusion]'
 
-# The main job, offline on embedded defaults: run the example workflow and list its outputs.
+# The main job, offline on embedded defaults: run the example workflows and list their outputs
+# (the image one on a tiny random-weight demo checkpoint that this writes into the models folder).
 demo: install
+	$(BIN)/nodeweaver demo-checkpoint
+	$(BIN)/nodeweaver run examples/text_to_image.json
 	$(BIN)/nodeweaver run examples/welcome_text.json
 
 lint: install-dev

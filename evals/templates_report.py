@@ -52,8 +52,7 @@ def templates_folder() -> Path:
 
 
 def run(catalog: Path) -> dict:
-    registry = NodeRegistry()
-    registry.load_builtin_packs()
+    registry = NodeRegistry()  # the catalog alone: measured against what ComfyUI itself declared
     registry.import_catalog_file(catalog)
     totals: Counter = Counter()
     per_category: Counter = Counter()

@@ -83,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     _common_flags(p)
 
+    p = sub.add_parser("demo-checkpoint", help="write the tiny random-weight demo checkpoint into the models "
+                                               "folder (it runs every image workflow offline; its pictures are noise)")
+    _common_flags(p)
+
     p = sub.add_parser("convert", help="convert a workflow to API JSON or the text form")
     p.add_argument("file", help="workflow file, or - for standard input")
     p.add_argument("--to", choices=["api", "text"], required=True)
@@ -378,7 +382,29 @@ def cmd_history(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"nodes": cmd_nodes, "node": cmd_node, "validate": cmd_validate, "convert": cmd_convert,
+def cmd_demo_checkpoint(args: argparse.Namespace) -> int:
+    from nodes.folders import models_dir
+
+    try:
+        import torch  # noqa: F401
+
+        from nodes.diffusion.tiny import TINY_NAME, write_tiny_checkpoint
+    except ImportError:
+        print("the demo checkpoint needs the diffusion extra: pip install torch==2.13.0 && "
+              "pip install 'nodeweaver[diffusion]'", file=sys.stderr)
+        return EXIT_UNREADABLE
+    target = models_dir()
+    existing = target / "checkpoints" / f"{TINY_NAME}.safetensors"
+    if existing.is_file():
+        print(f"demo checkpoint already there: {existing}")
+        return EXIT_OK
+    written = write_tiny_checkpoint(target)
+    for kind, path in written.items():
+        print(f"wrote {kind.replace('_', ' ')}: {path}  (random weights: for trying workflows, not pictures)")
+    return EXIT_OK
+
+
+COMMANDS = {"demo-checkpoint": cmd_demo_checkpoint, "nodes": cmd_nodes, "node": cmd_node, "validate": cmd_validate, "convert": cmd_convert,
             "run": cmd_run, "history": cmd_history}
 
 
