@@ -25,7 +25,7 @@ from nodes.spec import NodeSpec, class_object_info
 
 log = logging.getLogger(__name__)
 
-BUILTIN_PACKS: tuple[str, ...] = ("nodes.core", "nodes.diffusion")
+BUILTIN_PACKS: tuple[str, ...] = ("nodes.core", "nodes.diffusion", "nodes.api")
 
 
 class PackLoadError(BaseModel):
