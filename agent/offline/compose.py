@@ -1,0 +1,304 @@
+"""The offline planner: intents and facts of a request → one of NodeWeaver's workflow templates, filled in.
+
+Templates: text-to-image (with LoRA, several seeds, hires fix), img2img, upscale, invert, Wanx, LLM chains
+(summarise → translate → save, copywriting, JSON → regex), text templates, LLM → image flows (prompt
+expansion, the travel poster) and parallel image + caption branches. It says plainly when a request is
+beyond it, and asks when something essential is missing.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.builder import WorkflowBuilder
+from agent.offline.extract import Facts, extract
+
+IMAGE_EXT = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+TEXT_EXT = (".txt", ".md", ".json", ".csv")
+DASHSCOPE_SIZES_FALLBACK = "1024*1024"
+DEFAULT_NEGATIVE = "blurry, low quality, watermark, text"
+BEYOND = ("video", "视频", "audio", "music", "音乐", "语音", "speech", "3d model", "mesh", "三维", "animation", "动画",
+          "gif")
+
+
+@dataclass
+class Question:
+    """A clarifying question with choices; the caller answers and planning resumes."""
+
+    text: str
+    choices: list[str] = field(default_factory=list)
+    slot: str = ""
+
+
+@dataclass
+class OfflineResult:
+    workflow: dict[str, Any] | None
+    summary: str
+    question: Question | None = None
+    error: str | None = None
+    template: str = ""
+
+
+def _re(pattern: str, text: str) -> bool:
+    return re.search(pattern, text, re.IGNORECASE) is not None
+
+
+class Intents:
+    def __init__(self, f: Facts, inputs: list[str]):
+        t = f.lower
+        self.beyond = any(w in t for w in BEYOND)
+        self.wanx = f.has("wanx", "万相", "wanxiang") or _re(r"dashscope.{0,20}(image|picture|图)", t)
+        self.llm = bool(f.llm_model) or f.has("llm", "gpt", "deepseek", "大模型", "语言模型", "summarize", "summarise",
+                                               "summary", "总结", "摘要", "translate", "翻译", "caption", "文案",
+                                               "slogan", "tagline", "copywriting", "chatbot", "ask an", "ask the") \
+            or _re(r"写(?!实)", f.text) or _re(r"\bwrite\b", t)
+        self.image_files = [x for x in f.files if x.lower().endswith(IMAGE_EXT)]
+        self.text_files = [x for x in f.files if x.lower().endswith(TEXT_EXT)]
+        self.invert = f.has("invert", "反相", "反色", "反转颜色", "颜色反转", "负片")
+        self.pixel_upscale = bool(self.image_files) and f.has("upscale", "放大", "enlarge", "超分", "upscaling")
+        self.hires = f.has("upscale the latent", "latent upscale", "hires", "hi-res", "second sampling", "second pass",
+                           "refine", "高清修复", "二次采样", "潜空间放大")
+        self.img2img = bool(self.image_files) and not self.invert and not self.pixel_upscale
+        self.image = self.wanx or self.img2img or self.hires or f.has(
+            "image", "picture", "photo", "poster", "draw", "render", "paint", "portrait", "illustration", "wallpaper",
+            "stable diffusion", "sdxl", "图", "画", "海报", "照片", "插画", "壁纸", "生成") or bool(f.width) \
+            or bool(self.image_files) or any(v is not None for v in (f.sampler, f.scheduler, f.steps, f.cfg,
+                                                                     f.checkpoint, f.lora)) or bool(f.seeds)
+        # a plain description with no other task is a picture to draw
+        if not self.image and not self.llm and not self.text_files and len(f.text.split()) >= 3 \
+                and "?" not in f.text and "?" not in f.text:
+            self.image = True
+        self.regex = f.has("regex", "正则", "regular expression")
+        self.template = f.has("模板", "template") and any("{" in q for q in f.quoted)
+        self.summarize = f.has("summarize", "summarise", "summary", "总结", "摘要", "概括")
+        self.translate = f.has("translate", "翻译")
+        self.save = f.has("save", "保存", "存下", "存成", "写入文件", "store")
+        self.parallel = f.has("in parallel", "parallel", "并行", "同时", "at the same time") or \
+            (self.image and f.has("caption", "文案", "slogan", "tagline") and f.has("both", "两者", "都"))
+        self.caption = f.has("caption", "slogan", "tagline", "标语", "配文")
+        self.text_only = self.llm and not self.image and not self.wanx
+
+
+# ---- text helpers -------------------------------------------------------------------------------------
+_PARAMS = [
+    r"\b\d{2,4}\s*[x×*]\s*\d{2,4}\b", r"\d{2,4}\s*[x×*]\s*\d{2,4}", r"\b\d+\s*steps?\b", r"步数\s*[::]?\s*\d+",
+    r"\d+\s*步", r"\bseeds?\s*[:=]?\s*\d+(\s*(and|,)\s*\d+)?", r"(随机)?种子\s*[::]?\s*\d+(\s*(和|与|、)\s*\d+)?",
+    r"\bcfg(\s*scale)?\s*[:=]?\s*\d+(\.\d+)?", r"using the \w+ sampler", r"with the \w+ scheduler",
+    r"\b(euler_ancestral|euler|dpmpp_2m|karras|exponential)\b", r"(use|using|with) the checkpoint \S+",
+    r"with the lora \S+( at strength \d+(\.\d+)?)?", r"\S+\.safetensors", r"at strength \d+(\.\d+)?",
+    r"(avoid|without|negative prompt:?)\s+[^.。;]+", r"(不要|避免)[^。;,,]+", r"\d+\s*张", r"生成\s*[一二两三四五六七八九十\d]+\s*张",
+    r"重绘幅度\s*\d+(\.\d+)?", r"\bdenoise\s*\d+(\.\d+)?",
+]
+_LEAD = [r"^(please\s+)?(make|generate|create|draw|render|paint|produce)\s+(me\s+)?(a|an)?\s*(\d+\s*x\s*\d+\s*)?"
+         r"((image|picture|photo|illustration|poster)\s+of\s+)?", r"^(画|生成|绘制|创作)(一只|一张|一幅|一个)?"]
+
+
+def subject_text(f: Facts) -> str:
+    """The request with its parameters and leading verbs removed: the picture it describes."""
+    text = f.text
+    for pattern in _PARAMS:
+        text = re.sub(pattern, " ", text, flags=re.IGNORECASE)
+    text = re.sub(r"\s*[,,]\s*(?=[,,.。]|$)", "", text)
+    text = re.sub(r"\s+", " ", text).strip(" ,,.。;;")
+    for pattern in _LEAD:
+        text = re.sub(pattern, "", text, flags=re.IGNORECASE).strip()
+    text = re.sub(r"^(of|a|an)\s+", "", text, flags=re.IGNORECASE).strip(" ,,.。")
+    return text or f.text
+
+
+def pick_checkpoint(f: Facts, checkpoints: list[str]) -> str | None:
+    if f.checkpoint:
+        return f.checkpoint
+    if not checkpoints:
+        return None
+    wants_xl = f.has("sdxl", "xl")
+    ranked = sorted(checkpoints, key=lambda c: (("xl" in c.lower()) != wants_xl, "v1-5" not in c.lower(), c))
+    return ranked[0]
+
+
+def template_values(f: Facts, template: str) -> str:
+    names = re.findall(r"\{(\w+)\}", template)
+    lines = []
+    for name in names:
+        m = re.search(rf"\b{name}\s*(?:是|为|=|:|:|is)\s*([^\s,,。;;]+)", f.text, re.IGNORECASE)
+        lines.append(f"{name}={m.group(1) if m else name}")
+    return "\n".join(lines)
+
+
+def _provider_for(model: str) -> str:
+    return "dashscope" if model.startswith("qwen") else "openai-compatible"
+
+
+def _llm_model(f: Facts) -> str:
+    return f.llm_model or ("qwen-max" if f.lang == "zh" else "gpt-4o-mini")
+
+
+# ---- the planner ----------------------------------------------------------------------------------------
+def plan_offline(request: str, *, checkpoints: list[str], loras: list[str], inputs: list[str],
+                 answers: dict[str, str] | None = None) -> OfflineResult:
+    answers = answers or {}
+    f = extract(request, checkpoints=checkpoints, loras=loras, inputs=inputs)
+    intents = Intents(f, inputs)
+    if intents.beyond:
+        return OfflineResult(None, "", error="The offline planner builds image, text and LLM workflows; video, audio "
+                                                "and 3D requests are beyond it. Configure an LLM provider to plan those.")
+    b = WorkflowBuilder()
+    if intents.template:
+        template = next(q for q in f.quoted if "{" in q)
+        node = b.add("TextTemplate", template=template, values=template_values(f, template))
+        b.add("SaveText", text=b.out(node), filename_prefix="NodeWeaver/text", format="txt")
+        return OfflineResult(b.prompt, "Fill the template and save the text.", template="text-template")
+    if intents.text_only or (intents.llm and intents.regex):
+        return _text_flow(b, f, intents)
+    if not intents.image:
+        return OfflineResult(None, "", error="I could not tell what to build from this request: name a picture to "
+                                                "generate, an image to edit, or a text task for an LLM.")
+    # image flows that need an input image
+    if intents.invert or intents.pixel_upscale or intents.img2img:
+        image = answers.get("image") or next((x for x in intents.image_files if x in inputs), None)
+        if image is None:
+            named = intents.image_files[0] if intents.image_files else "an image"
+            images = [x for x in inputs if x.lower().endswith(IMAGE_EXT)]
+            return OfflineResult(None, "", question=Question(
+                f"{named} is not in the input folder. Which image should I use?", images, "image"))
+        if intents.invert or intents.pixel_upscale:
+            load = b.add("LoadImage", image=image)
+            if intents.invert:
+                result = b.add("ImageInvert", image=b.out(load))
+            else:
+                result = b.add("ImageScaleBy", image=b.out(load), upscale_method="lanczos", scale_by=f.scale or 2.0)
+            b.add("SaveImage", images=b.out(result), filename_prefix="NodeWeaver/image")
+            return OfflineResult(b.prompt, "Load the image, transform it and save it.",
+                                 template="invert" if intents.invert else "upscale")
+    if intents.wanx:
+        return _wanx_flow(b, f, intents)
+    checkpoint = answers.get("checkpoint") or pick_checkpoint(f, checkpoints)
+    if checkpoint is None:
+        return OfflineResult(None, "", question=Question(
+            "No checkpoint is installed. Put one in the models/checkpoints folder, or use the demo checkpoint "
+            "(random weights) to try the workflow.", ["demo checkpoint"], "checkpoint"))
+    return _sd_flow(b, f, intents, checkpoint, image=answers.get("image") or next(
+        (x for x in intents.image_files if x in inputs), None))
+
+
+def _text_flow(b: WorkflowBuilder, f: Facts, intents: Intents) -> OfflineResult:
+    model = _llm_model(f)
+    provider = _provider_for(model)
+    source = None
+    if intents.text_files:
+        source = b.out(b.add("LoadText", path=intents.text_files[0]))
+    last = None
+    if intents.regex:
+        chat = b.add("LLMChat", provider=provider, model=model, system_prompt="Answer with JSON only.",
+                     prompt=subject_text(f), temperature=0.2, max_tokens=512, seed=0, json_output=True)
+        extract_node = b.add("RegexExtract", string=b.out(chat), regex_pattern=r'\[\s*"([^"]+)"',
+                             mode="First Group", case_insensitive=True, multiline=False, dotall=True, group_index=1)
+        b.add("PreviewAny", source=b.out(extract_node))
+        return OfflineResult(b.prompt, "Ask the LLM for JSON, extract the first item with a regex, show it.",
+                             template="llm-json-regex")
+    steps = []
+    if intents.summarize:
+        bullets = re.search(r"(\d+|three|five|three|三|五)\s*(bullet|点|条)", f.text, re.IGNORECASE)
+        how = f" in {bullets.group(1)} bullet points" if bullets else ""
+        steps.append(f"Summarize the text{how}.")
+    if intents.translate:
+        target = "Chinese" if f.has("chinese", "中文") else ("English" if f.has("english", "英文") else "Chinese")
+        steps.append(f"Translate the text into {target}. Answer with the translation only.")
+    if not steps:
+        steps.append("")
+    for index, system in enumerate(steps):
+        if index == 0:
+            prompt: Any = source if source is not None else f.text
+            if source is not None and not system:
+                system = f.text
+        else:
+            prompt = b.out(last)
+        last = b.add("LLMChat", provider=provider, model=model, system_prompt=system, prompt=prompt,
+                     temperature=0.7, max_tokens=1024, seed=0, json_output=False)
+    if intents.save or f.lang == "zh" and f.has("保存", "存"):
+        b.add("SaveText", text=b.out(last), filename_prefix="NodeWeaver/text", format="txt")
+    else:
+        b.add("PreviewAny", source=b.out(last))
+    return OfflineResult(b.prompt, "LLM steps: " + " → ".join(s or "answer the request" for s in steps),
+                         template="llm-chain")
+
+
+def _prompt_writer(b: WorkflowBuilder, f: Facts, subject: str) -> str:
+    model = _llm_model(f)
+    system = ("You write prompts for text-to-image models. Turn the user's idea into one detailed English image "
+              "prompt (subject, setting, light, style). Answer with the prompt only.")
+    return b.add("LLMChat", provider=_provider_for(model), model=model, system_prompt=system, prompt=f.text,
+                 temperature=0.7, max_tokens=400, seed=0, json_output=False)
+
+
+def _wanx_flow(b: WorkflowBuilder, f: Facts, intents: Intents) -> OfflineResult:
+    size = f.size_text if f.size_text else DASHSCOPE_SIZES_FALLBACK
+    from nodes.api.nodes import DASHSCOPE_SIZES
+
+    if size not in DASHSCOPE_SIZES:
+        size = DASHSCOPE_SIZES_FALLBACK
+    prompt: Any = subject_text(f)
+    if intents.llm:
+        prompt = b.out(_prompt_writer(b, f, subject_text(f)))
+    wanx = b.add("DashScopeImageSynthesis", model="wanx2-t2i-lite", prompt=prompt,
+                 negative_prompt=f.negative or "", size=size, seed=f.seeds[0] if f.seeds else 0, n=f.batch or 1)
+    b.add("SaveImage", images=b.out(wanx), filename_prefix="NodeWeaver/wanx")
+    if intents.parallel or intents.caption:
+        _caption_branch(b, f)
+    return OfflineResult(b.prompt, "Wanx text-to-image" + (" from an LLM-written prompt" if intents.llm else ""),
+                         template="wanx")
+
+
+def _caption_branch(b: WorkflowBuilder, f: Facts) -> None:
+    model = _llm_model(f)
+    chat = b.add("LLMChat", provider=_provider_for(model), model=model,
+                 system_prompt="You write short marketing copy. Answer with one line.",
+                 prompt=f"Write a one-line marketing caption for: {subject_text(f)}", temperature=0.8,
+                 max_tokens=100, seed=0, json_output=False)
+    b.add("SaveText", text=b.out(chat), filename_prefix="NodeWeaver/caption", format="txt")
+
+
+def _sd_flow(b: WorkflowBuilder, f: Facts, intents: Intents, checkpoint: str, image: str | None) -> OfflineResult:
+    ckpt = b.add("CheckpointLoaderSimple", ckpt_name=checkpoint)
+    model, clip = b.out(ckpt, 0), b.out(ckpt, 1)
+    if f.lora:
+        strength = f.lora_strength if f.lora_strength is not None else 1.0
+        lora = b.add("LoraLoader", model=model, clip=clip, lora_name=f.lora, strength_model=strength,
+                     strength_clip=strength)
+        model, clip = b.out(lora, 0), b.out(lora, 1)
+    subject = f.quoted[0] if f.quoted else subject_text(f)
+    if intents.llm and not intents.parallel:
+        text: Any = b.out(_prompt_writer(b, f, subject))
+    else:
+        text = subject
+    positive = b.add("CLIPTextEncode", title="Positive prompt", text=text, clip=clip)
+    negative = b.add("CLIPTextEncode", title="Negative prompt", text=f.negative or DEFAULT_NEGATIVE, clip=clip)
+    if intents.img2img and image:
+        load = b.add("LoadImage", image=image)
+        latent = b.add("VAEEncode", pixels=b.out(load), vae=b.out(ckpt, 2))
+        denoise = f.denoise if f.denoise is not None else 0.6
+    else:
+        latent = b.add("EmptyLatentImage", width=f.width or 512, height=f.height or 512, batch_size=f.batch or 1)
+        denoise = 1.0
+    seeds = f.seeds or [0]
+    for seed in seeds:
+        sampled = b.add("KSampler", model=model, seed=seed, steps=f.steps or 20, cfg=f.cfg if f.cfg is not None else 7.0,
+                        sampler_name=f.sampler or "euler", scheduler=f.scheduler or "normal",
+                        positive=b.out(positive), negative=b.out(negative), latent_image=b.out(latent),
+                        denoise=denoise)
+        if intents.hires:
+            upscaled = b.add("LatentUpscaleBy", samples=b.out(sampled), upscale_method="nearest-exact",
+                             scale_by=f.scale or 1.5)
+            second = f.denoise if f.denoise is not None else 0.5
+            sampled = b.add("KSampler", model=model, seed=seed, steps=f.steps or 20,
+                            cfg=f.cfg if f.cfg is not None else 7.0, sampler_name=f.sampler or "euler",
+                            scheduler=f.scheduler or "normal", positive=b.out(positive), negative=b.out(negative),
+                            latent_image=b.out(upscaled), denoise=second)
+        decoded = b.add("VAEDecode", samples=b.out(sampled), vae=b.out(ckpt, 2))
+        b.add("SaveImage", images=b.out(decoded), filename_prefix="NodeWeaver/image")
+    if intents.parallel or (intents.caption and intents.llm):
+        _caption_branch(b, f)
+    kind = "img2img" if intents.img2img else ("hires-fix" if intents.hires else "text-to-image")
+    return OfflineResult(b.prompt, f"Stable Diffusion {kind} with {checkpoint}", template=kind)

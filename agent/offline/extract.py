@@ -1,0 +1,126 @@
+"""What a request states, read with patterns (Chinese and English): sizes, counts, steps, cfg, seeds,
+sampler and scheduler, denoise, model / LoRA / file names, quoted texts, negatives, and the intents."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+CN_DIGITS = {"零": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9, "十": 10}
+NUM = r"(\d+(?:\.\d+)?)"
+SAMPLERS = ["euler_ancestral", "euler", "heun", "dpm_2_ancestral", "dpm_2", "lms", "dpmpp_2s_ancestral",
+            "dpmpp_2m_sde", "dpmpp_3m_sde", "dpmpp_2m", "ddim", "ddpm", "uni_pc_bh2", "uni_pc", "lcm", "deis"]
+SCHEDULERS = ["karras", "exponential", "sgm_uniform", "simple", "ddim_uniform", "normal", "beta"]
+LLM_MODELS = ["gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "gpt-4.1", "o4-mini", "qwen-max", "qwen-plus", "qwen-turbo",
+              "qwen-long", "deepseek-chat", "deepseek-reasoner", "glm-4", "moonshot-v1-8k"]
+
+
+def cn_number(text: str) -> int | None:
+    if text.isdigit():
+        return int(text)
+    if text in CN_DIGITS:
+        return CN_DIGITS[text]
+    if len(text) == 2 and text[0] == "十" and text[1] in CN_DIGITS:
+        return 10 + CN_DIGITS[text[1]]
+    return None
+
+
+@dataclass
+class Facts:
+    text: str
+    lower: str
+    lang: str
+    width: int | None = None
+    height: int | None = None
+    size_text: str | None = None
+    batch: int | None = None
+    steps: int | None = None
+    cfg: float | None = None
+    seeds: list[int] = field(default_factory=list)
+    sampler: str | None = None
+    scheduler: str | None = None
+    denoise: float | None = None
+    checkpoint: str | None = None
+    lora: str | None = None
+    lora_strength: float | None = None
+    files: list[str] = field(default_factory=list)
+    quoted: list[str] = field(default_factory=list)
+    negative: str | None = None
+    llm_model: str | None = None
+    scale: float | None = None
+    image_count_words: int | None = None
+
+    def has(self, *words: str) -> bool:
+        return any(w.lower() in self.lower for w in words)
+
+
+def _first(pattern: str, text: str, flags: int = re.IGNORECASE) -> re.Match | None:
+    return re.search(pattern, text, flags)
+
+
+def extract(text: str, *, checkpoints: list[str], loras: list[str], inputs: list[str]) -> Facts:
+    lang = "zh" if re.search(r"[\u4e00-\u9fff]", text) else "en"
+    facts = Facts(text=text, lower=text.lower(), lang=lang)
+    if m := _first(r"(\d{2,4})\s*[x×*]\s*(\d{2,4})", text):
+        facts.width, facts.height = int(m.group(1)), int(m.group(2))
+        facts.size_text = f"{m.group(1)}*{m.group(2)}"
+    elif facts.has("横版", "landscape orientation", "horizontal"):
+        facts.width, facts.height = 1024, 768
+    elif facts.has("竖版", "portrait orientation", "vertical"):
+        facts.width, facts.height = 768, 1024
+    if m := _first(r"(\d+|[一二两三四五六七八九十])\s*张", text):
+        facts.batch = cn_number(m.group(1))
+    elif m := _first(r"\b(\d+)\s+(?:different\s+|distinct\s+)?(?:images|pictures|photos|variations|versions)\b", text):
+        facts.batch = int(m.group(1))
+    elif m := _first(r"batch(?:\s+size)?\s+(?:of\s+)?(\d+)", text):
+        facts.batch = int(m.group(1))
+    if m := _first(r"(\d+)\s*steps?\b", text) or _first(r"步数\s*[::]?\s*(\d+)", text) or \
+            _first(r"(\d+)\s*步", text) or _first(r"steps?\s*[:=]?\s*(\d+)", text):
+        facts.steps = int(m.group(1))
+    if m := _first(r"cfg(?:\s*scale)?\s*[:=]?\s*" + NUM, text) or _first(r"(?:引导系数|提示词相关性)\s*[::]?\s*" + NUM, text):
+        facts.cfg = float(m.group(1))
+    seeds = re.findall(r"(?:seeds?|种子)\s*[::=]?\s*(\d+)(?:\s*(?:and|和|与|,|,|、)\s*(\d+))?", text, re.IGNORECASE)
+    for a, b in seeds:
+        facts.seeds += [int(a)] + ([int(b)] if b else [])
+    if not facts.seeds and (m := _first(r"随机种子\s*(\d+)\s*(?:和|与|,|、)\s*(\d+)", text)):
+        facts.seeds = [int(m.group(1)), int(m.group(2))]
+    for name in SAMPLERS:
+        if re.search(rf"(?<![a-z_]){re.escape(name)}(?![a-z_])", facts.lower):
+            facts.sampler = name
+            break
+    for name in SCHEDULERS:
+        if re.search(rf"(?<![a-z_]){name}(?![a-z_])", facts.lower) and not (name == "normal" and "normal" not in
+                                                                           facts.lower.split()):
+            facts.scheduler = name
+            break
+    if m := _first(r"(?:denoise|denoising(?:\s+strength)?|重绘幅度|重绘强度)\s*(?:of|at|=|:|:)?\s*" + NUM, text):
+        facts.denoise = float(m.group(1))
+    facts.checkpoint = _mentioned(text, checkpoints)
+    facts.lora = _mentioned(text, loras)
+    if facts.lora and (m := _first(r"(?:strength|weight|权重|强度)\s*(?:of|at|=|:|:)?\s*" + NUM, text)):
+        facts.lora_strength = float(m.group(1))
+    mentioned = re.findall(r"[\w\-./]+\.(?:png|jpe?g|webp|bmp|txt|md|json|csv)", text, re.IGNORECASE)
+    facts.files = [f for f in mentioned if f in inputs] + [f for f in mentioned if f not in inputs]
+    facts.quoted = [q for q in re.findall(r"[“\"「『']([^”\"」』']+)[”\"」』']", text) if q.strip()]
+    if m := _first(r"(?:avoid|without|no|negative(?: prompt)?[:：]?)\s+([^.。;;]+)", text):
+        facts.negative = re.sub(r"\s+and\s+", ", ", m.group(1)).strip(" .")
+    elif m := _first(r"(?:不要|避免|负面提示词?[::]?)\s*([^。;;,,]+)", text):
+        facts.negative = m.group(1).strip()
+    for name in LLM_MODELS:
+        if name in facts.lower:
+            facts.llm_model = name
+            break
+    if facts.llm_model is None and facts.has("通义千问", "千问", "qwen"):
+        facts.llm_model = "qwen-max"
+    if m := _first(r"(?:by|到|放大)\s*" + NUM + r"\s*(?:x|×|倍)", text) or _first(NUM + r"\s*(?:x|×)\b", text):
+        facts.scale = float(m.group(1))
+    return facts
+
+
+def _mentioned(text: str, names: list[str]) -> str | None:
+    lowered = text.lower()
+    for name in sorted(names, key=len, reverse=True):
+        stem = name.rsplit(".", 1)[0].lower()
+        if name.lower() in lowered or (len(stem) > 4 and stem in lowered):
+            return name
+    return None

@@ -1,0 +1,53 @@
+"""A suite's `environment`: placeholder model files and small real input files in a scratch folder, with
+the NODEWEAVER_* folders pointed at them, so names in the requests exist as on a user's machine."""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+KIND_FOLDERS = {"checkpoints": "checkpoints", "loras": "loras", "vae": "vae", "upscale_models": "upscale_models",
+                "text_encoders": "text_encoders", "diffusion_models": "diffusion_models", "embeddings": "embeddings"}
+
+
+def build_environment(spec: dict[str, Any], root: Path) -> dict[str, Path]:
+    models, inputs, outputs = root / "models", root / "input", root / "output"
+    for folder in (models, inputs, outputs):
+        folder.mkdir(parents=True, exist_ok=True)
+    for kind, folder in KIND_FOLDERS.items():
+        for name in spec.get(kind, []) or []:
+            path = models / folder / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"placeholder: not a real model")
+    for name in spec.get("input", []) or []:
+        path = inputs / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        suffix = path.suffix.lower()
+        if suffix in (".png", ".jpg", ".jpeg", ".webp", ".bmp"):
+            from PIL import Image
+
+            Image.new("RGB", (96, 64), (180, 120, 60)).save(path)
+        else:
+            path.write_text("NodeWeaver keeps workflows valid.\nIt plans, validates, repairs and runs them.\n"
+                            "This is a small text file for evaluation.\n", encoding="utf-8")
+    return {"models": models, "input": inputs, "output": outputs}
+
+
+@contextmanager
+def environment(spec: dict[str, Any], root: Path):
+    """Build the environment and point NodeWeaver at it for the duration."""
+    folders = build_environment(spec, root)
+    saved = {k: os.environ.get(k) for k in ("NODEWEAVER_MODELS_DIR", "NODEWEAVER_INPUT_DIR", "NODEWEAVER_OUTPUT_DIR")}
+    os.environ["NODEWEAVER_MODELS_DIR"] = str(folders["models"])
+    os.environ["NODEWEAVER_INPUT_DIR"] = str(folders["input"])
+    os.environ["NODEWEAVER_OUTPUT_DIR"] = str(folders["output"])
+    try:
+        yield folders
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
