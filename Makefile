@@ -20,12 +20,11 @@ install-dev: $(BIN)/python
 	$(BIN)/pip install --quiet $(TORCH_PIN)
 	$(BIN)/pip install --quiet -e '.[dev,diffusion]'
 
-# The main job, offline on embedded defaults: run the example workflows and list their outputs
-# (the image one on a tiny random-weight demo checkpoint that this writes into the models folder).
+# The main job, offline on embedded defaults: a sentence in, a validated workflow out, run end to end
+# (with no checkpoint installed, on a tiny random-weight demo checkpoint written into the models folder).
+REQUEST ?= 画一只在雪地里奔跑的红狐狸,512x384,步数12,种子7
 demo: install
-	$(BIN)/nodeweaver demo-checkpoint
-	$(BIN)/nodeweaver run examples/text_to_image.json
-	$(BIN)/nodeweaver run examples/welcome_text.json
+	$(BIN)/nodeweaver plan "$(REQUEST)" --run
 
 lint: install-dev
 	$(BIN)/ruff check .

@@ -17,7 +17,7 @@ from typing import Any
 
 from nodeweaver import __version__
 
-EXIT_OK, EXIT_INVALID, EXIT_UNREADABLE, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4
+EXIT_OK, EXIT_INVALID, EXIT_UNREADABLE, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_QUESTION = 0, 1, 2, 3, 4, 5
 LOG_PATH: Path | None = None
 
 
@@ -49,6 +49,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nodeweaver", description="Words in, ComfyUI workflows out.")
     parser.add_argument("--version", action="version", version=f"nodeweaver {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("plan", help="plan a workflow from a request in words (offline, or with an LLM provider)")
+    p.add_argument("request", help="what the workflow should do, in Chinese or English")
+    p.add_argument("-o", "--output", help="write the workflow (API JSON) here")
+    p.add_argument("--run", action="store_true", help="run the workflow once it validates")
+    p.add_argument("--provider", help="plan with this LLM provider (openai-compatible, dashscope or a profile); "
+                                      "default: the offline planner, or NODEWEAVER_PLANNER_PROVIDER")
+    p.add_argument("--model", help="the provider's model for planning")
+    p.add_argument("--answer", action="append", default=[], metavar="SLOT=VALUE",
+                   help="answer a clarifying question (e.g. image=photo.png, checkpoint='demo checkpoint')")
+    p.add_argument("--max-repairs", type=int, default=3)
+    p.add_argument("--json", action="store_true", help="print the whole result (workflow, trace) as JSON")
+    _common_flags(p)
 
     p = sub.add_parser("nodes", help="search the node catalog, or export it as /object_info JSON")
     p.add_argument("words", nargs="*", help="search words (English or Chinese); none lists every node")
@@ -404,7 +417,93 @@ def cmd_demo_checkpoint(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"demo-checkpoint": cmd_demo_checkpoint, "nodes": cmd_nodes, "node": cmd_node, "validate": cmd_validate, "convert": cmd_convert,
+def _show_step(entry: dict) -> None:
+    step = entry.get("step")
+    if step == "understand":
+        facts = ", ".join(f"{k}={v}" for k, v in entry.get("facts", {}).items() if k != "lang")
+        print(f"  understand: {facts or '-'}", file=sys.stderr)
+    elif step == "retrieve":
+        print(f"  search nodes: {', '.join(entry.get('nodes', []))}", file=sys.stderr)
+    elif step in ("draft", "repair"):
+        what = entry.get("template") or entry.get("tool")
+        extra = f" (patch: +{len(entry['patch']['added'])} -{len(entry['patch']['removed'])} lines)" \
+            if entry.get("patch") else ""
+        print(f"  {step}: {what}{extra}", file=sys.stderr)
+    elif step == "validate":
+        if entry.get("valid"):
+            print("  validate: ok", file=sys.stderr)
+        else:
+            print(f"  validate: {len(entry.get('errors', []))} error(s)", file=sys.stderr)
+            for err in entry.get("errors", [])[:5]:
+                print(f"    - {err.get('type')}: {err.get('message')}", file=sys.stderr)
+    elif step == "run":
+        print(f"  run: {entry.get('status')} ({len(entry.get('executed', []))} nodes executed)", file=sys.stderr)
+    elif step == "ask":
+        print(f"  question: {entry['question']['text']}", file=sys.stderr)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from agent.llm import configured_provider
+    from agent.planner import DEMO_CHOICE, plan
+    from nodes.folders import model_files
+    from nodeweaver.config import load_settings
+
+    registry = _registry(args)
+    answers = {}
+    for item in args.answer:
+        slot, sep, value = item.partition("=")
+        if not sep:
+            print(f"--answer {item!r}: expected SLOT=VALUE", file=sys.stderr)
+            return EXIT_UNREADABLE
+        answers[slot.strip()] = value.strip()
+    provider = args.provider or configured_provider()
+    if not model_files("checkpoints") and "checkpoint" not in answers:
+        answers["checkpoint"] = DEMO_CHOICE  # so the whole path runs on a fresh machine
+    if not args.json:
+        print(f"planning with {'the offline planner' if provider is None else provider}: {args.request}",
+              file=sys.stderr)
+    result = plan(args.request, provider=provider, model=args.model, registry=registry, run=args.run,
+                  answers=answers, max_repairs=args.max_repairs, on_step=None if args.json else _show_step,
+                  checkpoint_path=load_settings().data_dir / "plans.sqlite3" if provider else None)
+    if args.output and result.workflow:
+        Path(args.output).write_text(json.dumps(result.workflow, ensure_ascii=False, indent=2) + "\n",
+                                     encoding="utf-8")
+    if args.json:
+        _print_json(result.model_dump())
+    else:
+        if result.status == "question":
+            print(f"QUESTION: {result.question['text']}")
+            if result.question.get("choices"):
+                print(f"  choices: {', '.join(result.question['choices'])}")
+            print(f"  answer with: --answer {result.question.get('slot')}=VALUE")
+        elif result.status in ("valid", "ran"):
+            if any("tiny-sd15-random" in json.dumps(n) for n in (result.workflow or {}).values()):
+                print("note: no checkpoint is installed, so this uses the demo checkpoint (random weights: "
+                      "the path runs, the pictures are noise)", file=sys.stderr)
+            print(result.text, end="")
+            print(f"# {result.summary}")
+            if args.output:
+                print(f"# workflow written to {args.output}")
+            settings = load_settings()
+            for node_id, ui in result.outputs.items():
+                for text in ui.get("text", []):
+                    print(f"  output {node_id}: {text if len(text) <= 300 else text[:300] + '...'}")
+                for key in ("images", "files"):
+                    for item in ui.get(key, []):
+                        if isinstance(item, dict) and "filename" in item:
+                            root = settings.output_dir if item.get("type") != "temp" else settings.data_dir / "temp"
+                            print(f"  output {node_id}: {root / item.get('subfolder', '') / item['filename']}")
+        else:
+            print(f"FAILED: {result.summary}", file=sys.stderr)
+            for err in result.errors[:10]:
+                print(f"  - {err.get('type')}: {err.get('message')}", file=sys.stderr)
+    codes = {"valid": EXIT_OK, "ran": EXIT_OK, "question": EXIT_QUESTION}
+    if result.status == "failed" and any(e.get("type") == "execution_error" for e in result.errors):
+        return EXIT_FAILED
+    return codes.get(result.status, EXIT_INVALID)
+
+
+COMMANDS = {"plan": cmd_plan, "demo-checkpoint": cmd_demo_checkpoint, "nodes": cmd_nodes, "node": cmd_node, "validate": cmd_validate, "convert": cmd_convert,
             "run": cmd_run, "history": cmd_history}
 
 

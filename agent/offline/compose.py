@@ -95,16 +95,19 @@ _LEAD = [r"^(please\s+)?(make|generate|create|draw|render|paint|produce)\s+(me\s
          r"((image|picture|photo|illustration|poster)\s+of\s+)?", r"^(画|生成|绘制|创作)(一只|一张|一幅|一个)?"]
 
 
+_EDGE_PUNCTUATION = " ,,.。;;"  # trimmed from both ends of a prompt
+
+
 def subject_text(f: Facts) -> str:
     """The request with its parameters and leading verbs removed: the picture it describes."""
     text = f.text
     for pattern in _PARAMS:
         text = re.sub(pattern, " ", text, flags=re.IGNORECASE)
     text = re.sub(r"\s*[,,]\s*(?=[,,.。]|$)", "", text)
-    text = re.sub(r"\s+", " ", text).strip(" ,,.。;;")
+    text = re.sub(r"\s+", " ", text).strip(_EDGE_PUNCTUATION)
     for pattern in _LEAD:
         text = re.sub(pattern, "", text, flags=re.IGNORECASE).strip()
-    text = re.sub(r"^(of|a|an)\s+", "", text, flags=re.IGNORECASE).strip(" ,,.。")
+    text = re.sub(r"^(of|a|an)\s+", "", text, flags=re.IGNORECASE).strip(_EDGE_PUNCTUATION)
     return text or f.text
 
 

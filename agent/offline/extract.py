@@ -70,9 +70,7 @@ def extract(text: str, *, checkpoints: list[str], loras: list[str], inputs: list
         facts.width, facts.height = 768, 1024
     if m := _first(r"(\d+|[一二两三四五六七八九十])\s*张", text):
         facts.batch = cn_number(m.group(1))
-    elif m := _first(r"\b(\d+)\s+(?:different\s+|distinct\s+)?(?:images|pictures|photos|variations|versions)\b", text):
-        facts.batch = int(m.group(1))
-    elif m := _first(r"batch(?:\s+size)?\s+(?:of\s+)?(\d+)", text):
+    elif (m := _first(r"\b(\d+)\s+(?:different\s+|distinct\s+)?(?:images|pictures|photos|variations|versions)\b", text)) or (m := _first(r"batch(?:\s+size)?\s+(?:of\s+)?(\d+)", text)):
         facts.batch = int(m.group(1))
     if m := _first(r"(\d+)\s*steps?\b", text) or _first(r"步数\s*[::]?\s*(\d+)", text) or \
             _first(r"(\d+)\s*步", text) or _first(r"steps?\s*[:=]?\s*(\d+)", text):

@@ -1,0 +1,170 @@
+"""The planner's service API: words in → a validated workflow (and optionally its run) out, with a trace.
+
+With no LLM provider configured, the offline planner serves (no network, no key). With one, the LangGraph
+agent plans with the LLM, validates, and repairs from the structured errors a bounded number of times.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from agent.offline.compose import plan_offline
+from compiler import format_text, validate
+from nodes import folders
+from nodes.registry import NodeRegistry, default_registry
+
+
+class PlanResult(BaseModel):
+    """What planning produced: a workflow, a question, or a clear failure."""
+
+    status: str  # valid | ran | question | failed | provider_error
+    request: str
+    planner: str  # offline | llm:<provider>
+    workflow: dict[str, Any] | None = None
+    text: str | None = None
+    summary: str = ""
+    question: dict[str, Any] | None = None
+    errors: list[dict[str, Any]] = Field(default_factory=list)
+    outputs: dict[str, Any] = Field(default_factory=dict)
+    trace: list[dict[str, Any]] = Field(default_factory=list)
+    llm_calls: int = 0
+    tokens: int = 0
+    repairs: int = 0
+    seconds: float = 0.0
+    thread_id: str | None = None
+
+
+def _checkpointer(path: Path):
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return SqliteSaver(sqlite3.connect(str(path), check_same_thread=False))
+
+
+def plan(request: str, *, provider: str | None = None, model: str | None = None, chat_model: Any = None,
+         registry: NodeRegistry | None = None, run: bool = False, answers: dict[str, str] | None = None,
+         max_repairs: int = 3, executor: Any = None, checkpoint_path: Path | None = None,
+         on_step: Any = None) -> PlanResult:
+    """Plan a request. `chat_model` (a LangChain chat model) or `provider` selects the LLM planner."""
+    registry = registry or default_registry()
+    started = time.perf_counter()
+    answers = resolve_answers(answers)
+    if not isinstance(request, str) or not request.strip():
+        return PlanResult(status="failed", request=str(request), planner="offline",
+                          summary="the request is empty: describe the workflow you want")
+    if chat_model is None and provider is None:
+        result = _plan_offline(request, registry, run=run, answers=answers, executor=executor, on_step=on_step)
+    else:
+        result = _plan_llm(request, registry, provider=provider, model=model, chat_model=chat_model, run=run,
+                           answers=answers, max_repairs=max_repairs, executor=executor,
+                           checkpoint_path=checkpoint_path, on_step=on_step)
+    result.seconds = round(time.perf_counter() - started, 3)
+    return result
+
+
+DEMO_CHOICE = "demo checkpoint"
+
+
+def resolve_answers(answers: dict[str, str] | None) -> dict[str, str]:
+    """Turn answers into planner inputs: choosing the demo checkpoint writes it (once) and names its file."""
+    answers = dict(answers or {})
+    if answers.get("checkpoint") == DEMO_CHOICE:
+        from nodes.diffusion.tiny import TINY_NAME, write_tiny_checkpoint
+
+        if f"{TINY_NAME}.safetensors" not in folders.model_files("checkpoints"):
+            write_tiny_checkpoint(folders.models_dir(), diffusers_folder=False)
+        answers["checkpoint"] = f"{TINY_NAME}.safetensors"
+    return answers
+
+
+def _executor(registry: NodeRegistry, executor: Any):
+    if executor is not None:
+        return executor
+    from engine import Executor
+
+    return Executor(registry)
+
+
+def _plan_offline(request: str, registry: NodeRegistry, *, run: bool, answers: dict | None, executor: Any,
+                  on_step: Any) -> PlanResult:
+    trace: list[dict] = []
+
+    def step(entry: dict) -> None:
+        trace.append(entry)
+        if on_step:
+            on_step(entry)
+
+    offline = plan_offline(request, checkpoints=folders.model_files("checkpoints"),
+                           loras=folders.model_files("loras"), inputs=folders.input_files(), answers=answers)
+    step({"step": "draft", "tool": "offline-planner", "template": offline.template or None})
+    if offline.question is not None:
+        question = {"text": offline.question.text, "choices": offline.question.choices, "slot": offline.question.slot}
+        step({"step": "ask", "question": question})
+        return PlanResult(status="question", request=request, planner="offline", question=question, trace=trace,
+                          summary=offline.question.text)
+    if offline.workflow is None:
+        step({"step": "answer", "status": "failed", "reason": offline.error})
+        return PlanResult(status="failed", request=request, planner="offline", summary=offline.error or "", trace=trace)
+    result = validate(offline.workflow, registry)
+    errors = [e.model_dump() for e in result.errors]
+    step({"step": "validate", "tool": "compiler", "valid": result.valid, "errors": errors})
+    planned = PlanResult(status="valid" if result.valid else "failed", request=request, planner="offline",
+                         workflow=offline.workflow, text=format_text(offline.workflow, registry),
+                         summary=offline.summary, errors=errors, trace=trace)
+    if result.valid and run:
+        outcome = _executor(registry, executor).execute(result.plan)
+        step({"step": "run", "tool": "engine", "status": outcome.status, "executed": outcome.executed,
+              "error": outcome.error})
+        planned.outputs = outcome.outputs
+        planned.status = "ran" if outcome.status == "success" else "failed"
+        if outcome.error:
+            planned.errors = [{"type": "execution_error", "message": outcome.error.get("exception_message", ""),
+                               "node_id": outcome.error.get("node_id"), "class_type": outcome.error.get("node_type"),
+                               "details": outcome.error.get("exception_type", "")}]
+    step({"step": "answer", "status": planned.status})
+    return planned
+
+
+def _plan_llm(request: str, registry: NodeRegistry, *, provider: str | None, model: str | None, chat_model: Any,
+              run: bool, answers: dict | None, max_repairs: int, executor: Any, checkpoint_path: Path | None,
+              on_step: Any) -> PlanResult:
+    from agent.graph import PlannerGraph
+    from agent.llm import make_chat_model
+    from nodes.api.errors import ProviderError
+
+    label = f"llm:{provider or 'custom'}"
+    try:
+        llm = chat_model or make_chat_model(provider or "openai-compatible", model)
+    except ProviderError as exc:
+        return PlanResult(status="provider_error", request=request, planner=label, summary=str(exc),
+                          errors=[{"type": exc.kind, "message": str(exc)}])
+    checkpointer = _checkpointer(checkpoint_path) if checkpoint_path else None
+    graph = PlannerGraph(registry, llm, executor=_executor(registry, executor) if run else None,
+                         checkpointer=checkpointer)
+    thread_id = str(uuid.uuid4())
+    state: dict[str, Any] = {}
+    for update in graph.stream(request, run=run, answers=answers, max_repairs=max_repairs, thread_id=thread_id):
+        for _node, values in update.items():
+            if not values:
+                continue
+            if on_step and values.get("trace"):
+                on_step(values["trace"][-1])
+            state.update(values)
+    workflow = state.get("workflow")
+    status = state.get("status", "failed")
+    errors = state.get("errors") or []
+    if state.get("runtime_error"):
+        errors = errors + [{"type": "execution_error", **state["runtime_error"]}]
+    if status == "provider_error":
+        errors = [t["error"] for t in state.get("trace", []) if t.get("error")][-1:] or errors
+    return PlanResult(
+        status=status, request=request, planner=label, workflow=workflow if status in ("valid", "ran") else workflow,
+        text=state.get("draft"), summary=state.get("summary", ""), question=state.get("question"), errors=errors,
+        outputs=state.get("outputs") or {}, trace=state.get("trace", []), llm_calls=state.get("llm_calls", 0),
+        tokens=state.get("tokens", 0), repairs=state.get("attempts", 0), thread_id=thread_id if checkpointer else None)
