@@ -35,6 +35,8 @@ test: install-dev lint
 bench: install-dev
 	$(BIN)/python -m evals.benchmarks.compiler
 	$(BIN)/python -m evals.benchmarks.engine
+	$(BIN)/python -m evals.benchmarks.planner
+	$(BIN)/python -m evals.benchmarks.diffusion --size tiny --res 64
 	$(BIN)/python -m evals.templates_report
 
 clean:

@@ -63,6 +63,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the whole result (workflow, trace) as JSON")
     _common_flags(p)
 
+    p = sub.add_parser("eval", help="run an eval suite of requests and report how well planning works")
+    p.add_argument("suite", help="suite YAML (see ../shared/evals/README.md)")
+    p.add_argument("--planner", choices=["offline", "llm"], default="offline")
+    p.add_argument("--provider", help="LLM provider for --planner llm")
+    p.add_argument("--model", help="the provider's model")
+    p.add_argument("--run", action="store_true", help="also run every workflow that validates")
+    p.add_argument("--concurrency", type=int, default=1)
+    p.add_argument("--repeat", type=int, default=1, help="plan every case K times (the spread is reported)")
+    p.add_argument("--out", default="eval-results", help="folder for the JSON, HTML and text reports")
+    p.add_argument("--record", metavar="CASSETTE", help="record the LLM's answers to this file")
+    p.add_argument("--replay", metavar="CASSETTE", help="replay recorded LLM answers (offline, exact)")
+    p.add_argument("--min-pass-rate", type=float, help="exit 1 when the pass rate is below this (0..1)")
+    _common_flags(p)
+
+    p = sub.add_parser("eval-compare", help="compare two eval result files: what regressed, what improved")
+    p.add_argument("before")
+    p.add_argument("after")
+
     p = sub.add_parser("nodes", help="search the node catalog, or export it as /object_info JSON")
     p.add_argument("words", nargs="*", help="search words (English or Chinese); none lists every node")
     p.add_argument("--produces", metavar="TYPE", help="only nodes with an output of this socket type")
@@ -503,7 +521,67 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return codes.get(result.status, EXIT_INVALID)
 
 
-COMMANDS = {"plan": cmd_plan, "demo-checkpoint": cmd_demo_checkpoint, "nodes": cmd_nodes, "node": cmd_node, "validate": cmd_validate, "convert": cmd_convert,
+def cmd_eval(args: argparse.Namespace) -> int:
+    from evals.cassette import Cassette, RecordingChatModel, ReplayChatModel
+    from evals.report import terminal_table, write_reports
+    from evals.runner import run_suite
+    from evals.suite import SuiteError, load_suite
+
+    try:
+        suite = load_suite(Path(args.suite))
+    except SuiteError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_UNREADABLE
+    registry = _registry(args)
+    chat_model, provider, cassette = None, None, None
+    if args.planner == "llm":
+        if args.replay:
+            if not Path(args.replay).is_file():
+                print(f"no cassette at {args.replay}", file=sys.stderr)
+                return EXIT_UNREADABLE
+            cassette = Cassette(Path(args.replay))
+            chat_model = ReplayChatModel(cassette=cassette)
+        else:
+            from agent.llm import make_chat_model
+            from nodes.api.errors import ProviderError
+
+            provider = args.provider or "openai-compatible"
+            try:
+                chat_model = make_chat_model(provider, args.model)
+            except ProviderError as exc:
+                print(str(exc), file=sys.stderr)
+                return EXIT_UNREADABLE
+            if args.record:
+                cassette = Cassette(Path(args.record))
+                chat_model = RecordingChatModel(inner=chat_model, cassette=cassette)
+    result = run_suite(suite, registry=registry, chat_model=chat_model, provider=None, run=args.run,
+                       concurrency=max(1, args.concurrency), repeat=max(1, args.repeat))
+    if args.planner == "llm":
+        result.planner = "llm:replay" if args.replay else f"llm:{provider}"
+    if args.record and cassette is not None:
+        cassette.save()
+    paths = write_reports(result, Path(args.out))
+    print(terminal_table(result))
+    print(f"reports: {paths['json']}  {paths['html']}  {paths['table']}")
+    if args.min_pass_rate is not None and result.metrics.pass_rate < args.min_pass_rate:
+        return EXIT_INVALID
+    return EXIT_OK
+
+
+def cmd_eval_compare(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from evals.report import compare, load_json
+
+    try:
+        print(compare(load_json(Path(args.before)), load_json(Path(args.after))))
+    except (OSError, ValidationError, ValueError) as exc:
+        print(f"cannot compare: {exc}", file=sys.stderr)
+        return EXIT_UNREADABLE
+    return EXIT_OK
+
+
+COMMANDS = {"eval": cmd_eval, "eval-compare": cmd_eval_compare, "plan": cmd_plan, "demo-checkpoint": cmd_demo_checkpoint, "nodes": cmd_nodes, "node": cmd_node, "validate": cmd_validate, "convert": cmd_convert,
             "run": cmd_run, "history": cmd_history}
 
 

@@ -1,0 +1,139 @@
+"""The eval runner: build a suite's environment, plan every case (optionally run it), check, measure."""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from agent.planner import plan
+from compiler import validate
+from evals.checks import CheckResult, check_workflow
+from evals.environment import environment
+from evals.suite import Case, Suite
+from nodes.registry import NodeRegistry, default_registry
+
+
+class CaseResult(BaseModel):
+    id: str
+    lang: str
+    category: str
+    repeat: int = 0
+    prompt: str
+    status: str
+    valid: bool
+    passed: bool
+    failed_checks: list[CheckResult] = Field(default_factory=list)
+    repairs: int = 0
+    llm_calls: int = 0
+    tokens: int = 0
+    latency_s: float = 0.0
+    ran: bool | None = None
+    run_error: str | None = None
+    workflow: dict[str, Any] | None = None
+
+
+class SuiteMetrics(BaseModel):
+    cases: int
+    valid_rate: float
+    pass_rate: float
+    mean_repairs: float
+    llm_calls: int
+    tokens: int
+    latency_p50_s: float
+    latency_p95_s: float
+    run_rate: float | None = None
+    pass_rate_by_repeat: list[float] = Field(default_factory=list)
+    pass_rate_spread: float = 0.0
+    consistent_cases: float = 1.0
+
+
+class SuiteResult(BaseModel):
+    suite: str
+    planner: str
+    started_at: float
+    seconds: float
+    metrics: SuiteMetrics
+    cases: list[CaseResult]
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def evaluate_case(case: Case, registry: NodeRegistry, *, chat_model: Any = None, provider: str | None = None,
+                  run: bool = False, repeat: int = 0, executor: Any = None) -> CaseResult:
+    started = time.perf_counter()
+    result = plan(case.prompt, registry=registry, chat_model=chat_model, provider=provider, run=run,
+                  executor=executor)
+    latency = time.perf_counter() - started
+    valid = result.workflow is not None and validate(result.workflow, registry).valid
+    checks = check_workflow(result.workflow, case.expect, valid=valid)
+    failed = [c for c in checks if not c.passed]
+    run_error = None
+    if run and result.status not in ("ran",) and result.errors:
+        run_error = "; ".join(str(e.get("message", "")) for e in result.errors[:2])
+    return CaseResult(id=case.id, lang=case.lang, category=case.family(), repeat=repeat, prompt=case.prompt,
+                      status=result.status, valid=valid, passed=not failed, failed_checks=failed,
+                      repairs=result.repairs, llm_calls=result.llm_calls, tokens=result.tokens,
+                      latency_s=round(latency, 4), ran=(result.status == "ran") if run else None, run_error=run_error,
+                      workflow=result.workflow)
+
+
+def metrics(cases: list[CaseResult], repeats: int) -> SuiteMetrics:
+    n = max(len(cases), 1)
+    latencies = [c.latency_s for c in cases]
+    by_repeat = []
+    for r in range(repeats):
+        group = [c for c in cases if c.repeat == r]
+        by_repeat.append(round(sum(c.passed for c in group) / max(len(group), 1), 4))
+    outcomes: dict[str, set[bool]] = {}
+    for c in cases:
+        outcomes.setdefault(c.id, set()).add(c.passed)
+    ran = [c.ran for c in cases if c.ran is not None]
+    return SuiteMetrics(
+        cases=len({c.id for c in cases}), valid_rate=round(sum(c.valid for c in cases) / n, 4),
+        pass_rate=round(sum(c.passed for c in cases) / n, 4),
+        mean_repairs=round(sum(c.repairs for c in cases) / n, 3), llm_calls=sum(c.llm_calls for c in cases),
+        tokens=sum(c.tokens for c in cases), latency_p50_s=round(_percentile(latencies, 0.5), 4),
+        latency_p95_s=round(_percentile(latencies, 0.95), 4),
+        run_rate=round(sum(ran) / len(ran), 4) if ran else None, pass_rate_by_repeat=by_repeat,
+        pass_rate_spread=round(statistics.pstdev(by_repeat), 4) if len(by_repeat) > 1 else 0.0,
+        consistent_cases=round(sum(len(v) == 1 for v in outcomes.values()) / max(len(outcomes), 1), 4))
+
+
+def run_suite(suite: Suite, *, registry: NodeRegistry | None = None, chat_model: Any = None,
+              provider: str | None = None, run: bool = False, concurrency: int = 1, repeat: int = 1,
+              workdir: Path | None = None) -> SuiteResult:
+    """Run every case `repeat` times inside the suite's environment."""
+    registry = registry or default_registry()
+    started_at, started = time.time(), time.perf_counter()
+    root = Path(workdir or tempfile.mkdtemp(prefix="nodeweaver-eval-"))
+    jobs = [(case, r) for r in range(max(1, repeat)) for case in suite.cases]
+    executor = None
+    if run:
+        from engine import Executor
+
+        executor = Executor(registry)
+    with environment(suite.environment, root):
+        if concurrency > 1:
+            with ThreadPoolExecutor(max_workers=concurrency) as pool:
+                results = list(pool.map(lambda job: evaluate_case(job[0], registry, chat_model=chat_model,
+                                                                  provider=provider, run=run, repeat=job[1],
+                                                                  executor=executor), jobs))
+        else:
+            results = [evaluate_case(case, registry, chat_model=chat_model, provider=provider, run=run, repeat=r,
+                                     executor=executor) for case, r in jobs]
+    planner = "offline" if chat_model is None and provider is None else f"llm:{provider or 'custom'}"
+    return SuiteResult(suite=suite.suite, planner=planner, started_at=started_at,
+                       seconds=round(time.perf_counter() - started, 3), metrics=metrics(results, max(1, repeat)),
+                       cases=results)
