@@ -81,6 +81,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("before")
     p.add_argument("after")
 
+    p = sub.add_parser("mcp", help="serve NodeWeaver's MCP tools over stdio (for Claude Desktop, Cursor ...)")
+    _common_flags(p)
+
+    p = sub.add_parser("serve", help="HTTP API (ComfyUI-compatible + /api/plan) with MCP at /mcp/")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1; others need --token)")
+    p.add_argument("--port", type=int, default=8188)
+    p.add_argument("--token", default=os.environ.get("NODEWEAVER_TOKEN"),
+                   help="bearer token clients must send (env NODEWEAVER_TOKEN)")
+    p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                   help="a browser origin allowed to call the API (repeatable)")
+    _common_flags(p)
+
     p = sub.add_parser("nodes", help="search the node catalog, or export it as /object_info JSON")
     p.add_argument("words", nargs="*", help="search words (English or Chinese); none lists every node")
     p.add_argument("--produces", metavar="TYPE", help="only nodes with an output of this socket type")
@@ -581,7 +593,41 @@ def cmd_eval_compare(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"eval": cmd_eval, "eval-compare": cmd_eval_compare, "plan": cmd_plan, "demo-checkpoint": cmd_demo_checkpoint, "nodes": cmd_nodes, "node": cmd_node, "validate": cmd_validate, "convert": cmd_convert,
+def cmd_mcp(args: argparse.Namespace) -> int:
+    from mcp_server.mcp_app import build_mcp
+    from mcp_server.service import NodeWeaverService
+
+    service = NodeWeaverService(_registry(args))
+    try:
+        build_mcp(service).run("stdio")
+    finally:
+        service.close()
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from mcp_server.http_app import create_app, is_loopback
+    from mcp_server.service import NodeWeaverService
+
+    loopback = is_loopback(args.host)
+    if not loopback and not args.token:
+        print(f"refusing to listen on {args.host} without a token: pass --token or set NODEWEAVER_TOKEN "
+              "(anyone who can reach the port could run workflows)", file=sys.stderr)
+        return EXIT_UNREADABLE
+    service = NodeWeaverService(_registry(args))
+    app = create_app(service, token=args.token, loopback=loopback, allowed_origins=args.allow_origin)
+    print(f"NodeWeaver on http://{args.host}:{args.port}  (API docs /docs, MCP /mcp/, websocket /ws)",
+          file=sys.stderr)
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    finally:
+        service.close()
+    return EXIT_OK
+
+
+COMMANDS = {"mcp": cmd_mcp, "serve": cmd_serve, "eval": cmd_eval, "eval-compare": cmd_eval_compare, "plan": cmd_plan, "demo-checkpoint": cmd_demo_checkpoint, "nodes": cmd_nodes, "node": cmd_node, "validate": cmd_validate, "convert": cmd_convert,
             "run": cmd_run, "history": cmd_history}
 
 
