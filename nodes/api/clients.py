@@ -21,10 +21,6 @@ from nodes.api.errors import (
 from nodes.api.providers import ProviderProfile, call_with_retries
 
 
-class ChatRequest(dict):
-    """model, system_prompt, prompt, temperature, max_tokens, seed, json_output."""
-
-
 def _retry_after(headers: Any) -> float | None:
     try:
         value = headers.get("retry-after") if headers is not None else None
@@ -41,20 +37,26 @@ def _messages(system_prompt: str, prompt: str) -> list[dict[str, str]]:
     return messages
 
 
-# ---- OpenAI-compatible ---------------------------------------------------------------------------------------
-def openai_chat(profile: ProviderProfile, req: dict[str, Any]) -> str:
-    import openai
-
-    client = openai.OpenAI(api_key=profile.key(), base_url=profile.base_url, timeout=profile.timeout,
-                           max_retries=0)
+def _chat_arguments(req: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """The chat request both SDKs take (they share OpenAI's parameter names)."""
     kwargs: dict[str, Any] = {"model": req["model"], "messages": _messages(req["system_prompt"], req["prompt"]),
-                              "temperature": req["temperature"]}
+                              "temperature": req["temperature"], **extra}
     if req.get("max_tokens"):
         kwargs["max_tokens"] = req["max_tokens"]
     if req.get("seed") is not None:
         kwargs["seed"] = req["seed"]
     if req.get("json_output"):
         kwargs["response_format"] = {"type": "json_object"}
+    return kwargs
+
+
+# ---- OpenAI-compatible ---------------------------------------------------------------------------------------
+def openai_chat(profile: ProviderProfile, req: dict[str, Any]) -> str:
+    import openai
+
+    client = openai.OpenAI(api_key=profile.key(), base_url=profile.base_url, timeout=profile.timeout,
+                           max_retries=0)
+    kwargs = _chat_arguments(req)
 
     def once() -> str:
         try:
@@ -133,14 +135,7 @@ def _dashscope_call(profile: ProviderProfile, fn, **kwargs):
 def dashscope_chat(profile: ProviderProfile, req: dict[str, Any]) -> str:
     from dashscope import Generation
 
-    kwargs: dict[str, Any] = {"model": req["model"], "messages": _messages(req["system_prompt"], req["prompt"]),
-                              "result_format": "message", "temperature": req["temperature"]}
-    if req.get("max_tokens"):
-        kwargs["max_tokens"] = req["max_tokens"]
-    if req.get("seed") is not None:
-        kwargs["seed"] = req["seed"]
-    if req.get("json_output"):
-        kwargs["response_format"] = {"type": "json_object"}
+    kwargs = _chat_arguments(req, result_format="message")
 
     def once() -> str:
         response = _dashscope_call(profile, Generation.call, **kwargs)
