@@ -126,3 +126,25 @@ def test_shipped_suite_covers_every_node_family():
     for family in ("KSampler", "LoraLoader", "LoadImage", "ImageInvert", "ImageScaleBy", "LLMChat", "SaveText",
                    "DashScopeImageSynthesis", "LatentUpscaleBy", "LoadText"):
         assert family in named
+
+
+def test_html_report_renders_in_headless_chromium(registry, tmp_path):
+    import shutil
+    import subprocess
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if browser is None:
+        pytest.skip("no Chromium on this machine (apt-get install chromium) to render the report")
+    from PIL import Image
+
+    result = run_suite(SUITE, registry=registry, workdir=tmp_path / "w")
+    page = tmp_path / "report.html"
+    page.write_text(html_report(result), encoding="utf-8")
+    shot = tmp_path / "shot.png"
+    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,900", f"--screenshot={shot}",
+                    page.as_uri()], capture_output=True, timeout=120, check=False)
+    with Image.open(shot) as image:
+        colors = {image.getpixel((x, y))[:3] for x in range(0, image.width, 4) for y in range(0, image.height, 4)}
+    assert (47, 158, 68) in colors  # the green bars of the pass-rate charts were drawn
