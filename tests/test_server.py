@@ -248,3 +248,27 @@ def test_mcp_over_stdio(photo, tmp_path):
             await _mcp_session_checks(session)
 
     asyncio.run(main())
+
+
+def test_mcp_clarifying_question_uses_elicitation(server, photo):
+    import mcp_types
+    from mcp.client.session import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+
+    asked: list[str] = []
+
+    async def answer(context, params):
+        asked.append(params.message)
+        return mcp_types.ElicitResult(action="accept", content={"answer": "photo.png"})
+
+    async def main():
+        async with streamable_http_client(f"{server.url}/mcp/") as streams, \
+                ClientSession(streams[0], streams[1], elicitation_callback=answer) as session:
+            await session.initialize()
+            return await session.call_tool("plan_workflow", {"request": "Invert the colors of holiday.png and save"})
+
+    result = asyncio.run(main())
+    assert asked and "holiday.png is not in the input folder" in asked[0] and "photo.png" in asked[0]
+    assert result.structured_content["status"] == "valid"
+    loads = [n for n in result.structured_content["workflow"].values() if n["class_type"] == "LoadImage"]
+    assert loads[0]["inputs"]["image"] == "photo.png"
