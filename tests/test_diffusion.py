@@ -205,3 +205,19 @@ def test_nodes_validate_without_running_torch(registry):
     for name in ("CheckpointLoaderSimple", "KSampler", "SaveImage", "LoadImage", "LoraLoader", "ImageScaleBy"):
         assert registry.is_executable(name)
     assert "euler_ancestral" in registry.spec("KSampler").input("sampler_name").choices
+
+
+def test_sdxl_single_file_path(env, models_root):
+    from nodes.diffusion.models import load_single_file
+    from nodes.diffusion.tiny import write_tiny_sdxl_checkpoint
+
+    path = write_tiny_sdxl_checkpoint(models_root)
+    model, clip, _vae = load_single_file(path, "cpu")
+    assert model.family == "sdxl" and [type(e).__name__ for e in clip.encoders] == [
+        "CLIPTextModel", "CLIPTextModelWithProjection"]
+    wf = default_t2i(ckpt=path.name, width=64, height=64, batch=1)
+    wf["3"]["inputs"].update(sampler_name="dpmpp_2m", scheduler="karras")
+    out = run(env, wf)
+    positive = out.output_value("6")
+    assert positive[0][0].shape == (1, 77, 128) and positive[0][1]["pooled_output"].shape == (1, 32)
+    assert out.output_value("8").shape == (1, 64, 64, 3)

@@ -22,11 +22,8 @@ def encode_text(clip: ClipModel, text: str) -> list:
                 row = [bos, *window, eos] + [pad] * (CHUNK - len(window))
                 input_ids = torch.tensor([row], device=clip.device)
                 out = encoder(input_ids, output_hidden_states=True)
-                if clip.family == "sd1":
+                if clip.family in ("sd1", "sd2"):  # SD2's encoder was loaded without its last layer
                     hidden = out.last_hidden_state
-                elif clip.family == "sd2":
-                    text_model = getattr(encoder, "text_model", encoder)
-                    hidden = text_model.final_layer_norm(out.hidden_states[-2])
                 else:
                     hidden = out.hidden_states[-2]
                     if index == 1 and pooled is None:

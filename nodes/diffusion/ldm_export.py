@@ -35,6 +35,7 @@ def _unet_prefix_map(n_blocks: int, layers: int, attn_down: list[bool], attn_up:
 
 _UNET_FIXED = {
     "time_embedding.linear_1.": "time_embed.0.", "time_embedding.linear_2.": "time_embed.2.",
+    "add_embedding.linear_1.": "label_emb.0.0.", "add_embedding.linear_2.": "label_emb.0.2.",
     "conv_in.": "input_blocks.0.0.", "conv_norm_out.": "out.0.", "conv_out.": "out.2.",
 }
 _RESNET = [("norm1.", "in_layers.0."), ("conv1.", "in_layers.2."), ("norm2.", "out_layers.0."),
@@ -109,3 +110,27 @@ def clip_to_ldm(state: dict[str, Any]) -> dict[str, Any]:
     """Real checkpoints name CLIP weights `text_model.*` (newer transformers drop that level in memory)."""
     return {"cond_stage_model.transformer." + (k if k.startswith("text_model.") else "text_model." + k): v
             for k, v in state.items()}
+
+
+def open_clip_to_ldm(state: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """A transformers CLIP text model (with projection) → OpenCLIP's layout (SD2 and SDXL's second encoder)."""
+    import torch
+
+    plain = {k.removeprefix("text_model."): v for k, v in state.items()}
+    out = {prefix + "token_embedding.weight": plain["embeddings.token_embedding.weight"],
+           prefix + "positional_embedding": plain["embeddings.position_embedding.weight"],
+           prefix + "ln_final.weight": plain["final_layer_norm.weight"],
+           prefix + "ln_final.bias": plain["final_layer_norm.bias"]}
+    if "text_projection.weight" in plain:
+        out[prefix + "text_projection"] = plain["text_projection.weight"].T.contiguous()
+    layers = sorted({int(k.split(".")[2]) for k in plain if k.startswith("encoder.layers.")})
+    names = {"layer_norm1": "ln_1", "layer_norm2": "ln_2", "mlp.fc1": "mlp.c_fc", "mlp.fc2": "mlp.c_proj",
+             "self_attn.out_proj": "attn.out_proj"}
+    for i in layers:
+        src, dst = f"encoder.layers.{i}.", f"{prefix}transformer.resblocks.{i}."
+        for kind in ("weight", "bias"):
+            out[dst + f"attn.in_proj_{kind}"] = torch.cat(
+                [plain[src + f"self_attn.{p}_proj.{kind}"] for p in ("q", "k", "v")])
+            for hf, ldm in names.items():
+                out[dst + f"{ldm}.{kind}"] = plain[src + f"{hf}.{kind}"]
+    return out

@@ -431,6 +431,8 @@ def load_single_file(path: Path, device: str) -> tuple[DiffusionModel, ClipModel
             open_prefix = "cond_stage_model.model."
         width = int(sd[open_prefix + "token_embedding.weight"].shape[1])
         layers = _count({k[len(open_prefix):] for k in sd if k.startswith(open_prefix)}, "transformer.resblocks.")
+        if family == "sd2":
+            layers -= 1  # SD2 reads the penultimate layer: diffusers drops the last one (and so do we)
         vocab = int(sd[open_prefix + "token_embedding.weight"].shape[0])
         config2 = CLIPTextConfig(
             vocab_size=vocab, hidden_size=width,

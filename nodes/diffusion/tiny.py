@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from nodes.diffusion.ldm_export import clip_to_ldm, unet_to_ldm, vae_to_ldm
+from nodes.diffusion.ldm_export import clip_to_ldm, open_clip_to_ldm, unet_to_ldm, vae_to_ldm
 
 TINY_NAME = "tiny-sd15-random"
 TINY_WORDS = ["a", "the", "of", "in", "and", "red", "fox", "snow", "cat", "dog", "castle", "mountain", "city",
@@ -138,4 +138,48 @@ def write_tiny_lora(models_dir: Path, name: str = "tiny-lora.safetensors", rank:
     path = Path(models_dir) / "loras" / name
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(state, str(path))
+    return path
+
+
+SDXL_UNET_CONFIG = {
+    "sample_size": 8, "in_channels": 4, "out_channels": 4, "layers_per_block": 1,
+    "block_out_channels": [32, 64, 64], "transformer_layers_per_block": [1, 1, 2],
+    "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+    "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
+    "cross_attention_dim": 128, "attention_head_dim": [1, 1, 1], "use_linear_projection": True,
+    "addition_embed_type": "text_time", "addition_time_embed_dim": 256,
+    "projection_class_embeddings_input_dim": 32 + 6 * 256, "norm_num_groups": 32,
+}
+
+
+def write_tiny_sdxl_checkpoint(models_dir: Path, name: str = "tiny-sdxl-random", seed: int = 0) -> Path:
+    """A tiny SDXL-architecture single file (two text encoders, pooled embeddings, size conditioning)."""
+    import torch
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from safetensors.torch import save_file
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    from nodes.diffusion.models import quiet_libraries
+
+    quiet_libraries()
+    checkpoints = Path(models_dir) / "checkpoints"
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    vocab = write_tiny_tokenizer(checkpoints / f"{name}.tokenizer")
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(**SDXL_UNET_CONFIG)
+    vae = AutoencoderKL(**VAE_CONFIG)
+    common = {"vocab_size": vocab, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+              "num_attention_heads": 1, "max_position_embeddings": 77, "bos_token_id": vocab - 2,
+              "eos_token_id": vocab - 1, "pad_token_id": vocab - 1}
+    text1 = CLIPTextModel(CLIPTextConfig(hidden_act="quick_gelu", **common))
+    text2 = CLIPTextModelWithProjection(CLIPTextConfig(hidden_act="gelu", projection_dim=32, **common))
+    state = {}
+    state.update(unet_to_ldm(unet.state_dict(), SDXL_UNET_CONFIG))
+    state.update(vae_to_ldm(vae.state_dict(), VAE_CONFIG))
+    state.update({k.replace("cond_stage_model.", "conditioner.embedders.0."): v
+                  for k, v in clip_to_ldm(text1.state_dict()).items()})
+    state.update(open_clip_to_ldm(text2.state_dict(), "conditioner.embedders.1.model."))
+    path = checkpoints / f"{name}.safetensors"
+    save_file({k: v.contiguous().float() for k, v in state.items()}, str(path),
+              metadata={"nodeweaver": "tiny random-weight SDXL-architecture model"})
     return path
