@@ -256,11 +256,18 @@ class PlannerGraph:
                             "trace": [], "llm_calls": 0, "tokens": 0}
         return self.graph.invoke(state, config)
 
-    def stream(self, request: str, **kwargs: Any):
+    def stream(self, request: str | None, **kwargs: Any):
+        """Stream step updates; with request=None, resume the thread from its last checkpoint."""
         config = {"configurable": {"thread_id": kwargs.pop("thread_id", None) or "default"}, "recursion_limit": 100}
-        state: PlanState = {"request": request, "run": kwargs.get("run", False), "answers": kwargs.get("answers") or {},
-                            "max_repairs": kwargs.get("max_repairs", 3), "trace": [], "llm_calls": 0, "tokens": 0}
+        state: PlanState | None = None
+        if request is not None:
+            state = {"request": request, "run": kwargs.get("run", False), "answers": kwargs.get("answers") or {},
+                     "max_repairs": kwargs.get("max_repairs", 3), "trace": [], "llm_calls": 0, "tokens": 0}
         yield from self.graph.stream(state, config, stream_mode="updates")
+
+    def snapshot(self, thread_id: str) -> dict:
+        """The state a checkpointed plan reached (to inspect it, or to resume it)."""
+        return dict(self.graph.get_state({"configurable": {"thread_id": thread_id}}).values)
 
 
 def _patch_summary(before: str, after: str) -> dict:

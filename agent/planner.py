@@ -133,7 +133,7 @@ def _plan_offline(request: str, registry: NodeRegistry, *, run: bool, answers: d
 
 def _plan_llm(request: str, registry: NodeRegistry, *, provider: str | None, model: str | None, chat_model: Any,
               run: bool, answers: dict | None, max_repairs: int, executor: Any, checkpoint_path: Path | None,
-              on_step: Any) -> PlanResult:
+              on_step: Any, resume_thread: str | None = None) -> PlanResult:
     from agent.graph import PlannerGraph
     from agent.llm import make_chat_model
     from nodes.api.errors import ProviderError
@@ -147,9 +147,19 @@ def _plan_llm(request: str, registry: NodeRegistry, *, provider: str | None, mod
     checkpointer = _checkpointer(checkpoint_path) if checkpoint_path else None
     graph = PlannerGraph(registry, llm, executor=_executor(registry, executor) if run else None,
                          checkpointer=checkpointer)
-    thread_id = str(uuid.uuid4())
     state: dict[str, Any] = {}
-    for update in graph.stream(request, run=run, answers=answers, max_repairs=max_repairs, thread_id=thread_id):
+    if resume_thread is not None:
+        thread_id = resume_thread
+        state = graph.snapshot(thread_id)
+        if not state:
+            return PlanResult(status="failed", request=request, planner=label,
+                              summary=f"no checkpointed plan {thread_id!r} to resume")
+        request = state.get("request", request)
+        stream = graph.stream(None, thread_id=thread_id)
+    else:
+        thread_id = str(uuid.uuid4())
+        stream = graph.stream(request, run=run, answers=answers, max_repairs=max_repairs, thread_id=thread_id)
+    for update in stream:
         for _node, values in update.items():
             if not values:
                 continue
@@ -168,3 +178,16 @@ def _plan_llm(request: str, registry: NodeRegistry, *, provider: str | None, mod
         text=state.get("draft"), summary=state.get("summary", ""), question=state.get("question"), errors=errors,
         outputs=state.get("outputs") or {}, trace=state.get("trace", []), llm_calls=state.get("llm_calls", 0),
         tokens=state.get("tokens", 0), repairs=state.get("attempts", 0), thread_id=thread_id if checkpointer else None)
+
+
+def resume(thread_id: str, *, checkpoint_path: Path, provider: str | None = None, model: str | None = None,
+           chat_model: Any = None, registry: NodeRegistry | None = None, executor: Any = None,
+           on_step: Any = None) -> PlanResult:
+    """Continue a checkpointed LLM plan (after a crash or a stop) from its last completed step."""
+    registry = registry or default_registry()
+    started = time.perf_counter()
+    result = _plan_llm("", registry, provider=provider, model=model, chat_model=chat_model, run=False,
+                       answers=None, max_repairs=3, executor=executor, checkpoint_path=checkpoint_path,
+                       on_step=on_step, resume_thread=thread_id)
+    result.seconds = round(time.perf_counter() - started, 3)
+    return result

@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("plan", help="plan a workflow from a request in words (offline, or with an LLM provider)")
-    p.add_argument("request", help="what the workflow should do, in Chinese or English")
+    p.add_argument("request", nargs="?", default="", help="what the workflow should do, in Chinese or English")
+    p.add_argument("--resume", metavar="THREAD_ID", help="continue a checkpointed LLM plan from its last step")
     p.add_argument("-o", "--output", help="write the workflow (API JSON) here")
     p.add_argument("--run", action="store_true", help="run the workflow once it validates")
     p.add_argument("--provider", help="plan with this LLM provider (openai-compatible, dashscope or a profile); "
@@ -492,9 +493,20 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if not args.json:
         print(f"planning with {'the offline planner' if provider is None else provider}: {args.request}",
               file=sys.stderr)
-    result = plan(args.request, provider=provider, model=args.model, registry=registry, run=args.run,
-                  answers=answers, max_repairs=args.max_repairs, on_step=None if args.json else _show_step,
-                  checkpoint_path=load_settings().data_dir / "plans.sqlite3" if provider else None)
+    if args.resume:
+        from agent.planner import resume
+
+        result = resume(args.resume, checkpoint_path=load_settings().data_dir / "plans.sqlite3",
+                        provider=provider or "openai-compatible", model=args.model, registry=registry,
+                        on_step=None if args.json else _show_step)
+    elif not args.request.strip():
+        print("nodeweaver plan: say what the workflow should do, e.g. nodeweaver plan \"a red fox, 768x512\"",
+              file=sys.stderr)
+        return EXIT_UNREADABLE
+    else:
+        result = plan(args.request, provider=provider, model=args.model, registry=registry, run=args.run,
+                      answers=answers, max_repairs=args.max_repairs, on_step=None if args.json else _show_step,
+                      checkpoint_path=load_settings().data_dir / "plans.sqlite3" if provider else None)
     if args.output and result.workflow:
         Path(args.output).write_text(json.dumps(result.workflow, ensure_ascii=False, indent=2) + "\n",
                                      encoding="utf-8")

@@ -204,3 +204,41 @@ def test_cli_plan_runs_offline_end_to_end(isolated_folders):
     assert (isolated_folders / "output" / saved["subfolder"] / saved["filename"]).is_file()
     question = run_cli("plan", "Turn missing.png into a sketch")
     assert question.returncode == 5 and "QUESTION" in question.stdout and "--answer image=" in question.stdout
+
+
+class _Crash(GenericFakeChatModel):
+    """Dies the way a killed process does: nothing catches it."""
+
+    def _generate(self, *args, **kwargs):
+        raise KeyboardInterrupt("process stopped")
+
+
+def test_a_crashed_plan_resumes_from_its_checkpoint(registry, one_checkpoint, tmp_path):
+    from agent.planner import resume
+
+    db = tmp_path / "plans.sqlite3"
+    first = GenericFakeChatModel(messages=iter([AIMessage(SCRIPT_BROKEN)]))
+
+    calls = []
+
+    class FirstThenCrash(GenericFakeChatModel):
+        def _generate(self, *args, **kwargs):
+            calls.append(1)
+            if len(calls) > 1:
+                raise KeyboardInterrupt("process stopped")
+            return first._generate(*args, **kwargs)
+
+    with pytest.raises(KeyboardInterrupt):
+        plan("a fox picture", chat_model=FirstThenCrash(messages=iter([])), registry=registry, checkpoint_path=db)
+    from agent.graph import PlannerGraph
+    from agent.planner import _checkpointer
+
+    graph = PlannerGraph(registry, _Crash(messages=iter([])), checkpointer=_checkpointer(db))
+    import sqlite3
+
+    thread_id = sqlite3.connect(db).execute("select thread_id from checkpoints limit 1").fetchone()[0]
+    assert graph.snapshot(thread_id)["status"] == "invalid"  # it had drafted and validated before dying
+    fixed = GenericFakeChatModel(messages=iter([AIMessage(SCRIPT_FIXED)]))
+    resumed = resume(thread_id, checkpoint_path=db, chat_model=fixed, registry=registry)
+    assert resumed.status == "valid" and resumed.repairs == 1
+    assert resumed.request == "a fox picture"
