@@ -490,9 +490,6 @@ def cmd_plan(args: argparse.Namespace) -> int:
     provider = args.provider or configured_provider()
     if not model_files("checkpoints") and "checkpoint" not in answers:
         answers["checkpoint"] = DEMO_CHOICE  # so the whole path runs on a fresh machine
-    if not args.json:
-        print(f"planning with {'the offline planner' if provider is None else provider}: {args.request}",
-              file=sys.stderr)
     if args.resume:
         from agent.planner import resume
 
@@ -504,6 +501,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_UNREADABLE
     else:
+        if not args.json:
+            print(f"planning with {'the offline planner' if provider is None else provider}: {args.request}",
+                  file=sys.stderr)
         result = plan(args.request, provider=provider, model=args.model, registry=registry, run=args.run,
                       answers=answers, max_repairs=args.max_repairs, on_step=None if args.json else _show_step,
                       checkpoint_path=load_settings().data_dir / "plans.sqlite3" if provider else None)
