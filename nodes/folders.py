@@ -64,8 +64,12 @@ def safe_join(root: Path, name: str) -> Path:
 
 
 def _folders_for(kind: str) -> list[Path]:
-    root = models_dir()
-    return [root / sub for sub in MODEL_KINDS.get(kind, (kind,))]
+    """The folders holding models of one kind: ours, then an existing ComfyUI installation's."""
+    settings = load_settings()
+    roots = [settings.models_dir]
+    if settings.comfyui_dir is not None:
+        roots.append(settings.comfyui_dir / "models")
+    return [root / sub for root in roots for sub in MODEL_KINDS.get(kind, (kind,))]
 
 
 def model_files(kind: str) -> list[str]:

@@ -37,6 +37,8 @@ def _registry(args: argparse.Namespace):
 def _common_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("folders and packs")
     group.add_argument("--models-dir", help="models folder (checkpoints/, loras/, vae/ ...); env NODEWEAVER_MODELS_DIR")
+    group.add_argument("--comfyui-dir", help="an existing ComfyUI installation whose models/ are used too; "
+                                             "env NODEWEAVER_COMFYUI_DIR")
     group.add_argument("--input-dir", help="input folder; env NODEWEAVER_INPUT_DIR")
     group.add_argument("--output-dir", help="output folder; env NODEWEAVER_OUTPUT_DIR")
     group.add_argument("--custom-nodes", action="append", metavar="PATH",
@@ -143,6 +145,7 @@ def _apply_folder_flags(args: argparse.Namespace) -> None:
     from nodeweaver.config import apply_overrides_to_env
 
     apply_overrides_to_env({
+        "comfyui_dir": getattr(args, "comfyui_dir", None),
         "models_dir": getattr(args, "models_dir", None),
         "input_dir": getattr(args, "input_dir", None),
         "output_dir": getattr(args, "output_dir", None),

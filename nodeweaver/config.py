@@ -20,6 +20,7 @@ ENV_OUTPUT_DIR = "NODEWEAVER_OUTPUT_DIR"
 ENV_CUSTOM_NODES = "NODEWEAVER_CUSTOM_NODES"
 ENV_CONFIG = "NODEWEAVER_CONFIG"
 ENV_DATA_DIR = "NODEWEAVER_DATA_DIR"
+ENV_COMFYUI_DIR = "NODEWEAVER_COMFYUI_DIR"
 
 
 class ConfigError(ValueError):
@@ -34,6 +35,7 @@ class Settings(BaseModel):
     input_dir: Path
     output_dir: Path
     custom_nodes: list[Path] = Field(default_factory=list)
+    comfyui_dir: Path | None = None  # an existing ComfyUI installation whose models/ are searched too
     providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
@@ -78,6 +80,7 @@ def load_settings(overrides: dict[str, Any] | None = None) -> Settings:
         raw = overrides.get(key) or os.environ.get(env) or folders.get(key)
         return Path(raw).expanduser().resolve() if raw else default
 
+    raw_comfy = overrides.get("comfyui_dir") or os.environ.get(ENV_COMFYUI_DIR) or folders.get("comfyui_dir")
     custom: list[str] = []
     if "custom_nodes" in overrides:
         raw_custom = overrides["custom_nodes"]
@@ -93,6 +96,7 @@ def load_settings(overrides: dict[str, Any] | None = None) -> Settings:
         input_dir=pick("input_dir", ENV_INPUT_DIR, data_dir / "input"),
         output_dir=pick("output_dir", ENV_OUTPUT_DIR, data_dir / "output"),
         custom_nodes=[Path(p).expanduser().resolve() for p in custom],
+        comfyui_dir=Path(raw_comfy).expanduser().resolve() if raw_comfy else None,
         providers=dict(file_cfg.get("providers", {})),
     )
 
@@ -100,6 +104,7 @@ def load_settings(overrides: dict[str, Any] | None = None) -> Settings:
 def apply_overrides_to_env(overrides: dict[str, Any]) -> None:
     """Make CLI flags visible to everything that reads settings later in this process."""
     mapping = {
+        "comfyui_dir": ENV_COMFYUI_DIR,
         "models_dir": ENV_MODELS_DIR,
         "input_dir": ENV_INPUT_DIR,
         "output_dir": ENV_OUTPUT_DIR,

@@ -221,3 +221,16 @@ def test_sdxl_single_file_path(env, models_root):
     positive = out.output_value("6")
     assert positive[0][0].shape == (1, 77, 128) and positive[0][1]["pooled_output"].shape == (1, 32)
     assert out.output_value("8").shape == (1, 64, 64, 3)
+
+
+def test_sd2_single_file_path(env, models_root):
+    from nodes.diffusion.models import load_single_file
+    from nodes.diffusion.tiny import write_tiny_sd2_checkpoint
+
+    path = write_tiny_sd2_checkpoint(models_root)
+    model, clip, _vae = load_single_file(path, "cpu")
+    assert model.family == "sd2" and model.unet.config.use_linear_projection
+    assert clip.encoders[0].config.num_hidden_layers == 2  # the last layer is not used by SD2
+    out = run(env, default_t2i(ckpt=path.name, width=64, height=64, batch=1))
+    assert out.output_value("6")[0][0].shape == (1, 77, 64)
+    assert out.output_value("8").shape == (1, 64, 64, 3)

@@ -171,3 +171,21 @@ def test_register_rejects_non_nodes():
 
     with pytest.raises(TypeError, match="FUNCTION"):
         reg.register("NoFunction", NoFunction)
+
+
+def test_models_of_an_existing_comfyui_installation_are_listed(registry, tmp_path, monkeypatch, isolated_folders):
+    comfy = tmp_path / "ComfyUI"
+    (comfy / "models" / "checkpoints" / "sdxl").mkdir(parents=True)
+    (comfy / "models" / "checkpoints" / "sdxl" / "juggernaut.safetensors").write_bytes(b"x")
+    (comfy / "models" / "unet").mkdir()
+    (comfy / "models" / "unet" / "flux.sft").write_bytes(b"x")
+    (isolated_folders / "models" / "checkpoints").mkdir()
+    (isolated_folders / "models" / "checkpoints" / "own.ckpt").write_bytes(b"x")
+    from nodes import folders
+
+    assert folders.model_files("checkpoints") == ["own.ckpt"]
+    monkeypatch.setenv("NODEWEAVER_COMFYUI_DIR", str(comfy))
+    assert folders.model_files("checkpoints") == ["own.ckpt", "sdxl/juggernaut.safetensors"]
+    assert folders.model_files("diffusion_models") == ["flux.sft"]  # ComfyUI's legacy unet/ folder
+    assert folders.model_path("checkpoints", "sdxl/juggernaut.safetensors") is not None
+    assert "sdxl/juggernaut.safetensors" in registry.spec("CheckpointLoaderSimple").input("ckpt_name").choices

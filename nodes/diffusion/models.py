@@ -355,9 +355,11 @@ def find_tokenizer_dir(checkpoint: Path, vocab_size: int) -> Path:
     tokenizers_root = models_dir() / "tokenizers"
     if tokenizers_root.is_dir():
         candidates += sorted(p for p in tokenizers_root.iterdir() if p.is_dir())
-    comfy = os.environ.get("NODEWEAVER_COMFYUI_DIR")
-    if comfy:
-        candidates.append(Path(comfy) / "comfy" / "sd1_tokenizer")
+    from nodeweaver.config import load_settings
+
+    comfy = load_settings().comfyui_dir
+    if comfy is not None:
+        candidates.append(comfy / "comfy" / "sd1_tokenizer")
     for folder in candidates:
         if _tokenizer_size(folder) == vocab_size and (folder / "merges.txt").is_file():
             return folder

@@ -183,3 +183,41 @@ def write_tiny_sdxl_checkpoint(models_dir: Path, name: str = "tiny-sdxl-random",
     save_file({k: v.contiguous().float() for k, v in state.items()}, str(path),
               metadata={"nodeweaver": "tiny random-weight SDXL-architecture model"})
     return path
+
+
+SD2_UNET_CONFIG = {
+    "sample_size": 8, "in_channels": 4, "out_channels": 4, "layers_per_block": 1,
+    "block_out_channels": [64, 64], "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"],
+    "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"], "cross_attention_dim": 64,
+    "attention_head_dim": [1, 1], "use_linear_projection": True, "norm_num_groups": 32,
+}
+
+
+def write_tiny_sd2_checkpoint(models_dir: Path, name: str = "tiny-sd2-random", seed: int = 0) -> Path:
+    """A tiny SD2-architecture single file: one OpenCLIP text encoder, linear attention projections."""
+    import torch
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from safetensors.torch import save_file
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from nodes.diffusion.models import quiet_libraries
+
+    quiet_libraries()
+    checkpoints = Path(models_dir) / "checkpoints"
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    vocab = write_tiny_tokenizer(checkpoints / f"{name}.tokenizer")
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(**SD2_UNET_CONFIG)
+    vae = AutoencoderKL(**VAE_CONFIG)
+    text = CLIPTextModel(CLIPTextConfig(vocab_size=vocab, hidden_size=64, intermediate_size=128,
+                                        num_hidden_layers=3, num_attention_heads=1, max_position_embeddings=77,
+                                        hidden_act="gelu", bos_token_id=vocab - 2, eos_token_id=vocab - 1,
+                                        pad_token_id=vocab - 1))
+    state = {}
+    state.update(unet_to_ldm(unet.state_dict(), SD2_UNET_CONFIG))
+    state.update(vae_to_ldm(vae.state_dict(), VAE_CONFIG))
+    state.update(open_clip_to_ldm(text.state_dict(), "cond_stage_model.model."))
+    path = checkpoints / f"{name}.safetensors"
+    save_file({k: v.contiguous().float() for k, v in state.items()}, str(path),
+              metadata={"nodeweaver": "tiny random-weight SD2-architecture model"})
+    return path
