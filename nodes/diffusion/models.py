@@ -451,8 +451,8 @@ def load_single_file(path: Path, device: str) -> tuple[DiffusionModel, ClipModel
     for encoder in encoders:
         folder = find_tokenizer_dir(path, int(encoder.config.vocab_size))
         tokenizers.append(load_tokenizer(folder))
-    prediction = "v_prediction" if "v_pred" in sd or (family == "sd2" and unet_config["sample_size"] >= 96) \
-        else "epsilon"
+    # ComfyUI's convention: a `v_pred` key marks v-prediction models (SD2.x 768-v); others are epsilon.
+    prediction = "v_prediction" if "v_pred" in sd else "epsilon"
     scheduler_config = dict(SCHEDULER_CONFIG, prediction_type=prediction)
     del sd
     return _finish(unet, vae, encoders, tokenizers, family, prediction, scheduler_config, device, dtype, torch)
