@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.builder import WorkflowBuilder
-from agent.offline.extract import Facts, extract
+from agent.offline.extract import SEED_LIST, Facts, extract
 
 IMAGE_EXT = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 TEXT_EXT = (".txt", ".md", ".json", ".csv")
@@ -83,7 +83,10 @@ class Intents:
 
 # ---- text helpers -------------------------------------------------------------------------------------
 _PARAMS = [
-    r"\b\d{2,4}\s*[x×*]\s*\d{2,4}\b", r"\d{2,4}\s*[x×*]\s*\d{2,4}", r"\b\d+\s*steps?\b", r"步数\s*[::]?\s*\d+",
+    SEED_LIST, r"\b\d+\s+(?:different\s+|distinct\s+)?(?:images|pictures|photos|variations|versions)\b",
+    r"[\w\-./]+\.(?:png|jpe?g|webp|bmp|txt|md|json|csv)", r"(?:with|using)\s+(?:the\s+)?\S*\s*lora\b",
+    r"\blora\b", r"(?:with|using|by)\s+(?:dashscope\s+)?(?:wanx|万相)", r"用\s*(?:通义)?万相", r"用\s*sdxl",
+    r"\bsdxl\b", r"横版|竖版", r"\b\d{2,4}\s*[x×*]\s*\d{2,4}\b", r"\d{2,4}\s*[x×*]\s*\d{2,4}", r"\b\d+\s*steps?\b", r"步数\s*[::]?\s*\d+",
     r"\d+\s*步", r"\bseeds?\s*[:=]?\s*\d+(\s*(and|,)\s*\d+)?", r"(随机)?种子\s*[::]?\s*\d+(\s*(和|与|、)\s*\d+)?",
     r"\bcfg(\s*scale)?\s*[:=]?\s*\d+(\.\d+)?", r"using the \w+ sampler", r"with the \w+ scheduler",
     r"\b(euler_ancestral|euler|dpmpp_2m|karras|exponential)\b", r"(use|using|with) the checkpoint \S+",
@@ -108,6 +111,8 @@ def subject_text(f: Facts) -> str:
     for pattern in _LEAD:
         text = re.sub(pattern, "", text, flags=re.IGNORECASE).strip()
     text = re.sub(r"^(of|a|an)\s+", "", text, flags=re.IGNORECASE).strip(_EDGE_PUNCTUATION)
+    while (trimmed := re.sub(r"\s+(with|and|of|at|in|using|by|for|to)$", "", text, flags=re.IGNORECASE)) != text:
+        text = trimmed.strip(_EDGE_PUNCTUATION)  # words left dangling by removed parameters
     return text or f.text
 
 
@@ -207,7 +212,7 @@ def _text_flow(b: WorkflowBuilder, f: Facts, intents: Intents) -> OfflineResult:
         how = f" in {bullets.group(1)} bullet points" if bullets else ""
         steps.append(f"Summarize the text{how}.")
     if intents.translate:
-        target = "Chinese" if f.has("chinese", "中文") else ("English" if f.has("english", "英文") else "Chinese")
+        target = f.target_language or ("English" if f.lang == "zh" else "Chinese")
         steps.append(f"Translate the text into {target}. Answer with the translation only.")
     if not steps:
         steps.append("")

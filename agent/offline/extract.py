@@ -8,6 +8,12 @@ from dataclasses import dataclass, field
 
 CN_DIGITS = {"零": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9, "十": 10}
 NUM = r"(\d+(?:\.\d+)?)"
+# "seed 7", "seeds 10, 20 and 30", "种子 1 和 2", "随机种子1、2"
+SEED_LIST = r"(?:seeds?|种子)\s*[::=]?\s*(\d+(?:\s*(?:,|,|、|and|or|和|与|或)\s*\d+)*)"
+LANGUAGES = {"chinese": "Chinese", "中文": "Chinese", "汉语": "Chinese", "english": "English", "英文": "English",
+             "英语": "English", "french": "French", "法语": "French", "法文": "French", "japanese": "Japanese",
+             "日语": "Japanese", "日文": "Japanese", "german": "German", "德语": "German", "spanish": "Spanish",
+             "西班牙语": "Spanish", "korean": "Korean", "韩语": "Korean", "russian": "Russian", "俄语": "Russian"}
 SAMPLERS = ["euler_ancestral", "euler", "heun", "dpm_2_ancestral", "dpm_2", "lms", "dpmpp_2s_ancestral",
             "dpmpp_2m_sde", "dpmpp_3m_sde", "dpmpp_2m", "ddim", "ddpm", "uni_pc_bh2", "uni_pc", "lcm", "deis"]
 SCHEDULERS = ["karras", "exponential", "sgm_uniform", "simple", "ddim_uniform", "normal", "beta"]
@@ -47,6 +53,7 @@ class Facts:
     quoted: list[str] = field(default_factory=list)
     negative: str | None = None
     llm_model: str | None = None
+    target_language: str | None = None
     scale: float | None = None
     image_count_words: int | None = None
 
@@ -77,11 +84,8 @@ def extract(text: str, *, checkpoints: list[str], loras: list[str], inputs: list
         facts.steps = int(m.group(1))
     if m := _first(r"cfg(?:\s*scale)?\s*[:=]?\s*" + NUM, text) or _first(r"(?:引导系数|提示词相关性)\s*[::]?\s*" + NUM, text):
         facts.cfg = float(m.group(1))
-    seeds = re.findall(r"(?:seeds?|种子)\s*[::=]?\s*(\d+)(?:\s*(?:and|和|与|,|,|、)\s*(\d+))?", text, re.IGNORECASE)
-    for a, b in seeds:
-        facts.seeds += [int(a)] + ([int(b)] if b else [])
-    if not facts.seeds and (m := _first(r"随机种子\s*(\d+)\s*(?:和|与|,|、)\s*(\d+)", text)):
-        facts.seeds = [int(m.group(1)), int(m.group(2))]
+    for m in re.finditer(SEED_LIST, text, re.IGNORECASE):
+        facts.seeds += [int(n) for n in re.findall(r"\d+", m.group(1))]
     for name in SAMPLERS:
         if re.search(rf"(?<![a-z_]){re.escape(name)}(?![a-z_])", facts.lower):
             facts.sampler = name
@@ -104,6 +108,11 @@ def extract(text: str, *, checkpoints: list[str], loras: list[str], inputs: list
         facts.negative = re.sub(r"\s+and\s+", ", ", m.group(1)).strip(" .")
     elif m := _first(r"(?:不要|避免|负面提示词?[::]?)\s*([^。;;,,]+)", text):
         facts.negative = m.group(1).strip()
+    if facts.negative:
+        facts.negative = facts.negative.strip("'\"“”‘’「」 ")
+    if m := _first(r"(?:into|to|成|为)\s*(chinese|english|french|japanese|german|spanish|korean|russian|中文|汉语|"
+                   r"英文|英语|法语|法文|日语|日文|德语|西班牙语|韩语|俄语)", text):
+        facts.target_language = LANGUAGES[m.group(1).lower()]
     for name in LLM_MODELS:
         if name in facts.lower:
             facts.llm_model = name
