@@ -55,7 +55,7 @@ class PlanState(TypedDict, total=False):
 
 
 def _code_block(text: str) -> str:
-    match = re.search(r"```(?:python|py|text)?\s*\n(.*?)```", text, re.DOTALL)
+    match = re.search(r"```(?:python|py|text|json)?\s*\n(.*?)```", text, re.DOTALL)
     return (match.group(1) if match else text).strip() + "\n"
 
 
@@ -191,13 +191,21 @@ class PlannerGraph:
         if step == "repair":
             entry["patch"] = _patch_summary(state.get("draft", ""), draft)
         try:
-            workflow = parse_text(draft, self.registry)
+            workflow = self._read_draft(draft)
             errors: list[dict] = []
         except WorkflowFormatError as exc:
             workflow, errors = None, [e.model_dump() for e in exc.errors]
         entry["parse_errors"] = errors
         trace.append(entry)
         return {**update, "draft": draft, "workflow": workflow, "errors": errors, "trace": trace}
+
+    def _read_draft(self, draft: str) -> dict:
+        """The text form, or API/UI JSON when the model answered with JSON instead."""
+        if draft.lstrip().startswith("{"):
+            from compiler.formats import parse_source, to_api_workflow
+
+            return to_api_workflow(parse_source(draft), self.registry).prompt
+        return parse_text(draft, self.registry)
 
     def validate(self, state: PlanState) -> dict:
         trace = list(state.get("trace", []))

@@ -242,3 +242,11 @@ def test_a_crashed_plan_resumes_from_its_checkpoint(registry, one_checkpoint, tm
     resumed = resume(thread_id, checkpoint_path=db, chat_model=fixed, registry=registry)
     assert resumed.status == "valid" and resumed.repairs == 1
     assert resumed.request == "a fox picture"
+
+
+def test_a_json_draft_is_accepted_too(registry, one_checkpoint):
+    api = {"1": {"class_type": "PrimitiveString", "inputs": {"value": "hi"}},
+           "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}}}
+    llm = GenericFakeChatModel(messages=iter([AIMessage(f"```json\n{json.dumps(api)}\n```")]))
+    result = plan("show the word hi", chat_model=llm, registry=registry)
+    assert result.status == "valid" and result.workflow == api and result.repairs == 0
