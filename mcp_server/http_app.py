@@ -70,10 +70,9 @@ def check_request(headers, query, token: str | None, loopback: bool, allowed: se
         host = urlparse(origin).hostname or ""
         if not (loopback and is_loopback(host)):
             return 403, f"origin {origin} is not allowed"
-    if loopback:
-        host = (headers.get("host") or "").rsplit(":", 1)[0] if not (headers.get("host") or "").startswith("[") \
-            else (headers.get("host") or "").split("]")[0] + "]"
-        if host and not is_loopback(host) and host != "testserver":
+    if loopback and headers.get("host"):
+        host = urlparse("//" + headers["host"]).hostname or ""
+        if not is_loopback(host):
             return 403, f"host {host} is not allowed on a loopback server"
     if token:
         supplied = headers.get("authorization", "")
