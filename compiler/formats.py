@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from compiler.errors import WorkflowError, WorkflowFormatError
 from compiler.text_form import parse_text
@@ -19,8 +19,6 @@ MAX_WORKFLOW_BYTES = 256 * 1024 * 1024
 
 class LoadedWorkflow(BaseModel):
     """An API-format workflow and where it came from."""
-
-    model_config = ConfigDict(arbitrary_types_allowed=True)
 
     prompt: dict[str, Any]
     format: WorkflowFormat
@@ -70,11 +68,7 @@ def parse_source(text: str) -> Any:
     if stripped.startswith(("{", "[")):
         try:
             return json.loads(stripped)
-        except json.JSONDecodeError as exc:
-            if stripped.startswith("["):
-                raise _format_error(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
-                                    line=exc.lineno, column=exc.colno) from None
-            # a dict literal could still be text form, but that is never a workflow: report JSON's error
+        except json.JSONDecodeError as exc:  # braces first: a JSON document, never the text form
             raise _format_error(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
                                 line=exc.lineno, column=exc.colno) from None
     return stripped + "\n" if stripped else stripped
