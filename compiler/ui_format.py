@@ -57,6 +57,12 @@ class _Ctx:
         return ":".join(self.path + (str(node_id),))
 
 
+def _slots(node: Any) -> list[dict]:
+    """A node's `inputs` entries that are objects (files from the wild hold anything there)."""
+    entries = node.get("inputs") if isinstance(node, dict) else None
+    return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+
+
 def _is_marker(value: Any, markers: frozenset[str]) -> bool:
     return isinstance(value, str) and value in markers
 
@@ -96,8 +102,12 @@ def _parse_graph(data: dict) -> _Graph:
     for node in data.get("nodes") or []:
         if isinstance(node, dict) and "id" in node:
             nodes[_norm_id(node["id"])] = node
-    return _Graph(nodes=nodes, links=_parse_links(data.get("links")), inputs=list(data.get("inputs") or []),
-                  outputs=list(data.get("outputs") or []), name=str(data.get("name") or ""))
+    def objects(key: str) -> list[dict]:
+        value = data.get(key)
+        return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+    return _Graph(nodes=nodes, links=_parse_links(data.get("links")), inputs=objects("inputs"),
+                  outputs=objects("outputs"), name=str(data.get("name") or ""))
 
 
 class UIConverter:
@@ -162,12 +172,10 @@ class UIConverter:
                            if not k.startswith("control_after_generate")})
         elif isinstance(values, dict):
             inputs.update(values)
-        elif values:
+        elif isinstance(values, list) and values:
             self._warn(api_id, class_type, f"node type {class_type!r} is unknown, so its {len(values)} widget "
                                            "value(s) could not be matched to inputs")
-        for slot_input in node.get("inputs") or []:
-            if not isinstance(slot_input, dict):
-                continue
+        for slot_input in _slots(node):
             widget = slot_input.get("widget")
             name = widget.get("name") if isinstance(widget, dict) and widget.get("name") else slot_input.get("name")
             link_id = slot_input.get("link")
@@ -233,7 +241,7 @@ class UIConverter:
             node_type = str(node.get("type", ""))
             mode = node.get("mode", 0)
             if node_type == "Reroute":
-                upstream = (node.get("inputs") or [{}])[0].get("link") if node.get("inputs") else None
+                upstream = _slots(node)[0].get("link") if _slots(node) else None
                 if upstream is None:
                     return None
                 link_id = _norm_id(upstream)
@@ -268,7 +276,7 @@ class UIConverter:
         sub_inputs = ctx.graph.inputs
         name = sub_inputs[slot].get("name") if 0 <= slot < len(sub_inputs) else None
         instance = ctx.instance or {}
-        entries = [e for e in (instance.get("inputs") or []) if isinstance(e, dict)]
+        entries = _slots(instance)
         entry = next((e for e in entries if name is not None and e.get("name") == name), None)
         if entry is None and name is None and 0 <= slot < len(entries):
             entry = entries[slot]
@@ -289,7 +297,7 @@ class UIConverter:
             target = graph.nodes.get(link.target_id)
             if target is None:
                 continue
-            slots = target.get("inputs") or []
+            slots = target.get("inputs") if isinstance(target.get("inputs"), list) else []
             if 0 <= link.target_slot < len(slots) and isinstance(slots[link.target_slot], dict) \
                     and slots[link.target_slot].get("widget"):
                 return True
@@ -305,12 +313,12 @@ class UIConverter:
     @staticmethod
     def _bypass_input(node: dict, link: _Link) -> Any:
         """The input a bypassed node passes through: same type as the output, preferring the same slot."""
-        candidates = [e for e in (node.get("inputs") or []) if isinstance(e, dict) and e.get("link") is not None]
+        candidates = [e for e in _slots(node) if e.get("link") is not None]
         want = str(link.type)
         same_type = [e for e in candidates if str(e.get("type")) == want or want == "*" or e.get("type") == "*"]
         if not same_type:
             return None
-        inputs = node.get("inputs") or []
+        inputs = node.get("inputs") if isinstance(node.get("inputs"), list) else []
         if 0 <= link.origin_slot < len(inputs) and inputs[link.origin_slot] in same_type:
             return _norm_id(inputs[link.origin_slot]["link"])
         return _norm_id(same_type[0]["link"])

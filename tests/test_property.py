@@ -136,3 +136,42 @@ def test_random_ui_workflows(nodes_list, links_list):
     except WorkflowFormatError:
         return
     _check_result(validate(loaded.prompt, REG))
+
+
+_ANY = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(-3, 8), st.text(max_size=4)),
+                    lambda c: st.one_of(st.lists(c, max_size=3), st.dictionaries(
+                        st.sampled_from(["id", "name", "type", "link", "linkIds", "widget"]), c, max_size=3)),
+                    max_leaves=8)
+_UI_NODE = st.fixed_dictionaries({
+    "id": st.integers(-20, 6),
+    "type": st.sampled_from(["PrimitiveString", "StringConcatenate", "PreviewAny", "Reroute", "PrimitiveNode",
+                             "sg1", "sg2", "Note", "Unknown"]),
+    "mode": st.sampled_from([0, 2, 4, "x"]),
+    "inputs": st.one_of(_ANY, st.lists(st.fixed_dictionaries({
+        "name": st.sampled_from(["string_a", "source", "value", "text"]), "type": st.sampled_from(["STRING", "*"]),
+        "link": st.one_of(st.none(), st.integers(0, 8)),
+        "widget": st.one_of(st.none(), st.just({"name": "string_a"}))}), max_size=3)),
+    "widgets_values": _ANY})
+_LINKS = st.lists(st.one_of(st.lists(st.integers(-20, 8), min_size=6, max_size=6), _ANY, st.fixed_dictionaries({
+    "id": st.integers(0, 8), "origin_id": st.integers(-20, 6), "origin_slot": st.integers(-1, 2),
+    "target_id": st.integers(-20, 6), "target_slot": st.integers(-1, 2), "type": st.just("STRING")})), max_size=8)
+_SUBGRAPH = st.fixed_dictionaries({
+    "id": st.sampled_from(["sg1", "sg2"]), "nodes": st.lists(_UI_NODE, max_size=4), "links": _LINKS,
+    "inputs": st.one_of(_ANY, st.lists(st.fixed_dictionaries({"name": st.sampled_from(["string_a", "text"]),
+                                                              "linkIds": st.lists(st.integers(0, 8), max_size=2)}),
+                                       max_size=2)),
+    "outputs": st.one_of(_ANY, st.lists(st.fixed_dictionaries({"name": st.just("o"),
+                                                               "linkIds": st.lists(st.integers(0, 8), max_size=2)}),
+                                        max_size=2))})
+
+
+@SETTINGS
+@given(st.fixed_dictionaries({"nodes": st.lists(_UI_NODE, max_size=6), "links": _LINKS,
+                              "definitions": st.one_of(_ANY, st.fixed_dictionaries(
+                                  {"subgraphs": st.lists(_SUBGRAPH, max_size=2)}))}))
+def test_random_ui_workflows_with_subgraphs(ui):
+    try:
+        loaded = to_api_workflow(ui, REG)
+    except WorkflowFormatError:
+        return
+    _check_result(validate(loaded.prompt, REG))
