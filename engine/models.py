@@ -119,7 +119,8 @@ class ModelCache:
                 free = free_gpu_bytes() or free
 
     def to_device(self, value: Any, device: str) -> Any:
-        """Move a cached model to a device (making room first when that is a GPU)."""
+        """Move a cached model to a device (making room first when that is a GPU); a model offloaded under
+        memory pressure comes back this way before it is used."""
         with self._lock:
             entry = next((e for e in self._entries.values() if e.value is value), None)
             if entry is None or entry.device == device:
@@ -150,11 +151,11 @@ class ModelCache:
             return [{"path": k[0], "kind": k[2], "bytes": e.size, "device": e.device} for k, e in self._entries.items()]
 
     def _to(self, entry: _Entry, device: str) -> None:
-        mover = getattr(entry.value, "to", None)
-        if callable(mover):
-            result = mover(device)
-            if result is not None and type(result) is type(entry.value):
-                entry.value = result
+        parts = entry.value if isinstance(entry.value, tuple | list) else (entry.value,)
+        for part in parts:  # modules move in place (torch's .to on a Module returns itself)
+            mover = getattr(part, "to", None)
+            if callable(mover):
+                mover(device)
         entry.device = device
 
     def _drop(self, key: tuple) -> None:

@@ -123,15 +123,6 @@ def input_path(name: str) -> Path:
     return safe_join(input_dir(), name)
 
 
-def output_path(name: str) -> Path:
-    """A path inside the output folder (created on demand); refuses names that escape it."""
-    root = output_dir()
-    root.mkdir(parents=True, exist_ok=True)
-    path = safe_join(root, name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 def next_output_file(filename_prefix: str, extension: str) -> tuple[Path, str, str]:
     """A fresh file in the output folder named as ComfyUI names them: `{prefix}_{counter:05}_.{ext}`.
 

@@ -224,3 +224,24 @@ def test_model_cache_loads_once_and_reloads_on_change(tmp_path):
     second = cache.load(path, lambda: loads.append(1) or object())
     assert second is not first and len(loads) == 2 and len(cache.stats()) == 1
     assert cache.free(path) == 1 and cache.stats() == []
+
+
+def test_model_cache_moves_models_and_parts_between_devices(tmp_path):
+    from engine.models import ModelCache
+
+    class Part:
+        def __init__(self):
+            self.device = "cuda"
+
+        def to(self, device):
+            self.device = device
+            return self
+
+    path = tmp_path / "m.safetensors"
+    path.write_bytes(b"w")
+    cache = ModelCache()
+    parts = cache.load(path, lambda: (Part(), Part()), kind="checkpoint", device="cuda")
+    assert cache.stats()[0]["device"] == "cuda"
+    cache.to_device(parts, "cpu")
+    assert [p.device for p in parts] == ["cpu", "cpu"] and cache.stats()[0]["device"] == "cpu"
+    assert cache.to_device(parts, "cuda") is parts and parts[0].device == "cuda"

@@ -100,6 +100,11 @@ class DiffusionModel:
     def patched(self):
         return _patched(self.unet, self.patches, self.lock)
 
+    def to(self, device: str) -> DiffusionModel:
+        self.unet.to(device)
+        self.device = device
+        return self
+
 
 @dataclass
 class ClipModel:
@@ -120,6 +125,12 @@ class ClipModel:
     def patched(self):
         return _patched_many(self.encoders, self.patches, self.lock)
 
+    def to(self, device: str) -> ClipModel:
+        for encoder in self.encoders:
+            encoder.to(device)
+        self.device = device
+        return self
+
 
 @dataclass
 class VaeModel:
@@ -127,6 +138,11 @@ class VaeModel:
     scaling_factor: float
     device: str
     dtype: Any
+
+    def to(self, device: str) -> VaeModel:
+        self.vae.to(device)
+        self.device = device
+        return self
 
     @property
     def downscale(self) -> int:
@@ -534,6 +550,11 @@ def load_checkpoint(path: Path) -> tuple[DiffusionModel, ClipModel, VaeModel]:
     if path.is_dir():
         if not (path / "model_index.json").is_file():
             raise CheckpointError(f"{path.name} is a folder without model_index.json, not a diffusers model")
-        return model_cache.load(path / "model_index.json", lambda: load_diffusers_folder(path, device),
-                                kind="checkpoint", device=device)
-    return model_cache.load(path, lambda: load_single_file(path, device), kind="checkpoint", device=device)
+        key_path, loader = path / "model_index.json", lambda: load_diffusers_folder(path, device)
+        size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    else:
+        key_path, loader, size = path, lambda: load_single_file(path, device), path.stat().st_size
+    if device.startswith("cuda"):
+        model_cache.make_room(size)  # offload least recently used models first
+    loaded = model_cache.load(key_path, loader, kind="checkpoint", device=device)
+    return model_cache.to_device(loaded, device)  # back from the CPU if it was offloaded
