@@ -12,15 +12,42 @@ KIND_FOLDERS = {"checkpoints": "checkpoints", "loras": "loras", "vae": "vae", "u
                 "text_encoders": "text_encoders", "diffusion_models": "diffusion_models", "embeddings": "embeddings"}
 
 
-def build_environment(spec: dict[str, Any], root: Path) -> dict[str, Path]:
+def _runnable_models(root: Path) -> dict[str, Path] | None:
+    """The tiny demo checkpoint and LoRA (random weights), written once, to stand in for named models."""
+    try:
+        import torch  # noqa: F401
+
+        from nodes.diffusion.tiny import TINY_NAME, write_tiny_checkpoint, write_tiny_lora
+    except ImportError:
+        return None
+    cache = root / "_tiny"
+    checkpoint = cache / "checkpoints" / f"{TINY_NAME}.safetensors"
+    if not checkpoint.is_file():
+        write_tiny_checkpoint(cache, diffusers_folder=False)
+        write_tiny_lora(cache)
+    return {"checkpoint": checkpoint, "tokenizer": cache / "checkpoints" / f"{TINY_NAME}.tokenizer",
+            "lora": cache / "loras" / "tiny-lora.safetensors"}
+
+
+def build_environment(spec: dict[str, Any], root: Path, *, runnable: bool = False) -> dict[str, Path]:
+    """Placeholder model files (or, with `runnable`, the tiny demo model under each name) and input files."""
+    import shutil
+
     models, inputs, outputs = root / "models", root / "input", root / "output"
     for folder in (models, inputs, outputs):
         folder.mkdir(parents=True, exist_ok=True)
+    tiny = _runnable_models(root) if runnable else None
     for kind, folder in KIND_FOLDERS.items():
         for name in spec.get(kind, []) or []:
             path = models / folder / name
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(b"placeholder: not a real model")
+            if tiny and kind == "checkpoints":
+                shutil.copyfile(tiny["checkpoint"], path)
+                shutil.copytree(tiny["tokenizer"], path.with_name(path.stem + ".tokenizer"), dirs_exist_ok=True)
+            elif tiny and kind == "loras":
+                shutil.copyfile(tiny["lora"], path)
+            else:
+                path.write_bytes(b"placeholder: not a real model")
     for name in spec.get("input", []) or []:
         path = inputs / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -36,9 +63,9 @@ def build_environment(spec: dict[str, Any], root: Path) -> dict[str, Path]:
 
 
 @contextmanager
-def environment(spec: dict[str, Any], root: Path):
+def environment(spec: dict[str, Any], root: Path, *, runnable: bool = False):
     """Build the environment and point NodeWeaver at it for the duration."""
-    folders = build_environment(spec, root)
+    folders = build_environment(spec, root, runnable=runnable)
     saved = {k: os.environ.get(k) for k in ("NODEWEAVER_MODELS_DIR", "NODEWEAVER_INPUT_DIR", "NODEWEAVER_OUTPUT_DIR")}
     os.environ["NODEWEAVER_MODELS_DIR"] = str(folders["models"])
     os.environ["NODEWEAVER_INPUT_DIR"] = str(folders["input"])

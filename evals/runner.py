@@ -124,7 +124,7 @@ def run_suite(suite: Suite, *, registry: NodeRegistry | None = None, chat_model:
         from engine import Executor
 
         executor = Executor(registry)
-    with environment(suite.environment, root):
+    with environment(suite.environment, root, runnable=run):
         if concurrency > 1:
             with ThreadPoolExecutor(max_workers=concurrency) as pool:
                 results = list(pool.map(lambda job: evaluate_case(job[0], registry, chat_model=chat_model,

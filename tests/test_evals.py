@@ -148,3 +148,14 @@ def test_html_report_renders_in_headless_chromium(registry, tmp_path):
     with Image.open(shot) as image:
         colors = {image.getpixel((x, y))[:3] for x in range(0, image.width, 4) for y in range(0, image.height, 4)}
     assert (47, 158, 68) in colors  # the green bars of the pass-rate charts were drawn
+
+
+def test_eval_run_mode_executes_plans_on_the_tiny_model(registry, tmp_path):
+    pytest.importorskip("torch")
+    suite = Suite(suite="run", environment={"checkpoints": ["any_model.safetensors"], "input": ["pic.png"]}, cases=[
+        Case(id="t2i", prompt="a fox in the snow, 64x64, 2 steps", expect={"validates": True}),
+        Case(id="invert", prompt="Invert pic.png and save it", expect={"nodes": ["ImageInvert"]}),
+    ])
+    result = run_suite(suite, registry=registry, run=True, workdir=tmp_path)
+    assert [c.ran for c in result.cases] == [True, True], [c.run_error for c in result.cases]
+    assert result.metrics.run_rate == 1.0
