@@ -121,7 +121,17 @@ def _sampler_inputs() -> dict:
     }
 
 
-class KSampler(_GPUNode):
+class _Sampler(_GPUNode):
+    """What both samplers share: refusing, at validation, sampler/scheduler pairs that cannot run here."""
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, sampler_name: Any = None, scheduler: Any = None) -> bool | str:
+        if sampler_name is None or scheduler is None:
+            return True
+        return check_sampler(sampler_name, scheduler)
+
+
+class KSampler(_Sampler):
     DESCRIPTION = "Uses the provided model, positive and negative conditioning to denoise the latent image."
     RETURN_TYPES = ("LATENT",)
     OUTPUT_TOOLTIPS = ("The denoised latent.",)
@@ -143,12 +153,6 @@ class KSampler(_GPUNode):
                                              "input latent (img2img)."}),
         }}
 
-    @classmethod
-    def VALIDATE_INPUTS(cls, sampler_name: Any = None, scheduler: Any = None) -> bool | str:
-        if sampler_name is None or scheduler is None:
-            return True
-        return check_sampler(sampler_name, scheduler)
-
     def sample(self, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image,
                denoise=1.0):
         from nodes.diffusion.sampling import sample
@@ -157,7 +161,7 @@ class KSampler(_GPUNode):
                                              latent_image, denoise), latent_image),)
 
 
-class KSamplerAdvanced(_GPUNode):
+class KSamplerAdvanced(_Sampler):
     DESCRIPTION = "Samples a range of steps of a schedule, optionally without adding noise or leaving noise in."
     RETURN_TYPES = ("LATENT",)
     FUNCTION = "sample"
@@ -176,12 +180,6 @@ class KSamplerAdvanced(_GPUNode):
             "end_at_step": ("INT", {"default": 10000, "min": 0, "max": 10000}),
             "return_with_leftover_noise": (["disable", "enable"],),
         }}
-
-    @classmethod
-    def VALIDATE_INPUTS(cls, sampler_name: Any = None, scheduler: Any = None) -> bool | str:
-        if sampler_name is None or scheduler is None:
-            return True
-        return check_sampler(sampler_name, scheduler)
 
     def sample(self, model, add_noise, noise_seed, steps, cfg, sampler_name, scheduler, positive, negative,
                latent_image, start_at_step, end_at_step, return_with_leftover_noise):
