@@ -272,3 +272,25 @@ def test_mcp_clarifying_question_uses_elicitation(server, photo):
     assert result.structured_content["status"] == "valid"
     loads = [n for n in result.structured_content["workflow"].values() if n["class_type"] == "LoadImage"]
     assert loads[0]["inputs"]["image"] == "photo.png"
+
+
+def test_saved_workflow_is_a_typed_mcp_tool(server, photo):
+    from mcp.client.session import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+
+    tool = {"name": "shouter", "description": "Joins a word with 'world'", "workflow": TEXT_WF,
+            "params": {"word": {"node": "1", "input": "value", "type": "string", "description": "the first word"},
+                       "times": {"node": "2", "input": "delimiter", "type": "string", "default": ", "}}}
+    assert httpx.post(f"{server.url}/api/tools", json=tool, timeout=30).status_code == 200
+
+    async def main():
+        async with streamable_http_client(f"{server.url}/mcp/") as streams, \
+                ClientSession(streams[0], streams[1]) as session:
+            await session.initialize()
+            listed = {t.name: t for t in (await session.list_tools()).tools}
+            schema = listed["shouter"].input_schema
+            assert schema["properties"]["word"]["type"] == "string" and schema["required"] == ["word"]
+            return await session.call_tool("shouter", {"word": "Bo"})
+
+    result = asyncio.run(main())
+    assert not result.is_error and result.structured_content["outputs"]["3"] == {"text": ["Bo, world"]}
