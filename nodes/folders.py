@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from nodeweaver.config import load_settings
 
@@ -121,6 +122,31 @@ def input_files(extensions: frozenset[str] | None = None) -> list[str]:
 
 def input_path(name: str) -> Path:
     return safe_join(input_dir(), name)
+
+
+def check_input_file(name: Any, extensions: frozenset[str], label: str) -> bool | str:
+    """VALIDATE_INPUTS for nodes reading a file of the input folder: True, or what is wrong and what is there."""
+    if name is None:  # linked: known only at run time
+        return True
+    try:
+        if input_path(str(name)).is_file():
+            return True
+    except UnsafePathError as exc:
+        return str(exc)
+    available = input_files(extensions)
+    hint = f"; {label} files there: {', '.join(available[:10])}" if available else ""
+    return f"{label} file {str(name)!r} not found in the input folder {input_dir()}{hint}"
+
+
+def check_output_prefix(filename_prefix: Any) -> bool | str:
+    """VALIDATE_INPUTS for nodes saving under a filename prefix: it may not leave the output folder."""
+    if filename_prefix is None:
+        return True
+    try:
+        safe_join(output_dir(), str(filename_prefix) + "_")
+    except UnsafePathError as exc:
+        return str(exc)
+    return True
 
 
 def next_output_file(filename_prefix: str, extension: str) -> tuple[Path, str, str]:

@@ -9,6 +9,7 @@ from typing import Any
 from nodes import folders
 
 TEXT_FORMATS = ["txt", "md", "json"]
+TEXT_EXTENSIONS = frozenset({".txt", ".md", ".json", ".csv"})
 MAX_TEXT_BYTES = 10 * 1024 * 1024
 
 
@@ -26,17 +27,7 @@ class LoadText:
 
     @classmethod
     def VALIDATE_INPUTS(cls, path: Any = None) -> bool | str:
-        if path is None:
-            return True
-        try:
-            resolved = folders.input_path(str(path))
-        except folders.UnsafePathError as exc:
-            return str(exc)
-        if not resolved.is_file():
-            available = folders.input_files(frozenset({".txt", ".md", ".json", ".csv"}))
-            hint = f"; text files in the input folder: {', '.join(available[:10])}" if available else ""
-            return f"file {path!r} not found in the input folder {folders.input_dir()}{hint}"
-        return True
+        return folders.check_input_file(path, TEXT_EXTENSIONS, "text")
 
     @classmethod
     def IS_CHANGED(cls, path: str) -> str:
@@ -72,13 +63,7 @@ class SaveText:
 
     @classmethod
     def VALIDATE_INPUTS(cls, filename_prefix: Any = None) -> bool | str:
-        if filename_prefix is None:
-            return True
-        try:
-            folders.safe_join(folders.output_dir(), str(filename_prefix) + "_")
-        except folders.UnsafePathError as exc:
-            return str(exc)
-        return True
+        return folders.check_output_prefix(filename_prefix)
 
     def execute(self, text: str, filename_prefix: str = "NodeWeaver/text", format: str = "txt") -> dict:
         if format not in TEXT_FORMATS:

@@ -247,14 +247,7 @@ class LoadImage:
 
     @classmethod
     def VALIDATE_INPUTS(cls, image: Any = None) -> bool | str:
-        if image is None:
-            return True
-        try:
-            if not folders.input_path(str(image)).is_file():
-                return f"Invalid image file: {image}"
-        except folders.UnsafePathError as exc:
-            return str(exc)
-        return True
+        return folders.check_input_file(image, folders.IMAGE_EXTENSIONS, "image")
 
     def load_image(self, image: str):
         torch = torch_or_error()
@@ -318,13 +311,7 @@ class SaveImage:
 
     @classmethod
     def VALIDATE_INPUTS(cls, filename_prefix: Any = None) -> bool | str:
-        if filename_prefix is None:
-            return True
-        try:
-            folders.safe_join(folders.output_dir(), str(filename_prefix) + "_")
-        except folders.UnsafePathError as exc:
-            return str(exc)
-        return True
+        return folders.check_output_prefix(filename_prefix)
 
     def save_images(self, images, filename_prefix: str = "ComfyUI", prompt=None, extra_pnginfo=None):
         return {"ui": {"images": _save_png(images, filename_prefix, prompt, extra_pnginfo, temp=False)}}
