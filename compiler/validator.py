@@ -321,7 +321,7 @@ def _validate(prompt: Any, registry: NodeRegistry, outputs: Iterable[str] | None
                 continue
             kind = ic.kind
             if kind not in WIDGET_TYPES:
-                if kind != ANY_TYPE and registry_socket_type(registry, kind):
+                if kind != ANY_TYPE and any(t.strip() in registry.socket_types() for t in kind.split(",")):
                     add(WorkflowError(
                         type="literal_for_link_input", node_id=node_id, class_type=class_type, input_name=name,
                         message=f"Input '{name}' takes a {kind} from another node's output, not a literal value",
@@ -425,25 +425,6 @@ def _find_meta(prompt: dict, nid: str) -> Any:
         if str(key) == nid and isinstance(node, dict):
             return node.get("_meta")
     return None
-
-
-_SOCKET_TYPES_CACHE: dict[int, tuple[int, frozenset[str]]] = {}
-
-
-def registry_socket_type(registry: NodeRegistry, kind: str) -> bool:
-    """True when some node outputs this type, so a literal cannot stand in for it."""
-    key = id(registry)
-    names_count = len(registry.names())
-    cached = _SOCKET_TYPES_CACHE.get(key)
-    if cached is None or cached[0] != names_count:
-        produced = set()
-        for spec in registry.specs().values():
-            for out in spec.outputs:
-                produced.update(t.strip() for t in out.type.split(","))
-        produced -= WIDGET_TYPES | {ANY_TYPE}
-        cached = (names_count, frozenset(produced))
-        _SOCKET_TYPES_CACHE[key] = cached
-    return any(t.strip() in cached[1] for t in kind.split(","))
 
 
 def _class_check(class_type: str, registry: NodeRegistry, node_id: str, add) -> _ClassCheck | None:

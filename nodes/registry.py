@@ -49,6 +49,7 @@ class NodeRegistry:
         self._pack_of: dict[str, str] = {}
         self._catalog: dict[str, dict[str, Any]] = {}
         self._spec_cache: dict[str, NodeSpec] | None = None
+        self._socket_types: frozenset[str] | None = None
         self._index: NodeSearchIndex | None = None
         self.load_errors: list[PackLoadError] = []
         self.packs: list[str] = []
@@ -211,6 +212,16 @@ class NodeRegistry:
             self._spec_cache = cache
         return self._spec_cache
 
+    def socket_types(self) -> frozenset[str]:
+        """Types some node outputs (MODEL, IMAGE ...): only a link, never a literal, can supply them."""
+        if self._socket_types is None:
+            from nodes.spec import ANY_TYPE, WIDGET_TYPES
+
+            produced = {t.strip() for spec in self.specs().values() for out in spec.outputs
+                        for t in out.type.split(",")}
+            self._socket_types = frozenset(produced - WIDGET_TYPES - {ANY_TYPE})
+        return self._socket_types
+
     # ---- the agent's tool catalog ----------------------------------------------------------------------
     def search(self, query: str = "", *, produces: str | None = None, consumes: str | None = None,
                category: str | None = None, limit: int = 10) -> list[SearchHit]:
@@ -238,6 +249,7 @@ class NodeRegistry:
     # ---- internals -----------------------------------------------------------------------------------
     def _invalidate(self) -> None:
         self._spec_cache = None
+        self._socket_types = None
         self._index = None
 
     def _record_error(self, pack: str, path: str, exc: BaseException) -> None:
