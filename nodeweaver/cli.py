@@ -30,8 +30,15 @@ def _registry(args: argparse.Namespace):
 
     registry = default_registry()
     for catalog in getattr(args, "catalog", None) or []:
-        registry.import_catalog_file(Path(catalog))
+        try:
+            registry.import_catalog_file(Path(catalog))
+        except (OSError, ValueError) as exc:  # ValueError covers JSON that does not parse
+            raise CatalogError(f"cannot import catalog {catalog}: {exc}") from None
     return registry
+
+
+class CatalogError(Exception):
+    """--catalog names a file that is not a readable /object_info document."""
 
 
 def _common_flags(parser: argparse.ArgumentParser) -> None:
@@ -331,18 +338,22 @@ class _ProgressPrinter:
             print(line, end="\r" if self.tty and value < total else "\n", file=sys.stderr)
 
 
-def _output_lines(job, output_dir: Path) -> list[str]:
+def _output_lines(outputs: dict, prompt: dict) -> list[str]:
+    """The texts and files a run produced, one line each (files as full paths)."""
+    from nodes import folders
+
+    roots = {"output": folders.output_dir(), "temp": folders.temp_dir(), "input": folders.input_dir()}
     lines = []
-    for node_id, ui in job.outputs.items():
-        class_type = job.prompt.get(node_id, {}).get("class_type", "")
+    for node_id, ui in outputs.items():
+        class_type = prompt.get(node_id, {}).get("class_type", "")
         for text in ui.get("text", []):
             shown = text if len(text) <= 500 else text[:500] + "..."
             lines.append(f"  {node_id} {class_type}: {shown}")
         for key in ("images", "files", "gifs", "audio"):
             for item in ui.get(key, []):
                 if isinstance(item, dict) and "filename" in item:
-                    path = output_dir / item.get("subfolder", "") / item["filename"]
-                    lines.append(f"  {node_id} {class_type}: {path}")
+                    root = roots.get(item.get("type", "output"), roots["output"])
+                    lines.append(f"  {node_id} {class_type}: {root / item.get('subfolder', '') / item['filename']}")
     return lines
 
 
@@ -398,7 +409,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     elif done.status == "success":
         print(f"done in {sum(done.timings.values()):.2f} s: {len(done.executed)} executed, "
               f"{len(done.cached)} cached")
-        for line in _output_lines(done, settings.output_dir):
+        for line in _output_lines(done.outputs, done.prompt):
             print(line)
     elif done.status == "interrupted":
         print("interrupted", file=sys.stderr)
@@ -408,7 +419,7 @@ def cmd_run(args: argparse.Namespace) -> int:
               f"{err.get('exception_message')}", file=sys.stderr)
         if LOG_PATH:
             print(f"(details in {LOG_PATH})", file=sys.stderr)
-        for line in _output_lines(done, settings.output_dir):
+        for line in _output_lines(done.outputs, done.prompt):
             print(line)
     return {"success": EXIT_OK, "interrupted": EXIT_INTERRUPTED}.get(done.status, EXIT_FAILED)
 
@@ -529,15 +540,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
             print(f"# {result.summary}")
             if args.output:
                 print(f"# workflow written to {args.output}")
-            settings = load_settings()
-            for node_id, ui in result.outputs.items():
-                for text in ui.get("text", []):
-                    print(f"  output {node_id}: {text if len(text) <= 300 else text[:300] + '...'}")
-                for key in ("images", "files"):
-                    for item in ui.get(key, []):
-                        if isinstance(item, dict) and "filename" in item:
-                            root = settings.output_dir if item.get("type") != "temp" else settings.data_dir / "temp"
-                            print(f"  output {node_id}: {root / item.get('subfolder', '') / item['filename']}")
+            for line in _output_lines(result.outputs, result.workflow or {}):
+                print(line)
         else:
             print(f"FAILED: {result.summary}", file=sys.stderr)
             for err in result.errors[:10]:
@@ -600,11 +604,18 @@ def cmd_eval_compare(args: argparse.Namespace) -> int:
 
     from evals.report import compare, load_json
 
-    try:
-        print(compare(load_json(Path(args.before)), load_json(Path(args.after))))
-    except (OSError, ValidationError, ValueError) as exc:
-        print(f"cannot compare: {exc}", file=sys.stderr)
-        return EXIT_UNREADABLE
+    results = []
+    for path in (args.before, args.after):
+        try:
+            results.append(load_json(Path(path)))
+        except OSError as exc:
+            print(f"cannot compare: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
+            return EXIT_UNREADABLE
+        except (ValidationError, ValueError) as exc:
+            reason = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
+            print(f"cannot compare: {path} is not a NodeWeaver eval result ({reason})", file=sys.stderr)
+            return EXIT_UNREADABLE
+    print(compare(*results))
     return EXIT_OK
 
 
@@ -680,6 +691,9 @@ def main(argv: list[str] | None = None) -> int:
     LOG_PATH = _setup_logging()
     try:
         return COMMANDS[args.command](args)
+    except CatalogError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_UNREADABLE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
