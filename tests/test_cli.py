@@ -80,3 +80,13 @@ def test_validate_ui_workflow_against_imported_catalog(tmp_path):
     data = json.loads(proc.stdout)
     assert proc.returncode == 0 and data["format"] == "ui" and data["valid"] is True
     assert data["plan"]["order"] == ["1", "2"]
+
+
+def test_bad_catalog_and_result_files_are_clear_errors(tmp_path):
+    broken = tmp_path / "broken.json"
+    broken.write_text("{nope")
+    for args in (("nodes", "--catalog", str(tmp_path / "missing.json")), ("nodes", "--catalog", str(broken)),
+                 ("eval-compare", str(broken), str(broken))):
+        proc = run_cli(*args)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr and "internal error" not in proc.stderr
+        assert proc.stderr.startswith(("cannot import catalog", "cannot compare"))
