@@ -21,8 +21,8 @@ from agent import prompts
 from agent.offline.compose import Intents, plan_offline, subject_text
 from agent.offline.extract import extract
 from compiler import WorkflowFormatError, format_text, parse_text, validate
-from nodes import folders
 from nodes.registry import NodeRegistry
+from runtime import folders
 
 CORE_FOR_INTENT = {
     "image": ["CheckpointLoaderSimple", "CLIPTextEncode", "EmptyLatentImage", "KSampler", "VAEDecode", "SaveImage"],

@@ -16,8 +16,8 @@ from pydantic import BaseModel, Field
 
 from agent.offline.compose import plan_offline
 from compiler import format_text, validate
-from nodes import folders
 from nodes.registry import NodeRegistry, default_registry
+from runtime import folders
 
 
 class PlanResult(BaseModel):

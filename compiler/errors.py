@@ -10,6 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from runtime.errors import NodeWeaverError
+
 # ComfyUI's own error types, and the ones NodeWeaver adds where ComfyUI has none.
 COMFY_ERROR_TYPES = frozenset({
     "invalid_prompt", "prompt_no_outputs", "prompt_outputs_failed_validation", "missing_node_type",
@@ -60,9 +62,11 @@ class WorkflowError(BaseModel):
         return f"{where}{self.message}{tail} ({self.type})"
 
 
-class WorkflowFormatError(ValueError):
+class WorkflowFormatError(NodeWeaverError, ValueError):
     """The input could not be read as a workflow at all; carries structured errors."""
+
+    kind = "invalid_workflow_format"
 
     def __init__(self, errors: list[WorkflowError]):
         self.errors = errors
-        super().__init__("; ".join(str(e) for e in errors))
+        super().__init__("; ".join(str(e) for e in errors), details=[e.model_dump() for e in errors])

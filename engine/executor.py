@@ -29,8 +29,8 @@ from typing import Any
 from compiler.plan import Plan
 from engine.cache import OutputCache
 from engine.events import EventBus, timestamp_ms
-from engine.progress import InterruptedExecution, NodeContext, current_node
 from nodes.registry import NodeRegistry
+from runtime.progress import InterruptedExecution, NodeContext, current_node
 
 log = logging.getLogger(__name__)
 _unique = itertools.count()

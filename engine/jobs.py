@@ -24,6 +24,7 @@ from compiler.validator import ValidationResult
 from engine.executor import Executor
 from nodes.registry import NodeRegistry
 from nodes.spec import json_safe
+from runtime.errors import NodeWeaverError
 
 log = logging.getLogger(__name__)
 
@@ -31,16 +32,19 @@ JobStatus = Literal["queued", "running", "success", "error", "interrupted", "can
 FINISHED = ("success", "error", "interrupted", "cancelled", "failed_by_restart")
 
 
-class WorkflowInvalid(ValueError):
+class WorkflowInvalid(NodeWeaverError, ValueError):
     """A workflow submitted to the queue did not validate; carries the validation result."""
+
+    kind = "invalid_prompt"
 
     def __init__(self, result: ValidationResult):
         self.result = result
         super().__init__(f"workflow is invalid: {len(result.errors)} error(s)")
 
 
-class JobNotFound(LookupError):
-    pass
+class JobNotFound(NodeWeaverError, LookupError):
+    kind = "job_not_found"
+    status = 404
 
 
 class Job(BaseModel):

@@ -18,10 +18,11 @@ from agent.planner import PlanResult, plan
 from compiler import WorkflowFormatError, load_workflow, validate
 from engine import EventBus, Executor
 from engine.jobs import FINISHED, Job, JobNotFound, JobQueue, WorkflowInvalid
-from nodes import folders
 from nodes.registry import NodeRegistry, default_registry
 from nodeweaver import __version__
-from nodeweaver.config import load_settings
+from runtime import folders
+from runtime.errors import NodeWeaverError
+from runtime.settings import load_settings
 
 TOOL_NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 
@@ -43,12 +44,10 @@ class WorkflowTool(BaseModel):
     params: dict[str, ToolParam] = Field(default_factory=dict)
 
 
-class ServiceError(ValueError):
+class ServiceError(NodeWeaverError, ValueError):
     """A request the service cannot honour, with a status code for HTTP and a type for MCP."""
 
-    def __init__(self, message: str, *, status: int = 400, kind: str = "bad_request", details: Any = None):
-        self.status, self.kind, self.details = status, kind, details
-        super().__init__(message)
+    kind = "bad_request"
 
 
 class NodeWeaverService:

@@ -22,6 +22,7 @@ from pydantic import BaseModel
 
 from nodes.search import NodeSearchIndex, SearchHit
 from nodes.spec import NodeSpec, class_object_info
+from runtime.errors import NodeWeaverError
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +37,11 @@ class PackLoadError(BaseModel):
     error: str
 
 
-class RegistryError(LookupError):
+class RegistryError(NodeWeaverError, LookupError):
     """Asked for a node class that the registry does not know."""
+
+    kind = "missing_node_type"
+    status = 404
 
 
 class NodeRegistry:
@@ -323,7 +327,7 @@ _DEFAULT: dict[tuple[str, ...], NodeRegistry] = {}
 def default_registry(custom_nodes: Iterable[Path] | None = None, *, fresh: bool = False) -> NodeRegistry:
     """Built-in packs plus the configured custom node packs; built once per process per configuration."""
     if custom_nodes is None:
-        from nodeweaver.config import load_settings
+        from runtime.settings import load_settings
 
         custom_nodes = load_settings().custom_nodes
     key = tuple(str(p) for p in custom_nodes)

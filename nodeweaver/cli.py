@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from nodeweaver import __version__
+from runtime.errors import NodeWeaverError
 
 EXIT_OK, EXIT_INVALID, EXIT_UNREADABLE, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_QUESTION = 0, 1, 2, 3, 4, 5
 LOG_PATH: Path | None = None
@@ -37,7 +38,7 @@ def _registry(args: argparse.Namespace):
     return registry
 
 
-class CatalogError(Exception):
+class CatalogError(NodeWeaverError):
     """--catalog names a file that is not a readable /object_info document."""
 
 
@@ -149,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _apply_folder_flags(args: argparse.Namespace) -> None:
-    from nodeweaver.config import apply_overrides_to_env
+    from runtime.settings import apply_overrides_to_env
 
     apply_overrides_to_env({
         "comfyui_dir": getattr(args, "comfyui_dir", None),
@@ -340,7 +341,7 @@ class _ProgressPrinter:
 
 def _output_lines(outputs: dict, prompt: dict) -> list[str]:
     """The texts and files a run produced, one line each (files as full paths)."""
-    from nodes import folders
+    from runtime import folders
 
     roots = {"output": folders.output_dir(), "temp": folders.temp_dir(), "input": folders.input_dir()}
     lines = []
@@ -362,7 +363,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from engine.cache import OutputCache
     from engine.executor import Executor
     from engine.jobs import JobQueue, WorkflowInvalid
-    from nodeweaver.config import load_settings
+    from runtime.settings import load_settings
 
     registry = _registry(args)
     try:
@@ -426,7 +427,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_history(args: argparse.Namespace) -> int:
     from engine.jobs import JobQueue
-    from nodeweaver.config import load_settings
+    from runtime.settings import load_settings
 
     queue = JobQueue(_registry(args), load_settings().data_dir / "jobs.sqlite3")
     jobs = queue.history(limit=args.limit) + queue.pending()
@@ -441,7 +442,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_demo_checkpoint(args: argparse.Namespace) -> int:
-    from nodes.folders import models_dir
+    from runtime.folders import models_dir
 
     try:
         import torch  # noqa: F401
@@ -490,8 +491,8 @@ def _show_step(entry: dict) -> None:
 def cmd_plan(args: argparse.Namespace) -> int:
     from agent.llm import configured_provider
     from agent.planner import DEMO_CHOICE, plan
-    from nodes.folders import model_files
-    from nodeweaver.config import load_settings
+    from runtime.folders import model_files
+    from runtime.settings import load_settings
 
     registry = _registry(args)
     answers = {}
@@ -661,7 +662,7 @@ def _setup_logging() -> Path | None:
     """Logs (tracebacks included) go to a file in the data folder, not to the user's terminal."""
     import logging
 
-    from nodeweaver.config import load_settings
+    from runtime.settings import load_settings
 
     root = logging.getLogger()
     if os.environ.get("NODEWEAVER_DEBUG"):

@@ -10,7 +10,7 @@ from nodes.core.flow import ComfySwitchNode, PreviewAny
 from nodes.core.primitives import PrimitiveInt, PrimitiveString
 from nodes.core.strings import RegexExtract, RegexMatch, StringConcatenate, StringReplace, TextTemplate
 from nodes.core.text_io import LoadText, SaveText
-from nodes.folders import UnsafePathError
+from runtime.folders import UnsafePathError
 
 
 def test_primitives_and_strings():

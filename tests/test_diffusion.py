@@ -95,7 +95,7 @@ def test_same_seed_same_image_and_single_file_equals_diffusers_folder(env):
 
 
 def test_model_loads_once_through_the_model_cache(env):
-    from engine.models import model_cache
+    from runtime.models import model_cache
 
     before = model_cache.loads
     wf = default_t2i(seed=21)

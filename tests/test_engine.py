@@ -211,7 +211,7 @@ def test_deep_chain_runs_without_recursion(reg):
 
 
 def test_model_cache_loads_once_and_reloads_on_change(tmp_path):
-    from engine.models import ModelCache
+    from runtime.models import ModelCache
 
     path = tmp_path / "m.safetensors"
     path.write_bytes(b"one")
@@ -227,7 +227,7 @@ def test_model_cache_loads_once_and_reloads_on_change(tmp_path):
 
 
 def test_model_cache_moves_models_and_parts_between_devices(tmp_path):
-    from engine.models import ModelCache
+    from runtime.models import ModelCache
 
     class Part:
         def __init__(self):

@@ -181,7 +181,7 @@ def test_models_of_an_existing_comfyui_installation_are_listed(registry, tmp_pat
     (comfy / "models" / "unet" / "flux.sft").write_bytes(b"x")
     (isolated_folders / "models" / "checkpoints").mkdir()
     (isolated_folders / "models" / "checkpoints" / "own.ckpt").write_bytes(b"x")
-    from nodes import folders
+    from runtime import folders
 
     assert folders.model_files("checkpoints") == ["own.ckpt"]
     monkeypatch.setenv("NODEWEAVER_COMFYUI_DIR", str(comfy))

@@ -159,7 +159,7 @@ def dashscope_image_task(profile: ProviderProfile, params: dict[str, Any]) -> li
     """Submit a text-to-image task, poll it to the end, and return the image URLs."""
     from dashscope import ImageSynthesis
 
-    from engine.progress import check_interrupted, report_progress
+    from runtime.progress import check_interrupted, report_progress
 
     def submit():
         response = _dashscope_call(profile, ImageSynthesis.async_call, **params)

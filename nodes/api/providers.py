@@ -64,7 +64,7 @@ def builtin_profile(kind: ProviderKind) -> ProviderProfile:
 
 
 def configured_profiles() -> dict[str, dict]:
-    from nodeweaver.config import load_settings
+    from runtime.settings import load_settings
 
     try:
         return load_settings().providers
@@ -111,7 +111,7 @@ def call_with_retries(profile: ProviderProfile, call: Callable[[], T], *,
                       sleep: Callable[[float], None] = time.sleep) -> T:
     """Run `call` under the provider's concurrency limit; retry retryable errors with exponential backoff
     and jitter, honouring Retry-After; raise the last error as it is."""
-    from engine.progress import check_interrupted
+    from runtime.progress import check_interrupted
 
     attempt = 0
     while True:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nodes import folders
+from runtime import folders
 
 supported_pt_extensions = set(folders.MODEL_EXTENSIONS)
 

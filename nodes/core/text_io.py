@@ -6,7 +6,7 @@ import hashlib
 import json
 from typing import Any
 
-from nodes import folders
+from runtime import folders
 
 TEXT_FORMATS = ["txt", "md", "json"]
 TEXT_EXTENSIONS = frozenset({".txt", ".md", ".json", ".csv"})

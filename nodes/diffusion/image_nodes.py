@@ -8,8 +8,8 @@ import json
 import uuid
 from typing import Any
 
-from nodes import folders
 from nodes.diffusion.models import torch_or_error
+from runtime import folders
 
 MAX_RESOLUTION = 16384
 LATENT_METHODS = ["nearest-exact", "bilinear", "area", "bicubic", "bislerp"]

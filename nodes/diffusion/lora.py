@@ -91,7 +91,7 @@ def load_lora(path: Path, model: DiffusionModel, clip: ClipModel) -> tuple[dict[
 
 def apply_lora(model: DiffusionModel, clip: ClipModel, path: Path, strength_model: float,
                strength_clip: float) -> tuple[DiffusionModel, ClipModel]:
-    from engine.models import model_cache
+    from runtime.models import model_cache
 
     unet_deltas, clip_deltas = model_cache.load(path, lambda: load_lora(path, model, clip), kind="lora",
                                                 target=id(model.unet))

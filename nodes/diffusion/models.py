@@ -58,7 +58,7 @@ def pick_device() -> str:
     forced = os.environ.get("NODEWEAVER_DEVICE")
     if forced:
         return forced
-    from engine.models import best_device
+    from runtime.models import best_device
 
     return best_device()
 
@@ -346,7 +346,7 @@ def _open_clip_vocab_dir() -> Path | None:
     bpe = Path(open_clip.__file__).parent / "bpe_simple_vocab_16e6.txt.gz"
     if not bpe.is_file():
         return None
-    from nodes.folders import models_dir
+    from runtime.folders import models_dir
 
     out = models_dir() / "tokenizers" / "clip-openai"
     if _tokenizer_size(out) == 49408:
@@ -365,13 +365,13 @@ def _open_clip_vocab_dir() -> Path | None:
 
 def find_tokenizer_dir(checkpoint: Path, vocab_size: int) -> Path:
     """A CLIP tokenizer folder (vocab.json + merges.txt) whose size matches the text encoder's."""
-    from nodes.folders import models_dir
+    from runtime.folders import models_dir
 
     candidates = [checkpoint.with_name(checkpoint.stem + ".tokenizer")]
     tokenizers_root = models_dir() / "tokenizers"
     if tokenizers_root.is_dir():
         candidates += sorted(p for p in tokenizers_root.iterdir() if p.is_dir())
-    from nodeweaver.config import load_settings
+    from runtime.settings import load_settings
 
     comfy = load_settings().comfyui_dir
     if comfy is not None:
@@ -544,7 +544,7 @@ def _finish(unet, vae, encoders, tokenizers, family, prediction, scheduler_confi
 
 def load_checkpoint(path: Path) -> tuple[DiffusionModel, ClipModel, VaeModel]:
     """Load (once per process, through the engine's model cache) a single file or a diffusers folder."""
-    from engine.models import model_cache
+    from runtime.models import model_cache
 
     device = pick_device()
     if path.is_dir():

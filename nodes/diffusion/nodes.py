@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from nodes import folders
 from nodes.diffusion.sampling import COMFY_SAMPLERS, COMFY_SCHEDULERS, check_sampler
+from runtime import folders
 
 MAX_RESOLUTION = 16384
 SEED_MAX = 0xFFFFFFFFFFFFFFFF

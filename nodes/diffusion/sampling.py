@@ -198,7 +198,7 @@ class _Guidance:
 def _k_sample(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent, denoise, add_noise,
               start_step, end_step, force_full_denoise) -> dict:
     torch = torch_or_error()
-    from engine.progress import ProgressBar, check_interrupted
+    from runtime.progress import ProgressBar, check_interrupted
 
     samples = latent["samples"]
     device = model.device
@@ -253,7 +253,7 @@ def _diffusers_sample(model: DiffusionModel, seed: int, steps: int, cfg: float, 
                       add_noise: bool = True, start_step: int | None = None, end_step: int | None = None,
                       force_full_denoise: bool = True) -> dict:
     torch = torch_or_error()
-    from engine.progress import ProgressBar, check_interrupted
+    from runtime.progress import ProgressBar, check_interrupted
 
     samples = latent["samples"]
     batch = samples.shape[0]

@@ -154,7 +154,7 @@ class Steps:
     CATEGORY = "test"
 
     def run(self, steps, delay):
-        from engine.progress import ProgressBar, check_interrupted
+        from runtime.progress import ProgressBar, check_interrupted
 
         bar = ProgressBar(steps)
         for _ in range(steps):

@@ -14,6 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from runtime.errors import NodeWeaverError
+
 ENV_MODELS_DIR = "NODEWEAVER_MODELS_DIR"
 ENV_INPUT_DIR = "NODEWEAVER_INPUT_DIR"
 ENV_OUTPUT_DIR = "NODEWEAVER_OUTPUT_DIR"
@@ -23,8 +25,10 @@ ENV_DATA_DIR = "NODEWEAVER_DATA_DIR"
 ENV_COMFYUI_DIR = "NODEWEAVER_COMFYUI_DIR"
 
 
-class ConfigError(ValueError):
+class ConfigError(NodeWeaverError, ValueError):
     """The config file exists but cannot be read; reported to the user, never a traceback."""
+
+    kind = "config_error"
 
 
 class Settings(BaseModel):

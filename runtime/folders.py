@@ -11,7 +11,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from nodeweaver.config import load_settings
+from runtime.errors import NodeWeaverError
+from runtime.settings import load_settings
 
 MODEL_EXTENSIONS = frozenset({".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft", ".gguf"})
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
@@ -32,8 +33,11 @@ MODEL_KINDS: dict[str, tuple[str, ...]] = {
 }
 
 
-class UnsafePathError(ValueError):
+class UnsafePathError(NodeWeaverError, ValueError):
     """A name from a workflow would leave the folder it must stay in."""
+
+    kind = "forbidden_path"
+    status = 403
 
 
 def models_dir() -> Path:
