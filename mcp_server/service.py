@@ -22,7 +22,7 @@ from nodes.registry import NodeRegistry, default_registry
 from nodeweaver import __version__
 from runtime import folders
 from runtime.errors import NodeWeaverError
-from runtime.settings import load_settings
+from runtime.settings import Settings, current
 
 TOOL_NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 
@@ -51,12 +51,14 @@ class ServiceError(NodeWeaverError, ValueError):
 
 
 class NodeWeaverService:
-    def __init__(self, registry: NodeRegistry | None = None, *, start_worker: bool = True) -> None:
+    def __init__(self, registry: NodeRegistry | None = None, *, start_worker: bool = True,
+                 settings: Settings | None = None) -> None:
         self.registry = registry or default_registry()
-        self.settings = load_settings()
+        self.settings = settings or current()
         self.bus = EventBus()
         self.executor = Executor(self.registry, bus=self.bus)
-        self.queue = JobQueue(self.registry, self.settings.data_dir / "jobs.sqlite3", executor=self.executor)
+        self.queue = JobQueue(self.registry, self.settings.data_dir / "jobs.sqlite3", executor=self.executor,
+                              node_timeout=self.settings.engine.node_timeout)
         self.tools_dir = self.settings.data_dir / "tools"
         self._lock = threading.Lock()
         if start_worker:

@@ -327,9 +327,9 @@ _DEFAULT: dict[tuple[str, ...], NodeRegistry] = {}
 def default_registry(custom_nodes: Iterable[Path] | None = None, *, fresh: bool = False) -> NodeRegistry:
     """Built-in packs plus the configured custom node packs; built once per process per configuration."""
     if custom_nodes is None:
-        from runtime.settings import load_settings
+        from runtime.settings import current
 
-        custom_nodes = load_settings().custom_nodes
+        custom_nodes = current().custom_nodes
     key = tuple(str(p) for p in custom_nodes)
     if fresh or key not in _DEFAULT:
         registry = NodeRegistry()

@@ -17,6 +17,7 @@ from typing import Any
 
 from nodeweaver import __version__
 from runtime.errors import NodeWeaverError
+from runtime.settings import Settings, activate, current, load_settings
 
 EXIT_OK, EXIT_INVALID, EXIT_UNREADABLE, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_QUESTION = 0, 1, 2, 3, 4, 5
 LOG_PATH: Path | None = None
@@ -59,7 +60,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nodeweaver", description="Words in, ComfyUI workflows out.")
     parser.add_argument("--version", action="version", version=f"nodeweaver {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _planning_parsers(sub)
+    _server_parsers(sub)
+    _catalog_parsers(sub)
+    _workflow_parsers(sub)
+    return parser
 
+
+def _planning_parsers(sub) -> None:
+    """plan, eval, eval-compare: words in."""
     p = sub.add_parser("plan", help="plan a workflow from a request in words (offline, or with an LLM provider)")
     p.add_argument("request", nargs="?", default="", help="what the workflow should do, in Chinese or English")
     p.add_argument("--resume", metavar="THREAD_ID", help="continue a checkpointed LLM plan from its last step")
@@ -92,7 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("before")
     p.add_argument("after")
 
+
+def _server_parsers(sub) -> None:
+    """mcp and serve: the network faces."""
     p = sub.add_parser("mcp", help="serve NodeWeaver's MCP tools over stdio (for Claude Desktop, Cursor ...)")
+    _node_timeout_flag(p)
     _common_flags(p)
 
     p = sub.add_parser("serve", help="HTTP API (ComfyUI-compatible + /api/plan) with MCP at /mcp/")
@@ -101,9 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--token", default=os.environ.get("NODEWEAVER_TOKEN"),
                    help="bearer token clients must send (env NODEWEAVER_TOKEN)")
     p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
-                   help="a browser origin allowed to call the API (repeatable)")
+                   help="a browser origin allowed to call the API besides the server's own (repeatable)")
+    _node_timeout_flag(p)
     _common_flags(p)
 
+
+def _catalog_parsers(sub) -> None:
+    """nodes and node: the catalog."""
     p = sub.add_parser("nodes", help="search the node catalog, or export it as /object_info JSON")
     p.add_argument("words", nargs="*", help="search words (English or Chinese); none lists every node")
     p.add_argument("--produces", metavar="TYPE", help="only nodes with an output of this socket type")
@@ -118,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print its /object_info entry")
     _common_flags(p)
 
+
+def _workflow_parsers(sub) -> None:
+    """validate, run, history, convert, demo-checkpoint: workflows in files."""
     p = sub.add_parser("validate", help="validate a workflow (API JSON, UI JSON, text form or PNG)")
     p.add_argument("file", help="workflow file, or - for standard input")
     p.add_argument("--json", action="store_true", help="structured errors as JSON")
@@ -129,7 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override an input before running (NODE is a node id or title; VALUE is JSON or text)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--no-cache", action="store_true", help="run every node, ignoring cached outputs")
-    p.add_argument("--timeout", type=float, metavar="SECONDS", help="per-node time limit")
+    p.add_argument("--timeout", "--node-timeout", type=float, metavar="SECONDS", dest="node_timeout",
+                   help="per-node time limit")
     _common_flags(p)
 
     p = sub.add_parser("history", help="recent runs from the job history")
@@ -146,19 +167,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", choices=["api", "text"], required=True)
     p.add_argument("-o", "--output", help="write here instead of standard output")
     _common_flags(p)
-    return parser
 
 
-def _apply_folder_flags(args: argparse.Namespace) -> None:
-    from runtime.settings import apply_overrides_to_env
+def _node_timeout_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--node-timeout", type=float, metavar="SECONDS",
+                        help="server-wide limit on how long one node may run (env NODEWEAVER_ENGINE__NODE_TIMEOUT); "
+                             "a node past it fails its job and never holds what the next job needs")
 
-    apply_overrides_to_env({
-        "comfyui_dir": getattr(args, "comfyui_dir", None),
-        "models_dir": getattr(args, "models_dir", None),
-        "input_dir": getattr(args, "input_dir", None),
-        "output_dir": getattr(args, "output_dir", None),
-        "custom_nodes": getattr(args, "custom_nodes", None),
-    })
+
+def _activate_settings(args: argparse.Namespace) -> Settings:
+    """Build the one settings object from the flags (over environment, config file and defaults), install it."""
+    overrides: dict[str, Any] = {key: getattr(args, key, None) for key in
+                                 ("comfyui_dir", "models_dir", "input_dir", "output_dir", "custom_nodes")}
+    if getattr(args, "node_timeout", None) is not None:
+        overrides["engine"] = {"node_timeout": args.node_timeout}
+    settings = load_settings(overrides)
+    activate(settings)
+    return settings
 
 
 def _read_source(file: str) -> Path | str:
@@ -358,54 +383,66 @@ def _output_lines(outputs: dict, prompt: dict) -> list[str]:
     return lines
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from compiler import WorkflowFormatError, load_workflow
-    from engine.cache import OutputCache
-    from engine.executor import Executor
-    from engine.jobs import JobQueue, WorkflowInvalid
-    from runtime.settings import load_settings
+class _QueueRunner:
+    """Runs workflows through the job queue, so every run shows progress and lands in `history`.
 
-    registry = _registry(args)
-    try:
-        loaded = load_workflow(_read_source(args.file), registry)
-        prompt = _apply_sets(loaded.prompt, args.set, registry)
-    except WorkflowFormatError as exc:
-        if args.json:
-            _print_json({"status": "unreadable", "errors": _format_errors(exc.errors)})
-        else:
-            print(f"cannot read workflow {args.file}:", file=sys.stderr)
-            for err in exc.errors:
-                print(f"  {err}", file=sys.stderr)
-        return EXIT_UNREADABLE
-    settings = load_settings()
-    executor = Executor(registry, cache=OutputCache(enabled=not args.no_cache))
-    queue = JobQueue(registry, settings.data_dir / "jobs.sqlite3", executor=executor, node_timeout=args.timeout)
-    try:
-        job = queue.submit(prompt)
-    except WorkflowInvalid as exc:
-        if args.json:
-            _print_json({"status": "invalid", "errors": _format_errors(exc.result.errors),
-                         "node_errors": exc.result.node_errors()})
-        else:
-            print(f"INVALID workflow: {len(exc.result.errors)} error(s)", file=sys.stderr)
-            for err in exc.result.errors:
-                print(f"  error: {err}", file=sys.stderr)
-        queue.close()
-        return EXIT_INVALID
-    if not args.json:
-        executor.bus.subscribe(_ProgressPrinter(prompt, len(job.plan.get("order", []))))
-        print(f"running job {job.id} ({len(job.plan.get('order', []))} nodes)", file=sys.stderr)
-    worker = threading.Thread(target=queue.run_next, daemon=True)
-    worker.start()
-    try:
-        while worker.is_alive():
-            worker.join(timeout=0.2)
-    except KeyboardInterrupt:
-        queue.interrupt()
-        worker.join()
-    done = queue.get(job.id)
-    queue.close()
+    It has the executor's `execute(plan)` shape, so the planner's run step uses it unchanged.
+    """
+
+    def __init__(self, registry, settings: Settings, *, use_cache: bool = True, show_progress: bool = True) -> None:
+        from engine.cache import OutputCache
+        from engine.executor import Executor
+        from engine.jobs import JobQueue
+
+        self.executor = Executor(registry, cache=OutputCache(enabled=use_cache))
+        self.queue = JobQueue(registry, settings.data_dir / "jobs.sqlite3", executor=self.executor,
+                              node_timeout=settings.engine.node_timeout)
+        self.show_progress = show_progress
+
+    def submit(self, prompt: dict, outputs: list[str] | None = None):
+        """Validate and queue; raises WorkflowInvalid."""
+        return self.queue.submit(prompt, outputs=outputs)
+
+    def wait(self, job):
+        """Run the queued job here, printing progress; Ctrl-C interrupts it."""
+        unsubscribe = None
+        if self.show_progress:
+            order = job.plan.get("order", [])
+            unsubscribe = self.executor.bus.subscribe(_ProgressPrinter(job.prompt, len(order)))
+            print(f"running job {job.id} ({len(order)} nodes)", file=sys.stderr)
+        worker = threading.Thread(target=self.queue.run_next, daemon=True)
+        worker.start()
+        try:
+            while worker.is_alive():
+                worker.join(timeout=0.2)
+        except KeyboardInterrupt:
+            self.queue.interrupt()
+            worker.join()
+        finally:
+            if unsubscribe is not None:
+                unsubscribe()
+        return self.queue.get(job.id)
+
+    def execute(self, plan):
+        return self.wait(self.submit(plan.prompt, outputs=list(plan.outputs)))
+
+    def close(self) -> None:
+        self.queue.close()
+        self.executor.shutdown()
+
+
+def _print_unreadable(args: argparse.Namespace, exc) -> int:
     if args.json:
+        _print_json({"status": "unreadable", "errors": _format_errors(exc.errors)})
+    else:
+        print(f"cannot read workflow {args.file}:", file=sys.stderr)
+        for err in exc.errors:
+            print(f"  {err}", file=sys.stderr)
+    return EXIT_UNREADABLE
+
+
+def _print_run_result(done, as_json: bool) -> None:
+    if as_json:
         _print_json(done.model_dump(exclude={"prompt", "plan"}))
     elif done.status == "success":
         print(f"done in {sum(done.timings.values()):.2f} s: {len(done.executed)} executed, "
@@ -422,22 +459,68 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"(details in {LOG_PATH})", file=sys.stderr)
         for line in _output_lines(done.outputs, done.prompt):
             print(line)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from compiler import WorkflowFormatError, load_workflow
+    from engine.jobs import WorkflowInvalid
+
+    registry = _registry(args)
+    try:
+        loaded = load_workflow(_read_source(args.file), registry)
+        prompt = _apply_sets(loaded.prompt, args.set, registry)
+    except WorkflowFormatError as exc:
+        return _print_unreadable(args, exc)
+    runner = _QueueRunner(registry, current(), use_cache=not args.no_cache, show_progress=not args.json)
+    try:
+        try:
+            job = runner.submit(prompt)
+        except WorkflowInvalid as exc:
+            if args.json:
+                _print_json({"status": "invalid", "errors": _format_errors(exc.result.errors),
+                             "node_errors": exc.result.node_errors()})
+            else:
+                print(f"INVALID workflow: {len(exc.result.errors)} error(s)", file=sys.stderr)
+                for err in exc.result.errors:
+                    print(f"  error: {err}", file=sys.stderr)
+            return EXIT_INVALID
+        done = runner.wait(job)
+    finally:
+        runner.close()
+    _print_run_result(done, args.json)
     return {"success": EXIT_OK, "interrupted": EXIT_INTERRUPTED}.get(done.status, EXIT_FAILED)
+
+
+def _history_row(job) -> str:
+    """One line a person can read: when, what ran, how it ended, what it made."""
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(job.created_at))
+    classes = [n.get("class_type", "?") for n in job.prompt.values() if isinstance(n, dict)]
+    shape = " → ".join(dict.fromkeys(c for c in classes if c))
+    shape = shape if len(shape) <= 60 else shape[:57] + "..."
+    took = f"{job.finished_at - job.started_at:.2f} s" if job.finished_at and job.started_at else "-"
+    row = (f"{when}  {job.id[:8]}  {job.status:<11} {len(classes):>3} nodes ({len(job.executed)} run, "
+           f"{len(job.cached)} cached)  {took:>8}  {shape}")
+    if job.error:
+        row += f"\n{'':<30}error at node {job.error.get('node_id')}: {job.error.get('exception_type')}: " \
+               f"{str(job.error.get('exception_message', ''))[:120]}"
+    for line in _output_lines(job.outputs, job.prompt)[:3]:
+        row += f"\n{'':<28}{line}"
+    return row
 
 
 def cmd_history(args: argparse.Namespace) -> int:
     from engine.jobs import JobQueue
-    from runtime.settings import load_settings
 
-    queue = JobQueue(_registry(args), load_settings().data_dir / "jobs.sqlite3")
+    queue = JobQueue(_registry(args), current().data_dir / "jobs.sqlite3")
     jobs = queue.history(limit=args.limit) + queue.pending()
     queue.close()
     if args.json:
         _print_json([j.model_dump(exclude={"plan"}) for j in jobs])
         return EXIT_OK
+    if not jobs:
+        print("no runs yet (nodeweaver run FILE, or nodeweaver plan \"...\" --run)")
     for job in jobs:
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(job.created_at))
-        print(f"{when}  {job.id}  {job.status:<18} {len(job.executed)} executed, {len(job.cached)} cached")
+        print(_history_row(job))
     return EXIT_OK
 
 
@@ -488,69 +571,84 @@ def _show_step(entry: dict) -> None:
         print(f"  question: {entry['question']['text']}", file=sys.stderr)
 
 
-def cmd_plan(args: argparse.Namespace) -> int:
-    from agent.llm import configured_provider
-    from agent.planner import DEMO_CHOICE, plan
-    from runtime.folders import model_files
-    from runtime.settings import load_settings
-
-    registry = _registry(args)
+def _plan_answers(args: argparse.Namespace) -> dict[str, str] | None:
+    """--answer SLOT=VALUE pairs; None (after saying why) when one is malformed."""
     answers = {}
     for item in args.answer:
         slot, sep, value = item.partition("=")
         if not sep:
             print(f"--answer {item!r}: expected SLOT=VALUE", file=sys.stderr)
-            return EXIT_UNREADABLE
+            return None
         answers[slot.strip()] = value.strip()
+    return answers
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from agent.llm import configured_provider
+    from agent.planner import DEMO_CHOICE, plan, resume
+    from runtime.folders import model_files
+
+    registry = _registry(args)
+    answers = _plan_answers(args)
+    if answers is None:
+        return EXIT_UNREADABLE
+    settings = current()
     provider = args.provider or configured_provider()
     if not model_files("checkpoints") and "checkpoint" not in answers:
         answers["checkpoint"] = DEMO_CHOICE  # so the whole path runs on a fresh machine
-    if args.resume:
-        from agent.planner import resume
-
-        result = resume(args.resume, checkpoint_path=load_settings().data_dir / "plans.sqlite3",
-                        provider=provider or "openai-compatible", model=args.model, registry=registry,
-                        on_step=None if args.json else _show_step)
-    elif not args.request.strip():
+    on_step = None if args.json else _show_step
+    checkpoints = settings.data_dir / "plans.sqlite3"
+    if not args.resume and not args.request.strip():
         print("nodeweaver plan: say what the workflow should do, e.g. nodeweaver plan \"a red fox, 768x512\"",
               file=sys.stderr)
         return EXIT_UNREADABLE
-    else:
-        if not args.json:
-            print(f"planning with {'the offline planner' if provider is None else provider}: {args.request}",
-                  file=sys.stderr)
-        result = plan(args.request, provider=provider, model=args.model, registry=registry, run=args.run,
-                      answers=answers, max_repairs=args.max_repairs, on_step=None if args.json else _show_step,
-                      checkpoint_path=load_settings().data_dir / "plans.sqlite3" if provider else None)
+    runner = _QueueRunner(registry, settings, show_progress=not args.json) if args.run else None
+    try:
+        if args.resume:
+            result = resume(args.resume, checkpoint_path=checkpoints, provider=provider or "openai-compatible",
+                            model=args.model, registry=registry, on_step=on_step)
+        else:
+            if not args.json:
+                print(f"planning with {'the offline planner' if provider is None else provider}: {args.request}",
+                      file=sys.stderr)
+            result = plan(args.request, provider=provider, model=args.model, registry=registry, run=args.run,
+                          executor=runner, answers=answers, max_repairs=args.max_repairs, on_step=on_step,
+                          checkpoint_path=checkpoints if provider else None)
+    finally:
+        if runner is not None:
+            runner.close()
     if args.output and result.workflow:
         Path(args.output).write_text(json.dumps(result.workflow, ensure_ascii=False, indent=2) + "\n",
                                      encoding="utf-8")
-    if args.json:
-        _print_json(result.model_dump())
-    else:
-        if result.status == "question":
-            print(f"QUESTION: {result.question['text']}")
-            if result.question.get("choices"):
-                print(f"  choices: {', '.join(result.question['choices'])}")
-            print(f"  answer with: --answer {result.question.get('slot')}=VALUE")
-        elif result.status in ("valid", "ran"):
-            if any("tiny-sd15-random" in json.dumps(n) for n in (result.workflow or {}).values()):
-                print("note: no checkpoint is installed, so this uses the demo checkpoint (random weights: "
-                      "the path runs, the pictures are noise)", file=sys.stderr)
-            print(result.text, end="")
-            print(f"# {result.summary}")
-            if args.output:
-                print(f"# workflow written to {args.output}")
-            for line in _output_lines(result.outputs, result.workflow or {}):
-                print(line)
-        else:
-            print(f"FAILED: {result.summary}", file=sys.stderr)
-            for err in result.errors[:10]:
-                print(f"  - {err.get('type')}: {err.get('message')}", file=sys.stderr)
+    _print_plan_result(result, args)
     codes = {"valid": EXIT_OK, "ran": EXIT_OK, "question": EXIT_QUESTION}
     if result.status == "failed" and any(e.get("type") == "execution_error" for e in result.errors):
         return EXIT_FAILED
     return codes.get(result.status, EXIT_INVALID)
+
+
+def _print_plan_result(result, args: argparse.Namespace) -> None:
+    if args.json:
+        _print_json(result.model_dump())
+    elif result.status == "question":
+        print(f"QUESTION: {result.question['text']}")
+        if result.question.get("choices"):
+            print(f"  choices: {', '.join(result.question['choices'])}")
+        print(f"  answer with: --answer {result.question.get('slot')}=VALUE")
+    elif result.status in ("valid", "ran"):
+        if any("tiny-sd15-random" in json.dumps(n) for n in (result.workflow or {}).values()):
+            print("note: no checkpoint is installed, so this uses the demo checkpoint (random weights: "
+                  "the path runs, the pictures are noise)", file=sys.stderr)
+        print(result.text, end="")
+        print(f"# {result.summary}")
+        if args.output:
+            print(f"# workflow written to {args.output}")
+        for line in _output_lines(result.outputs, result.workflow or {}):
+            print(line)
+    else:
+        print(f"FAILED: {result.summary}", file=sys.stderr)
+        for err in result.errors[:10]:
+            print(f"  - {err.get('type')}: {err.get('message')}", file=sys.stderr)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -624,7 +722,7 @@ def cmd_mcp(args: argparse.Namespace) -> int:
     from mcp_server.mcp_app import build_mcp
     from mcp_server.service import NodeWeaverService
 
-    service = NodeWeaverService(_registry(args))
+    service = NodeWeaverService(_registry(args), settings=current())
     try:
         build_mcp(service).run("stdio")
     finally:
@@ -643,8 +741,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"refusing to listen on {args.host} without a token: pass --token or set NODEWEAVER_TOKEN "
               "(anyone who can reach the port could run workflows)", file=sys.stderr)
         return EXIT_UNREADABLE
-    service = NodeWeaverService(_registry(args))
-    app = create_app(service, token=args.token, loopback=loopback, allowed_origins=args.allow_origin)
+    settings = current()
+    service = NodeWeaverService(_registry(args), settings=settings)
+    app = create_app(service, token=args.token, loopback=loopback,
+                     allowed_origins=[*settings.server.allowed_origins, *args.allow_origin])
     print(f"NodeWeaver on http://{args.host}:{args.port}  (API docs /docs, MCP /mcp/, websocket /ws)",
           file=sys.stderr)
     try:
@@ -654,22 +754,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"mcp": cmd_mcp, "serve": cmd_serve, "eval": cmd_eval, "eval-compare": cmd_eval_compare, "plan": cmd_plan, "demo-checkpoint": cmd_demo_checkpoint, "nodes": cmd_nodes, "node": cmd_node, "validate": cmd_validate, "convert": cmd_convert,
-            "run": cmd_run, "history": cmd_history}
+COMMANDS = {"mcp": cmd_mcp, "serve": cmd_serve, "eval": cmd_eval, "eval-compare": cmd_eval_compare,
+            "plan": cmd_plan, "demo-checkpoint": cmd_demo_checkpoint, "nodes": cmd_nodes, "node": cmd_node,
+            "validate": cmd_validate, "convert": cmd_convert, "run": cmd_run, "history": cmd_history}
 
 
 def _setup_logging() -> Path | None:
     """Logs (tracebacks included) go to a file in the data folder, not to the user's terminal."""
     import logging
 
-    from runtime.settings import load_settings
-
     root = logging.getLogger()
     if os.environ.get("NODEWEAVER_DEBUG"):
         logging.basicConfig(level=logging.DEBUG)
         return None
     try:
-        log_dir = load_settings().data_dir / "logs"
+        log_dir = current().data_dir / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
         path = log_dir / "nodeweaver.log"
         handler: logging.Handler = logging.FileHandler(path, encoding="utf-8")
@@ -687,12 +786,16 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return EXIT_UNREADABLE
-    _apply_folder_flags(args)
+    try:
+        _activate_settings(args)
+    except NodeWeaverError as exc:
+        print(f"nodeweaver: {exc}", file=sys.stderr)
+        return EXIT_UNREADABLE
     global LOG_PATH
     LOG_PATH = _setup_logging()
     try:
         return COMMANDS[args.command](args)
-    except CatalogError as exc:
+    except NodeWeaverError as exc:  # a clear, expected refusal (bad catalog, request too large ...)
         print(str(exc), file=sys.stderr)
         return EXIT_UNREADABLE
     except KeyboardInterrupt:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.errors import NodeWeaverError
-from runtime.settings import load_settings
+from runtime.settings import current
 
 MODEL_EXTENSIONS = frozenset({".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft", ".gguf"})
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
@@ -41,15 +41,15 @@ class UnsafePathError(NodeWeaverError, ValueError):
 
 
 def models_dir() -> Path:
-    return load_settings().models_dir
+    return current().models_dir
 
 
 def input_dir() -> Path:
-    return load_settings().input_dir
+    return current().input_dir
 
 
 def output_dir() -> Path:
-    return load_settings().output_dir
+    return current().output_dir
 
 
 def safe_join(root: Path, name: str) -> Path:
@@ -70,7 +70,7 @@ def safe_join(root: Path, name: str) -> Path:
 
 def _folders_for(kind: str) -> list[Path]:
     """The folders holding models of one kind: ours, then an existing ComfyUI installation's."""
-    settings = load_settings()
+    settings = current()
     roots = [settings.models_dir]
     if settings.comfyui_dir is not None:
         roots.append(settings.comfyui_dir / "models")
@@ -187,7 +187,7 @@ def _next_file(root: Path, filename_prefix: str, extension: str) -> tuple[Path, 
 
 def temp_dir() -> Path:
     """Previews go here (ComfyUI's temp folder), beside the outputs' data."""
-    return load_settings().data_dir / "temp"
+    return current().data_dir / "temp"
 
 
 def next_temp_file(filename_prefix: str, extension: str) -> tuple[Path, str, str]:

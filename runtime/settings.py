@@ -1,8 +1,13 @@
-"""Configuration that crosses folders: where models, inputs, outputs and extra node packs live.
+"""NodeWeaver's one settings object: folders, providers, server bounds and engine limits.
 
-Precedence, highest first: explicit overrides (CLI flags) > environment variables > the config file >
-defaults under the user's data directory. Settings are read when asked for, never cached, so a test or the
-eval runner can point NodeWeaver at other folders by changing the environment.
+Precedence, highest first: explicit values (CLI flags) > environment variables (`NODEWEAVER_MODELS_DIR`,
+nested sections as `NODEWEAVER_ENGINE__NODE_TIMEOUT`) > the config file (TOML; folder keys under `[folders]`,
+then `[server]`, `[engine]`, `[providers.NAME]`) > defaults under the user's data directory.
+
+An entry point (the CLI) builds the settings once with `load_settings(overrides)`, installs them with
+`activate()` and passes them to the objects it creates; code below it asks `current()`. When nothing was
+activated (library use, tests), `current()` reads the environment afresh on every call, so pointing
+NodeWeaver at other folders is a matter of changing the environment.
 """
 
 from __future__ import annotations
@@ -10,9 +15,10 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from runtime.errors import NodeWeaverError
 
@@ -26,21 +32,27 @@ ENV_COMFYUI_DIR = "NODEWEAVER_COMFYUI_DIR"
 
 
 class ConfigError(NodeWeaverError, ValueError):
-    """The config file exists but cannot be read; reported to the user, never a traceback."""
+    """The config file or a setting cannot be read; reported to the user, never a traceback."""
 
     kind = "config_error"
 
 
-class Settings(BaseModel):
-    """Resolved folders; every path is absolute."""
+class ServerSettings(BaseModel):
+    """Bounds on what one request may cost, so no client can freeze or exhaust the server."""
 
-    data_dir: Path
-    models_dir: Path
-    input_dir: Path
-    output_dir: Path
-    custom_nodes: list[Path] = Field(default_factory=list)
-    comfyui_dir: Path | None = None  # an existing ComfyUI installation whose models/ are searched too
-    providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    max_body_bytes: int = Field(100 * 1024 * 1024, ge=1024, description="largest request body (ComfyUI: 100 MiB)")
+    max_json_depth: int = Field(256, ge=8, le=900, description="deepest JSON nesting accepted in a request")
+    max_plan_chars: int = Field(20_000, ge=100, description="longest request in words the planner accepts")
+    allowed_origins: list[str] = Field(default_factory=list,
+                                       description="browser origins allowed besides the server's own")
+
+
+class EngineSettings(BaseModel):
+    """Limits of the local executor."""
+
+    node_timeout: float | None = Field(None, gt=0, description="seconds any one node may run (none: no limit)")
+    output_cache_bytes: int | None = Field(None, ge=0,
+                                           description="output cache budget (none: a share of available memory)")
 
 
 def default_data_dir() -> Path:
@@ -69,52 +81,87 @@ def read_config_file(path: Path | None = None) -> dict[str, Any]:
         raise ConfigError(f"cannot read config file {path}: {exc}") from exc
 
 
-def _split_paths(value: str) -> list[str]:
-    return [p for p in value.split(os.pathsep) if p.strip()]
+class _ConfigFileSource(PydanticBaseSettingsSource):
+    """The TOML config file, with the folder keys lifted out of `[folders]` (older files have them on top)."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        raise NotImplementedError  # __call__ returns the whole table at once
+
+    def __call__(self) -> dict[str, Any]:
+        table = read_config_file()
+        folders = table.get("folders", table)
+        values = {k: folders[k] for k in ("data_dir", "models_dir", "input_dir", "output_dir", "custom_nodes",
+                                          "comfyui_dir") if k in folders}
+        for section in ("server", "engine", "providers"):
+            if isinstance(table.get(section), dict):
+                values[section] = table[section]
+        return values
+
+
+def _split_paths(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [p for p in value.split(os.pathsep) if p.strip()]
+    return [str(p) for p in value or []]
+
+
+class Settings(BaseSettings):
+    """Resolved settings; every path is absolute."""
+
+    model_config = SettingsConfigDict(env_prefix="NODEWEAVER_", env_nested_delimiter="__", extra="ignore")
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    models_dir: Path | None = None
+    input_dir: Path | None = None
+    output_dir: Path | None = None
+    custom_nodes: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+    comfyui_dir: Path | None = None  # an existing ComfyUI installation whose models/ are searched too
+    providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    engine: EngineSettings = Field(default_factory=EngineSettings)
+
+    @field_validator("custom_nodes", mode="before")
+    @classmethod
+    def _paths_list(cls, value: Any) -> list[str]:
+        return _split_paths(value)
+
+    @model_validator(mode="after")
+    def _resolve_folders(self) -> Settings:
+        """Folders default to the data directory's subfolders; every path is made absolute once, here."""
+        self.data_dir = self.data_dir.expanduser().resolve()
+        for name in ("models", "input", "output"):
+            value = getattr(self, f"{name}_dir")
+            setattr(self, f"{name}_dir", (value.expanduser().resolve() if value else self.data_dir / name))
+        self.custom_nodes = [p.expanduser().resolve() for p in self.custom_nodes]
+        if self.comfyui_dir is not None:
+            self.comfyui_dir = self.comfyui_dir.expanduser().resolve()
+        return self
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource):
+        return init_settings, env_settings, _ConfigFileSource(settings_cls)
 
 
 def load_settings(overrides: dict[str, Any] | None = None) -> Settings:
-    """Resolve settings from overrides, environment, config file and defaults."""
+    """Build settings from explicit values (None and empty values are ignored), environment, file, defaults."""
     overrides = {k: v for k, v in (overrides or {}).items() if v not in (None, [], "")}
-    file_cfg = read_config_file()
-    folders = file_cfg.get("folders", file_cfg)
-    data_dir = default_data_dir()
-
-    def pick(key: str, env: str, default: Path) -> Path:
-        raw = overrides.get(key) or os.environ.get(env) or folders.get(key)
-        return Path(raw).expanduser().resolve() if raw else default
-
-    raw_comfy = overrides.get("comfyui_dir") or os.environ.get(ENV_COMFYUI_DIR) or folders.get("comfyui_dir")
-    custom: list[str] = []
-    if "custom_nodes" in overrides:
-        raw_custom = overrides["custom_nodes"]
-        custom = list(raw_custom) if isinstance(raw_custom, list | tuple) else _split_paths(str(raw_custom))
-    elif os.environ.get(ENV_CUSTOM_NODES):
-        custom = _split_paths(os.environ[ENV_CUSTOM_NODES])
-    elif folders.get("custom_nodes"):
-        raw_custom = folders["custom_nodes"]
-        custom = list(raw_custom) if isinstance(raw_custom, list) else _split_paths(str(raw_custom))
-    return Settings(
-        data_dir=data_dir,
-        models_dir=pick("models_dir", ENV_MODELS_DIR, data_dir / "models"),
-        input_dir=pick("input_dir", ENV_INPUT_DIR, data_dir / "input"),
-        output_dir=pick("output_dir", ENV_OUTPUT_DIR, data_dir / "output"),
-        custom_nodes=[Path(p).expanduser().resolve() for p in custom],
-        comfyui_dir=Path(raw_comfy).expanduser().resolve() if raw_comfy else None,
-        providers=dict(file_cfg.get("providers", {})),
-    )
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"invalid settings: {problems}") from None
 
 
-def apply_overrides_to_env(overrides: dict[str, Any]) -> None:
-    """Make CLI flags visible to everything that reads settings later in this process."""
-    mapping = {
-        "comfyui_dir": ENV_COMFYUI_DIR,
-        "models_dir": ENV_MODELS_DIR,
-        "input_dir": ENV_INPUT_DIR,
-        "output_dir": ENV_OUTPUT_DIR,
-    }
-    for key, env in mapping.items():
-        if overrides.get(key):
-            os.environ[env] = str(Path(overrides[key]).expanduser().resolve())
-    if overrides.get("custom_nodes"):
-        os.environ[ENV_CUSTOM_NODES] = os.pathsep.join(str(p) for p in overrides["custom_nodes"])
+_active: Settings | None = None
+
+
+def activate(settings: Settings | None) -> None:
+    """Install the settings an entry point built, for everything below it in this process (None: uninstall)."""
+    global _active
+    _active = settings
+
+
+def current() -> Settings:
+    """The active settings, or (when no entry point activated any) settings read afresh."""
+    return _active if _active is not None else load_settings()

@@ -64,11 +64,12 @@ def builtin_profile(kind: ProviderKind) -> ProviderProfile:
 
 
 def configured_profiles() -> dict[str, dict]:
-    from runtime.settings import load_settings
+    """Provider profiles from the config file; an unreadable file is reported when the CLI starts, not here."""
+    from runtime.settings import ConfigError, current
 
     try:
-        return load_settings().providers
-    except Exception:
+        return current().providers
+    except ConfigError:
         return {}
 
 

@@ -371,9 +371,9 @@ def find_tokenizer_dir(checkpoint: Path, vocab_size: int) -> Path:
     tokenizers_root = models_dir() / "tokenizers"
     if tokenizers_root.is_dir():
         candidates += sorted(p for p in tokenizers_root.iterdir() if p.is_dir())
-    from runtime.settings import load_settings
+    from runtime.settings import current
 
-    comfy = load_settings().comfyui_dir
+    comfy = current().comfyui_dir
     if comfy is not None:
         candidates.append(comfy / "comfy" / "sd1_tokenizer")
     for folder in candidates:
