@@ -492,20 +492,19 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _history_row(job) -> str:
-    """One line a person can read: when, what ran, how it ended, what it made."""
+    """A few lines a person can read: when, how it ended, what ran, what went wrong, what it made."""
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(job.created_at))
     classes = [n.get("class_type", "?") for n in job.prompt.values() if isinstance(n, dict)]
     shape = " → ".join(dict.fromkeys(c for c in classes if c))
-    shape = shape if len(shape) <= 60 else shape[:57] + "..."
+    shape = shape if len(shape) <= 110 else shape[:107] + "..."
     took = f"{job.finished_at - job.started_at:.2f} s" if job.finished_at and job.started_at else "-"
-    row = (f"{when}  {job.id[:8]}  {job.status:<11} {len(classes):>3} nodes ({len(job.executed)} run, "
-           f"{len(job.cached)} cached)  {took:>8}  {shape}")
+    lines = [f"{when}  {job.id}  {job.status:<11} {len(classes)} nodes ({len(job.executed)} run, "
+             f"{len(job.cached)} cached)  {took}", f"    {shape}"]
     if job.error:
-        row += f"\n{'':<30}error at node {job.error.get('node_id')}: {job.error.get('exception_type')}: " \
-               f"{str(job.error.get('exception_message', ''))[:120]}"
-    for line in _output_lines(job.outputs, job.prompt)[:3]:
-        row += f"\n{'':<28}{line}"
-    return row
+        lines.append(f"    error at node {job.error.get('node_id')}: {job.error.get('exception_type')}: "
+                     f"{str(job.error.get('exception_message', ''))[:120]}")
+    lines.extend(f"  {line}" for line in _output_lines(job.outputs, job.prompt)[:3])
+    return "\n".join(lines)
 
 
 def cmd_history(args: argparse.Namespace) -> int:
