@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench install install-dev clean
+.PHONY: demo test test-quick lint bench install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ lint: install-dev
 
 test: install-dev lint
 	$(BIN)/python -m pytest
+
+# The quick tier: no subprocesses, servers or torch end-to-end runs (those are marked slow).
+test-quick: install-dev lint
+	$(BIN)/python -m pytest -m "not slow"
 
 bench: install-dev
 	$(BIN)/python -m evals.benchmarks.compiler

@@ -195,6 +195,7 @@ def test_openai_compatible_planner_over_http(registry, one_checkpoint, monkeypat
     assert "missing_node_type" in _Replay.seen[1]["messages"][-1]["content"]
 
 
+@pytest.mark.slow
 def test_cli_plan_runs_offline_end_to_end(isolated_folders):
     proc = run_cli("plan", "Make a 64x64 picture of a red fox in the snow, 2 steps", "--run", "--json")
     assert proc.returncode == 0, proc.stderr

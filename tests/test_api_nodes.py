@@ -145,6 +145,7 @@ def test_engine_caches_remote_calls_and_reports_errors(providers, registry):
     assert failed.status == "error" and failed.error["exception_type"] == "ContentModerationError"
 
 
+@pytest.mark.slow
 def test_travel_poster_example_runs_end_to_end(providers, tmp_path, isolated_folders):
     example = REPO / "examples" / "travel_poster.json"
     env = {k: os.environ[k] for k in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "DASHSCOPE_API_KEY",

@@ -11,6 +11,7 @@ GOOD = {"1": {"class_type": "PrimitiveString", "inputs": {"value": "hi"}},
         "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}}}
 
 
+@pytest.mark.slow
 def test_validate_exit_codes_and_json(tmp_path):
     good = tmp_path / "good.json"
     good.write_text(json.dumps(GOOD))
@@ -39,6 +40,7 @@ def test_validate_exit_codes_and_json(tmp_path):
     assert proc.returncode == 2 and "text_form_syntax" in proc.stderr
 
 
+@pytest.mark.slow
 def test_convert_between_forms(tmp_path):
     src = tmp_path / "wf.json"
     src.write_text(json.dumps(GOOD))
@@ -51,6 +53,7 @@ def test_convert_between_forms(tmp_path):
     assert proc.returncode == 0 and "(text format)" in proc.stdout
 
 
+@pytest.mark.slow
 def test_nodes_search_schema_and_object_info():
     proc = run_cli("nodes", "regex")
     assert proc.returncode == 0 and "RegexExtract" in proc.stdout
@@ -66,6 +69,7 @@ def test_nodes_search_schema_and_object_info():
     assert info["PrimitiveInt"]["input"]["required"]["value"][0] == "INT"
 
 
+@pytest.mark.slow
 def test_validate_ui_workflow_against_imported_catalog(tmp_path):
     ui = {"nodes": [{"id": 1, "type": "EmptyLatentImage", "mode": 0, "inputs": [], "outputs": [],
                      "widgets_values": [512, 512, 1]},
@@ -82,6 +86,7 @@ def test_validate_ui_workflow_against_imported_catalog(tmp_path):
     assert data["plan"]["order"] == ["1", "2"]
 
 
+@pytest.mark.slow
 def test_bad_catalog_and_result_files_are_clear_errors(tmp_path):
     broken = tmp_path / "broken.json"
     broken.write_text("{nope")

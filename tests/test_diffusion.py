@@ -9,6 +9,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
+pytestmark = pytest.mark.slow  # torch end to end: tiny random-weight models through the real loaders
+
 from PIL import Image  # noqa: E402
 
 from compiler import load_workflow, validate  # noqa: E402

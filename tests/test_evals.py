@@ -60,6 +60,7 @@ def test_bad_suites_are_reported(tmp_path):
         load_suite(bad)
 
 
+@pytest.mark.slow
 def test_dev_suite_offline_with_all_three_reports(tmp_path, isolated_folders):
     suite = SHARED / "evals" / "dev.yaml"
     if not suite.is_file():
@@ -107,6 +108,7 @@ def test_recorded_llm_run_replays_to_the_same_results(registry, tmp_path):
     assert "regressed (0)" in text and "improved (0)" in text
 
 
+@pytest.mark.slow
 def test_compare_names_regressions_and_reports_render(registry, tmp_path):
     good = run_suite(SUITE, registry=registry, workdir=tmp_path / "g")
     worse = good.model_copy(deep=True)
@@ -128,6 +130,7 @@ def test_shipped_suite_covers_every_node_family():
         assert family in named
 
 
+@pytest.mark.slow
 def test_html_report_renders_in_headless_chromium(registry, tmp_path):
     import shutil
     import subprocess

@@ -107,6 +107,7 @@ CHILD = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_queue_survives_kill_minus_nine(reg, tmp_path):
     db = tmp_path / "jobs.db"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -130,6 +131,7 @@ def test_queue_survives_kill_minus_nine(reg, tmp_path):
     queue.close()
 
 
+@pytest.mark.slow
 def test_cli_run_exit_codes_and_outputs(tmp_path, isolated_folders):
     wf = tmp_path / "wf.json"
     wf.write_text(json.dumps({

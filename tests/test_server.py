@@ -130,6 +130,7 @@ def test_token_is_required_when_set(service):
         assert http.get("/queue", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
 
 
+@pytest.mark.slow
 def test_serve_refuses_a_public_bind_without_token():
     proc = run_cli("serve", "--host", "0.0.0.0", "--port", str(_free_port()), env={"NODEWEAVER_TOKEN": ""})
     assert proc.returncode == 2 and "without a token" in proc.stderr
@@ -235,6 +236,7 @@ def test_mcp_over_streamable_http(server, photo):
     asyncio.run(main())
 
 
+@pytest.mark.slow
 def test_mcp_over_stdio(photo, tmp_path):
     from mcp.client.session import ClientSession
     from mcp.client.stdio import StdioServerParameters, stdio_client
