@@ -26,7 +26,8 @@ def model_bytes(obj: Any) -> int:
     if callable(parameters):
         try:
             return sum(p.numel() * p.element_size() for p in parameters())
-        except Exception:
+        except (AttributeError, TypeError, RuntimeError) as exc:  # `parameters` that is not torch's
+            log.debug("cannot size %s: %s", type(obj).__name__, exc)
             return 0
     components = getattr(obj, "components", None)
     if isinstance(components, dict):
