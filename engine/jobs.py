@@ -94,6 +94,38 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status, priority, number);
 """
 _JSON_FIELDS = ("prompt", "plan", "extra_data", "outputs", "executed", "cached", "timings", "error")
+_INSERT_COLUMNS = ("id", "priority", "status", "prompt", "plan", "extra_data", "client_id", "outputs", "executed",
+                   "cached", "timings", "error", "created_at", "started_at", "finished_at")
+# The number is computed inside the INSERT itself: SQLite runs one statement under its write lock, so two
+# submissions (threads or processes) can never read the same MAX; the UNIQUE index makes that a guarantee.
+_INSERT = (f"INSERT INTO jobs (number, {', '.join(_INSERT_COLUMNS)}) "
+           f"SELECT COALESCE(MAX(number), -1) + 1, {', '.join('?' * len(_INSERT_COLUMNS))} FROM jobs "
+           "RETURNING number")
+
+
+def _json_text(value: Any) -> str:
+    """A value as the JSON text stored in a column, never failing and losing nothing JSON can hold.
+
+    ensure_ascii=True writes every non-ASCII character as a \\uXXXX escape, lone surrogates included, so
+    SQLite (which must encode text as UTF-8) always accepts it and json.loads returns the same string.
+    The fast path serialises the value as it is; the deep json_safe copy runs only when JSON cannot hold
+    something (a NaN, a non-string key, an arbitrary object).
+    """
+    try:
+        return json.dumps(value, ensure_ascii=True, allow_nan=False)
+    except (TypeError, ValueError):
+        return json.dumps(json_safe(value), ensure_ascii=True)
+
+
+def _sqlite_text(value: str | None) -> str | None:
+    """Plain text for SQLite: a string with lone surrogates (not encodable as UTF-8) keeps them as \\uXXXX."""
+    if value is None:
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
 
 
 class JobStore:
@@ -108,7 +140,28 @@ class JobStore:
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA busy_timeout=10000")
             self._db.executescript(_SCHEMA)
+            self._ensure_unique_numbers()
+
+    def _ensure_unique_numbers(self) -> None:
+        """Add the UNIQUE index on `number`; a database from before it may hold duplicates (concurrent submits
+        read the same MAX): those are renumbered first, keeping the old order, so startup never fails."""
+        if self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'jobs_number'").fetchone():
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            total, distinct = self._db.execute("SELECT COUNT(*), COUNT(DISTINCT number) FROM jobs").fetchone()
+            if total != distinct:
+                ids = [r[0] for r in self._db.execute("SELECT id FROM jobs ORDER BY number, created_at, rowid")]
+                self._db.executemany("UPDATE jobs SET number = ? WHERE id = ?", list(enumerate(ids)))
+                log.warning("job history %s had %d duplicate job number(s); renumbered %d jobs in their order",
+                            self.path, total - distinct, total)
+            self._db.execute("CREATE UNIQUE INDEX IF NOT EXISTS jobs_number ON jobs(number)")
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
 
     def _row(self, row: sqlite3.Row) -> Job:
         data = dict(row)
@@ -117,19 +170,28 @@ class JobStore:
                 data[key] = json.loads(data[key])
         return Job(**data)
 
-    def insert(self, job: Job) -> None:
-        data = job.model_dump()
-        for key in _JSON_FIELDS:
-            data[key] = json.dumps(json_safe(data[key]), ensure_ascii=False) if data[key] is not None else None
-        columns = ", ".join(data)
+    def insert(self, job: Job) -> Job:
+        """Store a new job; its `number` is assigned here, atomically. Returns the job with that number.
+
+        The fields are read from the model directly (no model_dump: that deep-copies a big prompt and plan
+        only for them to be serialised once more).
+        """
+        values = []
+        for column in _INSERT_COLUMNS:
+            value = getattr(job, column)
+            if column in _JSON_FIELDS:
+                value = _json_text(value) if value is not None else None
+            elif isinstance(value, str):
+                value = _sqlite_text(value)
+            values.append(value)
         with self._lock:
-            self._db.execute(f"INSERT INTO jobs ({columns}) VALUES ({', '.join('?' * len(data))})",
-                             list(data.values()))
+            number = self._db.execute(_INSERT, values).fetchone()[0]
+        return job.model_copy(update={"number": int(number)})
 
     def update(self, job_id: str, **fields: Any) -> None:
         for key in _JSON_FIELDS:
             if key in fields and fields[key] is not None:
-                fields[key] = json.dumps(json_safe(fields[key]), ensure_ascii=False)
+                fields[key] = _json_text(fields[key])
         assignments = ", ".join(f"{k} = ?" for k in fields)
         with self._lock:
             self._db.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", [*fields.values(), job_id])
@@ -170,11 +232,6 @@ class JobStore:
         with self._lock:
             rows = self._db.execute(query, params).fetchall()
         return [self._row(r) for r in rows]
-
-    def next_number(self) -> int:
-        with self._lock:
-            row = self._db.execute("SELECT COALESCE(MAX(number), -1) + 1 FROM jobs").fetchone()
-        return int(row[0])
 
     def recover(self) -> list[str]:
         """After a restart: jobs left running were interrupted by the restart."""
@@ -227,10 +284,12 @@ class JobQueue:
         result = validate(prompt, self.registry, outputs=outputs)
         if not result.valid or result.plan is None:
             raise WorkflowInvalid(result)
-        job = Job(id=job_id or str(uuid.uuid4()), number=self.store.next_number(), priority=priority,
-                  status="queued", prompt=prompt, plan=result.plan.model_dump(), extra_data=extra_data or {},
-                  client_id=client_id, created_at=time.time())
-        self.store.insert(job)
+        plan = result.plan
+        # the plan's fields as they are: model_dump would deep-copy every node of a big workflow
+        plan_data = {"prompt": plan.prompt, "order": plan.order, "outputs": plan.outputs, "extra": plan.extra}
+        job = Job(id=job_id or str(uuid.uuid4()), number=-1, priority=priority, status="queued", prompt=prompt,
+                  plan=plan_data, extra_data=extra_data or {}, client_id=client_id, created_at=time.time())
+        job = self.store.insert(job)
         with self._wake:
             self._wake.notify_all()
         return job
