@@ -8,9 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
+from nodes.spec import SURROGATE as _SURROGATE
+from nodes.spec import json_safe, safe_text
 from runtime.errors import NodeWeaverError
+
+REPORT_DEPTH = 64
+"""How deep a received value is copied into an error; reports echo input, and must stay strict JSON."""
 
 # ComfyUI's own error types, and the ones NodeWeaver adds where ComfyUI has none.
 COMFY_ERROR_TYPES = frozenset({
@@ -42,6 +47,20 @@ class WorkflowError(BaseModel):
     class_type: str | None = None
     input_name: str | None = None
     extra_info: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _strict_json(self) -> WorkflowError:
+        """Errors echo input, which may hold lone surrogates, NaN, inf or values nested 990 deep: keep every
+        report strict JSON that encodes as UTF-8 (one check of the texts, one copy of extra_info)."""
+        texts = (self.message, self.details, self.node_id, self.class_type, self.input_name)
+        if _SURROGATE.search("".join(t for t in texts if t)) is not None:
+            for name in ("message", "details", "node_id", "class_type", "input_name"):
+                text = getattr(self, name)
+                if text:
+                    setattr(self, name, safe_text(text))
+        if self.extra_info:
+            self.__dict__["extra_info"] = json_safe(self.extra_info, max_depth=REPORT_DEPTH)
+        return self
 
     def to_comfy(self) -> dict[str, Any]:
         extra = dict(self.extra_info)

@@ -9,13 +9,15 @@ from __future__ import annotations
 import gc
 import inspect
 import math
+import reprlib
 import traceback
 from collections import defaultdict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
+from rapidfuzz import fuzz, process
 
 from compiler.errors import WorkflowError
 from compiler.plan import Plan
@@ -27,6 +29,14 @@ _TRUE_STRINGS = {"true", "1", "yes", "on"}
 _FALSE_STRINGS = {"false", "0", "no", "off", ""}
 
 
+DEPENDENT_OUTPUTS_LIMIT = 20
+"""How many dependent outputs one `node_errors` entry lists; beyond it the entry gives a count, so that a
+report stays linear in the number of errors however the failing nodes fan out."""
+DETAILS_LIMIT = 50
+"""How many errors the top-level `details` text of `comfy_error()` spells out (node_errors has them all)."""
+_COUNT_BUDGET_PER_ITEM = 4
+
+
 class ValidationResult(BaseModel):
     """The verdict on a workflow; `plan` is set when there is no error."""
 
@@ -36,19 +46,33 @@ class ValidationResult(BaseModel):
     outputs: list[str] = Field(default_factory=list)
     good_outputs: list[str] = Field(default_factory=list)
     plan: Plan | None = None
+    # node id -> its `dependent_outputs` keys, computed by validate() with one traversal of the graph
+    _dependents: dict[str, dict[str, Any]] | None = PrivateAttr(default=None)
 
     def node_errors(self) -> dict[str, dict[str, Any]]:
-        """ComfyUI's `node_errors` shape: {node_id: {errors, dependent_outputs, class_type}}."""
+        """ComfyUI's `node_errors` shape: {node_id: {errors, dependent_outputs, class_type}}.
+
+        `dependent_outputs` lists the outputs that need the node (at most DEPENDENT_OUTPUTS_LIMIT of them;
+        then `dependent_outputs_count` says how many there are, with `dependent_outputs_count_exact` false
+        when that count is only a lower bound).
+        """
         result: dict[str, dict[str, Any]] = {}
         for err in self.errors:
             if err.node_id is None:
                 continue
-            entry = result.setdefault(err.node_id, {"errors": [], "dependent_outputs": [],
-                                                    "class_type": err.class_type})
+            entry = result.get(err.node_id)
+            if entry is None:
+                entry = result[err.node_id] = {"errors": [], "dependent_outputs": [], "class_type": err.class_type}
             entry["errors"].append(err.to_comfy())
-        bad_outputs = [o for o in self.outputs if o not in set(self.good_outputs)]
-        for entry in result.values():
-            entry["dependent_outputs"] = bad_outputs
+        fallback: dict[str, Any] | None = None
+        for node_id, entry in result.items():
+            known = self._dependents.get(node_id) if self._dependents is not None else None
+            if known is None:
+                if fallback is None:  # a result built by hand: every failing output, abbreviated
+                    good = set(self.good_outputs)
+                    fallback = _abbreviated([o for o in self.outputs if o not in good], exact=True)
+                known = fallback
+            entry.update(known)
         return result
 
     def comfy_error(self) -> dict[str, Any] | None:
@@ -58,14 +82,26 @@ class ValidationResult(BaseModel):
         global_errors = [e for e in self.errors if e.node_id is None]
         if global_errors:
             return global_errors[0].to_comfy()
-        details = "\n".join(f"{e.message}: {e.details}" for e in self.errors)
+        lines = [f"{e.message}: {e.details}" for e in self.errors[:DETAILS_LIMIT]]
+        if len(self.errors) > DETAILS_LIMIT:
+            lines.append(f"... and {len(self.errors) - DETAILS_LIMIT} more error(s), listed in node_errors")
         return {"type": "prompt_outputs_failed_validation", "message": "Prompt outputs failed validation",
-                "details": details, "extra_info": {}}
+                "details": "\n".join(lines), "extra_info": {}}
 
     def summary(self) -> str:
         if self.valid and self.plan is not None:
             return f"valid: {len(self.plan.order)} nodes to run for {len(self.outputs)} output(s)"
         return f"invalid: {len(self.errors)} error(s)"
+
+
+def _abbreviated(outputs: list[str], *, exact: bool, total: int | None = None) -> dict[str, Any]:
+    """The `dependent_outputs` keys of one node_errors entry, the list cut at DEPENDENT_OUTPUTS_LIMIT."""
+    total = len(outputs) if total is None else total
+    entry: dict[str, Any] = {"dependent_outputs": outputs[:DEPENDENT_OUTPUTS_LIMIT]}
+    if total > DEPENDENT_OUTPUTS_LIMIT:
+        entry["dependent_outputs_count"] = total
+        entry["dependent_outputs_count_exact"] = exact
+    return entry
 
 
 @dataclass(slots=True)
@@ -186,9 +222,33 @@ def _convert(kind: str, value: Any) -> Any:
     return value
 
 
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlist, _REPR.maxdict = 3, 60, 60, 8, 6
+
+
 def _fmt(value: Any) -> str:
-    text = repr(value)
+    """A short repr for messages; bounded in depth, so nested input cannot make it recurse or balloon."""
+    text = _REPR.repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _id_text(value: Any) -> str | None:
+    """A node id as the text key it is in the workflow, or None for what cannot be one (lists, bools, ...)."""
+    kind = type(value)
+    if kind is str:
+        return value
+    if kind is int and -10**15 < value < 10**15:
+        return str(value)
+    return None
+
+
+def _link_source(value: Any, nodes: dict) -> str | None:
+    """The id of the node a `[node_id, slot]` value links to, when that node is in the workflow."""
+    if type(value) is list and len(value) == 2:
+        source = _id_text(value[0])
+        if source is not None and source in nodes:
+            return source
+    return None
 
 
 def validate(prompt: Any, registry: NodeRegistry, *, outputs: Iterable[str] | None = None) -> ValidationResult:
@@ -207,217 +267,306 @@ def validate(prompt: Any, registry: NodeRegistry, *, outputs: Iterable[str] | No
 
 
 def _validate(prompt: Any, registry: NodeRegistry, outputs: Iterable[str] | None) -> ValidationResult:
-    errors: list[WorkflowError] = []
-    warnings: list[WorkflowError] = []
+    """The phases in order; each one reports into the same run, so every problem is found at once."""
     if not isinstance(prompt, dict):
-        errors.append(WorkflowError(
+        return ValidationResult(valid=False, errors=[WorkflowError(
             type="invalid_prompt", message="A workflow must be a JSON object mapping node ids to nodes",
-            details=f"got {type(prompt).__name__}"))
-        return ValidationResult(valid=False, errors=errors)
+            details=f"got {type(prompt).__name__}")])
     if not prompt:
-        errors.append(WorkflowError(type="prompt_no_outputs", message="Prompt has no outputs",
-                                    details="the workflow has no nodes"))
-        return ValidationResult(valid=False, errors=errors)
+        return ValidationResult(valid=False, errors=[WorkflowError(
+            type="prompt_no_outputs", message="Prompt has no outputs", details="the workflow has no nodes")])
+    run = _Run(prompt, registry)
+    run.read_nodes()
+    output_ids = run.pick_outputs(outputs)
+    run.check_inputs()
+    needed = run.needed_by(output_ids)
+    run.demote_unneeded(needed, output_ids)
+    order = run.order(needed)
+    run.custom_validation(order if len(order) == len(needed) else [n for n in run.nodes if n in needed])
+    if run.errors:
+        return run.failure(output_ids)
+    return run.success(order, output_ids)
 
-    # 1. node shapes and classes -------------------------------------------------------------------------
-    nodes: dict[str, tuple[str, dict]] = {}
-    class_checks: dict[str, _ClassCheck | None] = {}
-    node_error_ids: set[str] = set()
 
-    def add(err: WorkflowError) -> None:
-        errors.append(err)
+class _Run:
+    """One validation: the workflow read into nodes and links, and the errors and warnings found so far."""
+
+    def __init__(self, prompt: dict, registry: NodeRegistry) -> None:
+        self.prompt = prompt
+        self.registry = registry
+        self.errors: list[WorkflowError] = []
+        self.warnings: list[WorkflowError] = []
+        self.node_error_ids: set[str] = set()
+        self.nodes: dict[str, tuple[str, dict]] = {}
+        self.class_checks: dict[str, _ClassCheck | None] = {}
+        self.edges: dict[str, list[str]] = {}  # node -> upstream node ids
+        self.normalised: dict[str, dict[str, Any]] = {}
+        self.suggestions: dict[str, list[str]] = {}  # unknown class -> close names, once per class
+        self.input_hints: dict[tuple[str, str], list[str]] = {}
+        self.choice_hints: dict[tuple[str, str, str], list[str]] = {}
+
+    def add(self, err: WorkflowError) -> None:
+        self.errors.append(err)
         if err.node_id is not None:
-            node_error_ids.add(err.node_id)
+            self.node_error_ids.add(err.node_id)
 
-    for raw_id, node in prompt.items():
-        node_id = str(raw_id)
-        if not isinstance(node, dict):
-            add(WorkflowError(type="invalid_prompt", node_id=node_id,
-                              message="A node must be an object with class_type and inputs",
-                              details=f"Node ID '#{node_id}' is a {type(node).__name__}"))
-            continue
-        class_type = node.get("class_type")
-        if not isinstance(class_type, str) or not class_type:
-            add(WorkflowError(type="invalid_prompt", node_id=node_id,
-                              message="Cannot execute because a node is missing the class_type property.",
-                              details=f"Node ID '#{node_id}'"))
-            continue
-        inputs = node.get("inputs", {})
-        if inputs is None:
-            inputs = {}
-        if not isinstance(inputs, dict):
-            add(WorkflowError(type="invalid_prompt", node_id=node_id, class_type=class_type,
-                              message="A node's inputs must be an object of input name to value or link",
-                              details=f"Node ID '#{node_id}' has inputs of type {type(inputs).__name__}"))
-            continue
-        nodes[node_id] = (class_type, inputs)
-        if class_type not in class_checks:
-            class_checks[class_type] = _class_check(class_type, registry, node_id, add)
-        if class_checks[class_type] is None and class_type not in registry:
-            suggestions = registry.suggest(class_type)
-            hint = f" Did you mean {' or '.join(repr(s) for s in suggestions)}?" if suggestions else ""
-            add(WorkflowError(type="missing_node_type", node_id=node_id, class_type=class_type,
-                              message=f"Node type '{class_type}' not found.{hint}",
-                              details=f"Node ID '#{node_id}'", extra_info={"suggestions": suggestions}))
+    # ---- 1. node shapes and classes -------------------------------------------------------------------
+    def read_nodes(self) -> None:
+        add, nodes, checks = self.add, self.nodes, self.class_checks
+        for raw_id, node in self.prompt.items():
+            node_id = str(raw_id)
+            if not isinstance(node, dict):
+                add(WorkflowError(type="invalid_prompt", node_id=node_id,
+                                  message="A node must be an object with class_type and inputs",
+                                  details=f"Node ID '#{node_id}' is a {type(node).__name__}"))
+                continue
+            class_type = node.get("class_type")
+            if not isinstance(class_type, str) or not class_type:
+                add(WorkflowError(type="invalid_prompt", node_id=node_id,
+                                  message="Cannot execute because a node is missing the class_type property.",
+                                  details=f"Node ID '#{node_id}'"))
+                continue
+            inputs = node.get("inputs", {})
+            if inputs is None:
+                inputs = {}
+            if not isinstance(inputs, dict):
+                add(WorkflowError(type="invalid_prompt", node_id=node_id, class_type=class_type,
+                                  message="A node's inputs must be an object of input name to value or link",
+                                  details=f"Node ID '#{node_id}' has inputs of type {type(inputs).__name__}"))
+                continue
+            nodes[node_id] = (class_type, inputs)
+            if class_type not in checks:
+                checks[class_type] = _class_check(class_type, self.registry, node_id, add)
+            if checks[class_type] is None and class_type not in self.registry:
+                self._missing_class(node_id, class_type)
 
-    # 2. outputs -----------------------------------------------------------------------------------------
-    if outputs is not None:
-        output_ids = []
-        for oid in outputs:
-            if str(oid) in nodes:
-                output_ids.append(str(oid))
-            else:
-                add(WorkflowError(type="invalid_prompt", message=f"Requested output node '{oid}' is not in the workflow",
-                                  details=str(oid)))
-    else:
-        output_ids = [nid for nid, (ct, _) in nodes.items()
-                      if (chk := class_checks.get(ct)) is not None and chk.output_node]
-    if not output_ids and not errors:
-        add(WorkflowError(type="prompt_no_outputs", message="Prompt has no outputs",
-                          details="add an output node such as SaveImage, PreviewImage, SaveText or PreviewAny"))
+    def _missing_class(self, node_id: str, class_type: str) -> None:
+        suggestions = self.suggestions.get(class_type)
+        if suggestions is None:
+            suggestions = self.suggestions[class_type] = self.registry.suggest(class_type)
+        hint = f" Did you mean {' or '.join(repr(s) for s in suggestions)}?" if suggestions else ""
+        self.add(WorkflowError(type="missing_node_type", node_id=node_id, class_type=class_type,
+                               message=f"Node type '{class_type}' not found.{hint}",
+                               details=f"Node ID '#{node_id}'", extra_info={"suggestions": list(suggestions)}))
 
-    # 3. inputs of every node ----------------------------------------------------------------------------
-    edges: dict[str, list[str]] = {}  # node -> upstream node ids (valid links only)
-    normalised: dict[str, dict[str, Any]] = {}
-    for node_id, (class_type, inputs) in nodes.items():
-        chk = class_checks.get(class_type)
+    # ---- 2. outputs -----------------------------------------------------------------------------------
+    def pick_outputs(self, outputs: Iterable[str] | None) -> list[str]:
+        if outputs is not None:
+            output_ids = []
+            for oid in outputs:
+                key = _id_text(oid)
+                if key is not None and key in self.nodes:
+                    output_ids.append(key)
+                else:
+                    shown = key if key is not None else _fmt(oid)
+                    self.add(WorkflowError(type="invalid_prompt", details=shown,
+                                           message=f"Requested output node '{shown}' is not in the workflow"))
+        else:
+            output_ids = [nid for nid, (ct, _) in self.nodes.items()
+                          if (chk := self.class_checks.get(ct)) is not None and chk.output_node]
+        if not output_ids and not self.errors:
+            self.add(WorkflowError(type="prompt_no_outputs", message="Prompt has no outputs",
+                                   details="add an output node such as SaveImage, PreviewImage, SaveText or PreviewAny"))
+        return output_ids
+
+    # ---- 3. inputs of every node ----------------------------------------------------------------------
+    def check_inputs(self) -> None:
+        nodes = self.nodes
+        for node_id, (class_type, inputs) in nodes.items():
+            chk = self.class_checks.get(class_type)
+            if chk is None:  # still follow links so reachability and cycles are right
+                self.edges[node_id] = [s for v in inputs.values() if (s := _link_source(v, nodes)) is not None]
+                continue
+            self.edges[node_id] = self._check_node(node_id, class_type, chk, inputs)
+
+    def _check_node(self, node_id: str, class_type: str, chk: _ClassCheck, inputs: dict) -> list[str]:
+        """Check one node's inputs against its class; returns the ids of the nodes it reads from."""
+        nodes = self.nodes
         ups: list[str] = []
-        edges[node_id] = ups
-        if chk is None:
-            # still follow links so reachability and cycles are right
-            for value in inputs.values():
-                if isinstance(value, list) and len(value) == 2 and str(value[0]) in nodes:
-                    ups.append(str(value[0]))
-            continue
         out_inputs: dict[str, Any] = {}
-        normalised[node_id] = out_inputs
+        self.normalised[node_id] = out_inputs
         for name, value in inputs.items():
             if name not in chk.by_name:
-                if isinstance(value, list) and len(value) == 2 and str(value[0]) in nodes:
-                    ups.append(str(value[0]))
-                warnings.append(_unknown_input(node_id, class_type, name, chk))
+                source = _link_source(value, nodes)
+                if source is not None:
+                    ups.append(source)
+                self.warnings.append(self._unknown_input(node_id, class_type, name, chk))
                 out_inputs[name] = value
         for ic in chk.inputs:
             name = ic.name
             if name not in inputs:
-                if ic.required and ic.default is not _NO_DEFAULT:
-                    out_inputs[name] = ic.default
-                    warnings.append(WorkflowError(
-                        type="input_default_used", node_id=node_id, class_type=class_type, input_name=name,
-                        message=f"Input '{name}' is not set; its default {_fmt(ic.default)} is used",
-                        extra_info={"input_name": name, "default": ic.default}))
-                elif ic.required:
-                    add(WorkflowError(type="required_input_missing", node_id=node_id, class_type=class_type,
-                                      input_name=name, message="Required input is missing", details=name,
-                                      extra_info={"input_name": name, "input_config": ic.config}))
+                self._missing_input(node_id, class_type, ic, out_inputs)
                 continue
             value = inputs[name]
-            if isinstance(value, list):
-                link = _check_link(node_id, class_type, ic, value, nodes, class_checks, add)
+            if type(value) is list:
+                link = _check_link(node_id, class_type, ic, value, nodes, self.class_checks, self.add)
                 if link is not None:
                     out_inputs[name] = link
-                if len(value) == 2 and isinstance(value[0], str | int) and str(value[0]) in nodes:
-                    ups.append(str(value[0]))  # followed even when broken, so upstream problems show too
+                source = _link_source(value, nodes)
+                if source is not None:
+                    ups.append(source)  # followed even when broken, so upstream problems show too
                 continue
-            kind = ic.kind
-            if kind not in WIDGET_TYPES:
-                if kind != ANY_TYPE and any(t.strip() in registry.socket_types() for t in kind.split(",")):
-                    add(WorkflowError(
-                        type="literal_for_link_input", node_id=node_id, class_type=class_type, input_name=name,
-                        message=f"Input '{name}' takes a {kind} from another node's output, not a literal value",
-                        details=f"{name}, {_fmt(value)}",
-                        extra_info={"input_name": name, "input_config": ic.config, "received_value": value}))
-                    continue
+            ok, value = self._check_literal(node_id, class_type, ic, value)
+            if ok:
                 out_inputs[name] = value
+        return ups
+
+    def _missing_input(self, node_id: str, class_type: str, ic: _InputCheck, out_inputs: dict) -> None:
+        name = ic.name
+        if ic.required and ic.default is not _NO_DEFAULT:
+            out_inputs[name] = ic.default
+            self.warnings.append(WorkflowError(
+                type="input_default_used", node_id=node_id, class_type=class_type, input_name=name,
+                message=f"Input '{name}' is not set; its default {_fmt(ic.default)} is used",
+                extra_info={"input_name": name, "default": ic.default}))
+        elif ic.required:
+            self.add(WorkflowError(type="required_input_missing", node_id=node_id, class_type=class_type,
+                                   input_name=name, message="Required input is missing", details=name,
+                                   extra_info={"input_name": name, "input_config": ic.config}))
+
+    def _check_literal(self, node_id: str, class_type: str, ic: _InputCheck, value: Any) -> tuple[bool, Any]:
+        """Convert and range-check a literal like ComfyUI; (False, _) after reporting why it is bad."""
+        kind, name = ic.kind, ic.name
+        if kind not in WIDGET_TYPES:
+            if kind != ANY_TYPE and any(t.strip() in self.registry.socket_types() for t in kind.split(",")):
+                self.add(WorkflowError(
+                    type="literal_for_link_input", node_id=node_id, class_type=class_type, input_name=name,
+                    message=f"Input '{name}' takes a {kind} from another node's output, not a literal value",
+                    details=f"{name}, {_fmt(value)}",
+                    extra_info={"input_name": name, "input_config": ic.config, "received_value": value}))
+                return False, value
+            return True, value
+        try:
+            value = _convert(kind, value)
+        except (TypeError, ValueError, OverflowError) as exc:
+            self.add(WorkflowError(type="invalid_input_type", node_id=node_id, class_type=class_type,
+                                   input_name=name, message=f"Failed to convert an input value to a {kind} value",
+                                   details=f"{name}, {_fmt(value)}, {exc}",
+                                   extra_info={"input_name": name, "input_config": ic.config,
+                                               "received_value": value, "exception_message": str(exc)}))
+            return False, value
+        if ic.skip_range:
+            return True, value
+        if ic.lo is not None and kind in ("INT", "FLOAT") and value < ic.lo:
+            self.add(WorkflowError(type="value_smaller_than_min", node_id=node_id, class_type=class_type,
+                                   input_name=name, message=f"Value {value} smaller than min of {ic.lo}",
+                                   details=name, extra_info={"input_name": name, "input_config": ic.config,
+                                                             "received_value": value}))
+            return False, value
+        if ic.hi is not None and kind in ("INT", "FLOAT") and value > ic.hi:
+            self.add(WorkflowError(type="value_bigger_than_max", node_id=node_id, class_type=class_type,
+                                   input_name=name, message=f"Value {value} bigger than max of {ic.hi}",
+                                   details=name, extra_info={"input_name": name, "input_config": ic.config,
+                                                             "received_value": value}))
+            return False, value
+        if ic.choices is not None and not _in_choices(value, ic.choices):
+            self.add(self._not_in_list(node_id, class_type, ic, value))
+            return False, value
+        return True, value
+
+    def _unknown_input(self, node_id: str, class_type: str, name: Any, chk: _ClassCheck) -> WorkflowError:
+        shown = name if isinstance(name, str) else _fmt(name)
+        close = self.input_hints.get((class_type, shown))
+        if close is None:
+            close = self.input_hints[(class_type, shown)] = close_matches(shown, list(chk.by_name), 2, 0.6)
+        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        return WorkflowError(type="unknown_input", node_id=node_id, class_type=class_type, input_name=shown,
+                             message=f"{class_type} has no input '{shown}'; it is ignored.{hint}",
+                             details=f"declared inputs: {', '.join(chk.by_name)}",
+                             extra_info={"input_name": shown, "suggestions": list(close)})
+
+    def _not_in_list(self, node_id: str, class_type: str, ic: _InputCheck, value: Any) -> WorkflowError:
+        options = ic.choices_list or []
+        list_info = f"(list of length {len(options)})" if len(options) > 20 else _fmt(options)
+        close: list[str] = []
+        if isinstance(value, str):
+            key = (class_type, ic.name, value)
+            if key not in self.choice_hints:
+                self.choice_hints[key] = close_matches(value, [str(o) for o in options], 3, 0.5)
+            close = self.choice_hints[key]
+        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        if not options:
+            hint = " The list is empty: no matching files are installed."
+        return WorkflowError(type="value_not_in_list", node_id=node_id, class_type=class_type, input_name=ic.name,
+                             message=f"Value not in list.{hint}", details=f"{ic.name}: {_fmt(value)} not in {list_info}",
+                             extra_info={"input_name": ic.name, "received_value": value, "suggestions": list(close),
+                                         "input_config": ic.config if len(options) <= 20 else None})
+
+    # ---- 4. reachability from the outputs -------------------------------------------------------------
+    def needed_by(self, output_ids: list[str]) -> set[str]:
+        needed: set[str] = set()
+        stack = list(output_ids)
+        edges = self.edges
+        while stack:
+            nid = stack.pop()
+            if nid in needed:
                 continue
-            try:
-                value = _convert(kind, value)
-            except (TypeError, ValueError, OverflowError) as exc:
-                add(WorkflowError(type="invalid_input_type", node_id=node_id, class_type=class_type,
-                                  input_name=name, message=f"Failed to convert an input value to a {kind} value",
-                                  details=f"{name}, {_fmt(value)}, {exc}",
-                                  extra_info={"input_name": name, "input_config": ic.config,
-                                              "received_value": value, "exception_message": str(exc)}))
+            needed.add(nid)
+            stack.extend(u for u in edges.get(nid, ()) if u not in needed)
+        return needed
+
+    def demote_unneeded(self, needed: set[str], output_ids: list[str]) -> None:
+        """Errors in nodes no output needs do not stop the run (ComfyUI ignores them too): make them warnings."""
+        if not output_ids:
+            return
+        if self.node_error_ids - needed:
+            kept = []
+            for err in self.errors:
+                if err.node_id is not None and err.node_id not in needed and err.type != "missing_node_type":
+                    self.warnings.append(err.model_copy(
+                        update={"message": err.message + " (node not needed by any output)"}))
+                else:
+                    kept.append(err)
+            self.errors[:] = kept
+            self.node_error_ids = {e.node_id for e in self.errors if e.node_id is not None}
+        for nid in self.nodes:
+            if nid not in needed:
+                self.warnings.append(WorkflowError(type="unreachable_node", node_id=nid, class_type=self.nodes[nid][0],
+                                                   message="No output needs this node, so it will not run"))
+
+    # ---- 5. dependency order and cycles ---------------------------------------------------------------
+    def order(self, needed: set[str]) -> list[str]:
+        order = _topological_order(needed, self.edges, prompt_order=list(self.nodes))
+        if len(order) < len(needed):
+            for cycle in _find_cycles(set(needed) - set(order), self.edges):
+                first = cycle[0]
+                self.add(WorkflowError(type="dependency_cycle", node_id=first, class_type=self.nodes[first][0],
+                                       message=f"Dependency cycle: {' -> '.join(cycle + [first])}",
+                                       details=", ".join(cycle), extra_info={"cycle": cycle}))
+        return order
+
+    # ---- 6. the nodes' own VALIDATE_INPUTS ------------------------------------------------------------
+    def custom_validation(self, node_ids: list[str]) -> None:
+        for nid in node_ids:
+            class_type, _inputs = self.nodes[nid]
+            chk = self.class_checks.get(class_type)
+            if chk is None or chk.validate_fn is None:
                 continue
-            if not ic.skip_range:
-                if ic.lo is not None and kind in ("INT", "FLOAT") and value < ic.lo:
-                    add(WorkflowError(type="value_smaller_than_min", node_id=node_id, class_type=class_type,
-                                      input_name=name, message=f"Value {value} smaller than min of {ic.lo}",
-                                      details=name, extra_info={"input_name": name, "input_config": ic.config,
-                                                                "received_value": value}))
-                    continue
-                if ic.hi is not None and kind in ("INT", "FLOAT") and value > ic.hi:
-                    add(WorkflowError(type="value_bigger_than_max", node_id=node_id, class_type=class_type,
-                                      input_name=name, message=f"Value {value} bigger than max of {ic.hi}",
-                                      details=name, extra_info={"input_name": name, "input_config": ic.config,
-                                                                "received_value": value}))
-                    continue
-                if ic.choices is not None and not _in_choices(value, ic.choices):
-                    add(_not_in_list(node_id, class_type, ic, value))
-                    continue
-            out_inputs[name] = value
+            _run_custom_validation(nid, class_type, chk, self.normalised.get(nid, {}), self.nodes,
+                                   self.class_checks, self.add, quiet_exceptions=nid in self.node_error_ids)
 
-    # 4. reachability from the outputs ------------------------------------------------------------------
-    needed: set[str] = set()
-    stack = [o for o in output_ids]
-    while stack:
-        nid = stack.pop()
-        if nid in needed:
-            continue
-        needed.add(nid)
-        stack.extend(u for u in edges.get(nid, ()) if u not in needed)
+    # ---- 7. verdict -----------------------------------------------------------------------------------
+    def failure(self, output_ids: list[str]) -> ValidationResult:
+        bad = {e.node_id for e in self.errors if e.node_id is not None}
+        good, dependents = _dependent_outputs(output_ids, self.edges, bad)
+        result = ValidationResult(valid=False, errors=self.errors, warnings=self.warnings, outputs=output_ids,
+                                  good_outputs=good)
+        result._dependents = dependents
+        return result
 
-    # Errors in nodes no output needs do not stop the run (ComfyUI ignores them too): make them warnings.
-    if node_error_ids - needed and output_ids:
-        kept = []
-        for err in errors:
-            if err.node_id is not None and err.node_id not in needed and err.type != "missing_node_type":
-                warnings.append(err.model_copy(update={"message": err.message + " (node not needed by any output)"}))
-            else:
-                kept.append(err)
-        errors[:] = kept
-        node_error_ids = {e.node_id for e in errors if e.node_id is not None}
-    for nid in nodes:
-        if nid not in needed and output_ids:
-            warnings.append(WorkflowError(type="unreachable_node", node_id=nid, class_type=nodes[nid][0],
-                                          message="No output needs this node, so it will not run"))
-
-    # 5. dependency order and cycles ----------------------------------------------------------------------
-    order = _topological_order(needed, edges, prompt_order=list(nodes))
-    if len(order) < len(needed):
-        for cycle in _find_cycles(set(needed) - set(order), edges):
-            first = cycle[0]
-            add(WorkflowError(type="dependency_cycle", node_id=first, class_type=nodes[first][0],
-                              message=f"Dependency cycle: {' -> '.join(cycle + [first])}",
-                              details=", ".join(cycle), extra_info={"cycle": cycle}))
-
-    # 6. the nodes' own VALIDATE_INPUTS -----------------------------------------------------------------
-    for nid in (order if len(order) == len(needed) else [n for n in nodes if n in needed]):
-        class_type, inputs = nodes[nid]
-        chk = class_checks.get(class_type)
-        if chk is None or chk.validate_fn is None:
-            continue
-        _run_custom_validation(nid, class_type, chk, normalised.get(nid, {}), nodes, class_checks, add,
-                               quiet_exceptions=nid in node_error_ids)
-
-    # 7. verdict -------------------------------------------------------------------------------------------
-    good = _good_outputs(output_ids, edges, {e.node_id for e in errors if e.node_id is not None}) \
-        if errors else list(output_ids)
-    if errors:
-        return ValidationResult(valid=False, errors=errors, warnings=warnings, outputs=output_ids,
-                                good_outputs=good)
-    plan_prompt: dict[str, dict[str, Any]] = {}
-    for nid in order:
-        entry: dict[str, Any] = {"class_type": nodes[nid][0], "inputs": normalised.get(nid, {})}
-        meta = prompt[nid].get("_meta") if isinstance(prompt.get(nid), dict) else None
-        if meta is None and nid not in prompt:
-            meta = _find_meta(prompt, nid)
-        if isinstance(meta, dict):
-            entry["_meta"] = meta
-        plan_prompt[nid] = entry
-    plan = Plan.model_construct(prompt=plan_prompt, order=order, outputs=output_ids, extra={})
-    return ValidationResult(valid=True, errors=[], warnings=warnings, outputs=output_ids,
-                            good_outputs=output_ids, plan=plan)
+    def success(self, order: list[str], output_ids: list[str]) -> ValidationResult:
+        prompt, nodes, normalised = self.prompt, self.nodes, self.normalised
+        plan_prompt: dict[str, dict[str, Any]] = {}
+        for nid in order:
+            entry: dict[str, Any] = {"class_type": nodes[nid][0], "inputs": normalised.get(nid, {})}
+            node = prompt.get(nid)
+            meta = node.get("_meta") if isinstance(node, dict) else _find_meta(prompt, nid)
+            if isinstance(meta, dict):
+                entry["_meta"] = meta
+            plan_prompt[nid] = entry
+        plan = Plan.model_construct(prompt=plan_prompt, order=order, outputs=output_ids, extra={})
+        return ValidationResult(valid=True, errors=[], warnings=self.warnings, outputs=output_ids,
+                                good_outputs=output_ids, plan=plan)
 
 
 def _find_meta(prompt: dict, nid: str) -> Any:
@@ -443,25 +592,8 @@ def _class_check(class_type: str, registry: NodeRegistry, node_id: str, add) -> 
 def _in_choices(value: Any, choices: Any) -> bool:
     try:
         return value in choices
-    except TypeError:
+    except (TypeError, RecursionError):  # unhashable, or a comparison too deep to finish: not a choice
         return False
-
-
-def _not_in_list(node_id: str, class_type: str, ic: _InputCheck, value: Any) -> WorkflowError:
-    options = ic.choices_list or []
-    list_info = f"(list of length {len(options)})" if len(options) > 20 else str(options)
-    close: list[str] = []
-    if isinstance(value, str):
-        import difflib
-
-        close = difflib.get_close_matches(value, [str(o) for o in options], n=3, cutoff=0.5)
-    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    if not options:
-        hint = " The list is empty: no matching files are installed."
-    return WorkflowError(type="value_not_in_list", node_id=node_id, class_type=class_type, input_name=ic.name,
-                         message=f"Value not in list.{hint}", details=f"{ic.name}: {_fmt(value)} not in {list_info}",
-                         extra_info={"input_name": ic.name, "received_value": value, "suggestions": close,
-                                     "input_config": ic.config if len(options) <= 20 else None})
 
 
 def _check_link(node_id: str, class_type: str, ic: _InputCheck, value: list, nodes: dict,
@@ -473,13 +605,13 @@ def _check_link(node_id: str, class_type: str, ic: _InputCheck, value: list, nod
             if received is ic.types or types_compatible(received, ic.types):
                 return [value[0], value[1]]
     name = ic.name
-    if len(value) != 2 or not isinstance(value[0], str | int) or isinstance(value[0], bool) \
-            or not isinstance(value[1], int) or isinstance(value[1], bool):
+    src_id = _id_text(value[0]) if len(value) == 2 else None
+    slot = value[1] if len(value) == 2 else None
+    if src_id is None or not isinstance(slot, int) or isinstance(slot, bool) or not -10**15 < slot < 10**15:
         add(WorkflowError(type="bad_linked_input", node_id=node_id, class_type=class_type, input_name=name,
                           message="Bad linked input, must be a length-2 list of [node_id, slot_index]",
                           details=name, extra_info={"input_name": name, "received_value": value}))
         return None
-    src_id, slot = str(value[0]), value[1]
     if src_id not in nodes:
         add(WorkflowError(type="dangling_link", node_id=node_id, class_type=class_type, input_name=name,
                           message=f"Input '{name}' is linked to node '{src_id}', which is not in the workflow",
@@ -610,8 +742,14 @@ def _find_cycles(remaining: set[str], edges: dict[str, list[str]]) -> list[list[
     return cycles
 
 
-def _good_outputs(outputs: list[str], edges: dict[str, list[str]], bad: set[str]) -> list[str]:
-    """Outputs none of whose ancestors has an error (computed downstream from the bad nodes)."""
+def _dependent_outputs(outputs: list[str], edges: dict[str, list[str]],
+                       bad: set[str]) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """The outputs no failing node feeds, and for each failing node its `dependent_outputs` keys.
+
+    One pass downstream from the failing nodes finds the spoilt part of the graph; one pass upstream from
+    the spoilt outputs hands each node at most DEPENDENT_OUTPUTS_LIMIT output ids (and a mark when there
+    are more), so the work is O(links x limit) and the report O(errors x limit) whatever the graph's shape.
+    """
     downstream: dict[str, list[str]] = {}
     for n, ups in edges.items():
         for u in ups:
@@ -619,20 +757,78 @@ def _good_outputs(outputs: list[str], edges: dict[str, list[str]], bad: set[str]
     tainted = set(bad)
     stack = list(bad)
     while stack:
-        n = stack.pop()
-        for d in downstream.get(n, ()):
+        for d in downstream.get(stack.pop(), ()):
             if d not in tainted:
                 tainted.add(d)
                 stack.append(d)
-    return [o for o in outputs if o not in tainted]
+    good = [o for o in outputs if o not in tainted]
+    spoilt = [o for o in outputs if o in tainted]
+    labels, more = _spread_labels(spoilt, edges, tainted)
+    budget = [_COUNT_BUDGET_PER_ITEM * (len(edges) + sum(map(len, edges.values()))) + 10_000]
+    spoilt_set = set(spoilt)
+    dependents: dict[str, dict[str, Any]] = {}
+    for b in bad:
+        listed = list(labels.get(b, ()))
+        if b in more:
+            total, exact = _count_outputs(b, downstream, spoilt_set, budget)
+            dependents[b] = _abbreviated(listed, exact=exact, total=max(total, DEPENDENT_OUTPUTS_LIMIT + 1))
+        else:
+            dependents[b] = _abbreviated(listed, exact=True)
+    return good, dependents
 
 
-def _unknown_input(node_id: str, class_type: str, name: str, chk: _ClassCheck) -> WorkflowError:
-    import difflib
+def _spread_labels(spoilt: list[str], edges: dict[str, list[str]],
+                   tainted: set[str]) -> tuple[dict[str, dict[str, None]], set[str]]:
+    """Breadth-first from each spoilt output upstream: every node collects the nearest outputs it feeds,
+    up to the limit; `more` holds the nodes that feed more (a node accepts each label once, so cycles end)."""
+    limit = DEPENDENT_OUTPUTS_LIMIT
+    labels: dict[str, dict[str, None]] = {}
+    more: set[str] = set()
+    queue: deque[tuple[str, str | None]] = deque((o, o) for o in spoilt)
+    while queue:
+        node, label = queue.popleft()
+        if label is None:
+            if node in more:
+                continue
+            more.add(node)
+        else:
+            held = labels.get(node)
+            if held is None:
+                held = labels[node] = {}
+            if label in held:
+                continue
+            if len(held) >= limit:
+                if node in more:
+                    continue
+                more.add(node)
+                label = None
+            else:
+                held[label] = None
+        for u in edges.get(node, ()):
+            if u in tainted:
+                queue.append((u, label))
+    return labels, more
 
-    close = difflib.get_close_matches(name, list(chk.by_name), n=2, cutoff=0.6)
-    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    return WorkflowError(type="unknown_input", node_id=node_id, class_type=class_type, input_name=name,
-                         message=f"{class_type} has no input '{name}'; it is ignored.{hint}",
-                         details=f"declared inputs: {', '.join(chk.by_name)}",
-                         extra_info={"input_name": name, "suggestions": close})
+
+def _count_outputs(start: str, downstream: dict[str, list[str]], outputs: set[str],
+                   budget: list[int]) -> tuple[int, bool]:
+    """How many outputs `start` feeds, while the shared step budget lasts; (count, exact)."""
+    seen = {start}
+    stack = [start]
+    found = 1 if start in outputs else 0
+    while stack:
+        budget[0] -= 1
+        if budget[0] < 0:
+            return found, False
+        for d in downstream.get(stack.pop(), ()):
+            if d not in seen:
+                seen.add(d)
+                stack.append(d)
+                found += d in outputs
+    return found, True
+
+
+def close_matches(word: str, candidates: list[str], limit: int, cutoff: float) -> list[str]:
+    """The candidates most like `word` (difflib's ratio, computed by rapidfuzz), best first."""
+    found = process.extract(word, candidates, scorer=fuzz.ratio, limit=limit, score_cutoff=cutoff * 100)
+    return [match for match, _score, _index in found]

@@ -8,6 +8,7 @@ a class here or from a foreign catalog file.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -17,21 +18,128 @@ ANY_TYPE = "*"
 InputSection = Literal["required", "optional", "hidden"]
 
 
-def json_safe(value: Any) -> Any:
-    """Tuples become lists and anything JSON cannot hold becomes its string form (ComfyUI would crash)."""
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    if value is None or type(value) in (bool, int, str):
+MAX_JSON_DEPTH = 200
+"""How deep `json_safe` copies nested lists and dicts; deeper parts become a marker string, so that
+`json.dumps` (which recurses in C) and pydantic can always encode the result."""
+SURROGATE = re.compile("[\ud800-\udfff]")
+_CONTAINER_DONE = object()
+_CONTAINERS = (dict, list, tuple)
+_RECURSIVE_DEPTH = 32  # json_safe recurses this deep at most, then goes on with an explicit stack
+
+
+def safe_text(text: str) -> str:
+    """`text` with lone surrogates (JSON's "\\ud800" escapes) written as backslash escapes: UTF-8 cannot hold them."""
+    if SURROGATE.search(text) is None:
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _scalar(value: Any) -> Any:
+    """A JSON scalar for a value that is no list, tuple or dict."""
+    kind = type(value)
+    if value is None or kind is bool or kind is int:
         return value
+    if kind is str:
+        return safe_text(value)
     if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
+        return float(value) if math.isfinite(value) else str(value)
     if isinstance(value, str):  # str subclasses such as the "AnyType" trick of custom packs
-        return str(value)
+        return safe_text(str.__str__(value))
     if isinstance(value, int):
         return int(value)
-    return str(value)
+    try:
+        return safe_text(str(value))
+    except Exception as exc:  # a foreign object whose __str__ fails still gets a readable stand-in
+        return f"<{type(value).__name__}: str() failed: {type(exc).__name__}>"
+
+
+def json_safe(value: Any, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """A copy that strict JSON can hold: tuples become lists, keys strings, NaN/inf and other objects their
+    string form, lone surrogates escapes (ComfyUI would crash on any of these).
+
+    Nesting never raises RecursionError: the first levels are copied by a (fast) recursive walk, deeper
+    ones by an iterative one; containers deeper than `max_depth` and circular references become marker
+    strings. A container shared by several parents is converted once.
+    """
+    if not isinstance(value, _CONTAINERS):
+        return _scalar(value)
+    return _copy_recursive(value, 0, max_depth, set(), {})
+
+
+def _copy_recursive(value: Any, depth: int, max_depth: int, open_ids: set[int], done: dict[int, Any]) -> Any:
+    ident = id(value)
+    if ident in open_ids:
+        return "<circular reference>"
+    if ident in done:
+        return done[ident]
+    if depth >= max_depth:
+        return f"<nested deeper than {max_depth} levels>"
+    if depth >= _RECURSIVE_DEPTH:
+        return _copy_iterative(value, max_depth - depth, max_depth)
+    open_ids.add(ident)
+    pairs = value.items() if isinstance(value, dict) else enumerate(value)
+    out: Any = {} if isinstance(value, dict) else [None] * len(value)
+    is_dict = isinstance(value, dict)
+    for key, item in pairs:
+        if is_dict:
+            key = _key_text(key)
+        kind = type(item)
+        if kind is str:
+            out[key] = item if SURROGATE.search(item) is None else safe_text(item)
+        elif item is None or kind is int or kind is bool:
+            out[key] = item
+        elif isinstance(item, _CONTAINERS):
+            out[key] = _copy_recursive(item, depth + 1, max_depth, open_ids, done)
+        else:
+            out[key] = _scalar(item)
+    open_ids.discard(ident)
+    done[ident] = out
+    return out
+
+
+def _copy_iterative(value: Any, max_depth: int, shown_depth: int) -> Any:
+    """json_safe's walk for deep structures: an explicit stack instead of the call stack.
+
+    `max_depth` counts from `value`; `shown_depth` is the limit counted from the top, for the marker."""
+    holder: list[Any] = [None]
+    done: dict[int, Any] = {}      # id of a converted container -> its copy (shared references)
+    open_ids: set[int] = set()     # containers being converted now: meeting one again is a cycle
+    stack: list[tuple[Any, Any, Any, int]] = [(holder, 0, value, 0)]
+    while stack:
+        target, key, item, depth = stack.pop()
+        if target is _CONTAINER_DONE:
+            open_ids.discard(key)
+            continue
+        if not isinstance(item, _CONTAINERS):
+            target[key] = _scalar(item)
+            continue
+        ident = id(item)
+        if ident in open_ids:
+            target[key] = "<circular reference>"
+            continue
+        if ident in done:
+            target[key] = done[ident]
+            continue
+        if depth >= max_depth:
+            target[key] = f"<nested deeper than {shown_depth} levels>"
+            continue
+        open_ids.add(ident)
+        stack.append((_CONTAINER_DONE, ident, None, depth))
+        if isinstance(item, dict):
+            copy_d: dict[str, Any] = {}
+            children = [(copy_d, _key_text(k), v, depth + 1) for k, v in item.items()]
+            copy: Any = copy_d
+        else:
+            copy = [None] * len(item)
+            children = [(copy, i, v, depth + 1) for i, v in enumerate(item)]
+        target[key] = done[ident] = copy
+        children.reverse()  # popped in order, so of two keys that read alike the later one wins
+        stack.extend(children)
+    return holder[0]
+
+
+def _key_text(key: Any) -> str:
+    return safe_text(key) if type(key) is str else str(_scalar(key))
 
 
 def class_object_info(name: str, cls: type, display_name: str | None = None, module: str = "nodes") -> dict:
