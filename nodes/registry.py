@@ -27,6 +27,7 @@ from runtime.errors import NodeWeaverError
 log = logging.getLogger(__name__)
 
 BUILTIN_PACKS: tuple[str, ...] = ("nodes.core", "nodes.diffusion", "nodes.api")
+SUGGEST_CACHE_SIZE = 4096  # names remembered by suggest(); the cache starts over when full
 
 
 class PackLoadError(BaseModel):
@@ -55,6 +56,7 @@ class NodeRegistry:
         self._spec_cache: dict[str, NodeSpec] | None = None
         self._socket_types: frozenset[str] | None = None
         self._index: NodeSearchIndex | None = None
+        self._suggestions: dict[tuple[str, int], list[str]] = {}
         self.load_errors: list[PackLoadError] = []
         self.packs: list[str] = []
 
@@ -240,10 +242,17 @@ class NodeRegistry:
         return self.search("", consumes=socket_type, limit=limit)
 
     def suggest(self, name: str, limit: int = 3) -> list[str]:
-        """Known class names close to a misspelt one (for unknown-class errors)."""
-        if self._index is None:
-            self._index = NodeSearchIndex(self.specs())
-        return self._index.close_names(name, limit=limit)
+        """Known class names close to a misspelt one (for unknown-class errors), cached per name until the
+        registry changes: a workflow repeats its unknown classes, and clients resend workflows."""
+        key = (name, limit)
+        found = self._suggestions.get(key)
+        if found is None:
+            if self._index is None:
+                self._index = NodeSearchIndex(self.specs())
+            if len(self._suggestions) >= SUGGEST_CACHE_SIZE:
+                self._suggestions.clear()
+            found = self._suggestions[key] = self._index.close_names(name, limit=limit)
+        return list(found)
 
     def describe(self, name: str) -> str:
         from nodes.describe import describe_spec
@@ -255,6 +264,7 @@ class NodeRegistry:
         self._spec_cache = None
         self._socket_types = None
         self._index = None
+        self._suggestions = {}
 
     def _record_error(self, pack: str, path: str, exc: BaseException) -> None:
         detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()

@@ -6,12 +6,12 @@ glossary of the words people use for workflow steps (图片 → image, 放大 �
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from collections import defaultdict
 
 from pydantic import BaseModel
+from rapidfuzz import fuzz, process
 
 from nodes.spec import NodeSpec
 
@@ -43,6 +43,7 @@ _CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
 
 STOPWORDS = frozenset(["a", "an", "the", "this", "that", "these", "those", "of", "to", "in", "on", "at", "by", "for", "from", "with", "into", "onto", "and", "or", "then", "than", "as", "is", "are", "be", "it", "its", "my", "me", "i", "you", "your", "we", "our", "please", "use", "using", "make", "do", "node", "nodes", "some", "any", "like", "also", "so", "but", "not", "no", "via", "per"])
 
+MAX_SUGGEST_LENGTH = 200
 FIELD_WEIGHTS = {"name": 3.0, "display": 2.5, "category": 1.5, "types": 1.2, "inputs": 0.6, "description": 1.0}
 
 
@@ -130,6 +131,8 @@ class NodeSearchIndex:
                         self.postings[tok][name] = weight
         self.vocabulary = sorted(self.postings)
         self.n = max(len(specs), 1)
+        self._by_lower = {n.lower(): n for n in specs}
+        self._lower_names = list(self._by_lower)
 
     def _idf(self, tok: str) -> float:
         return math.log(1 + self.n / (1 + len(self.postings.get(tok, ()))))
@@ -182,11 +185,16 @@ class NodeSearchIndex:
         return out
 
     def close_names(self, name: str, limit: int = 3) -> list[str]:
-        by_lower = {n.lower(): n for n in self.specs}
-        if name.lower() in by_lower and by_lower[name.lower()] != name:
-            return [by_lower[name.lower()]]
-        found = difflib.get_close_matches(name.lower(), list(by_lower), n=limit, cutoff=0.6)
-        return [by_lower[f] for f in found]
+        """Known names like a misspelt one, best first: the same name in other case, else those whose
+        similarity (difflib's ratio, computed by rapidfuzz) is at least 0.6."""
+        if len(name) > MAX_SUGGEST_LENGTH:  # no class name is this long; do not compare megabytes
+            return []
+        lowered = name.lower()
+        same = self._by_lower.get(lowered)
+        if same is not None and same != name:
+            return [same]
+        found = process.extract(lowered, self._lower_names, scorer=fuzz.ratio, limit=limit, score_cutoff=60)
+        return [self._by_lower[match] for match, _score, _index in found]
 
     def _hit(self, name: str, score: float) -> SearchHit:
         spec = self.specs[name]
