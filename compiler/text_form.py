@@ -32,6 +32,8 @@ from nodes.registry import NodeRegistry
 _NUMERIC_ID = re.compile(r"^n(\d+(?:_\d+)*)$")
 _DIGIT_PATH = re.compile(r"^\d+(?::\d+)*$")
 _RESERVED = {"node", "Node", "true", "false", "null", "True", "False", "None", "Infinity", "NaN"}
+MAX_NESTING = 100
+"""Lists and dicts in a value nest at most this deep, both ways (Python's parser stops near 200 anyway)."""
 _LITERAL_NAMES = {"true": True, "false": False, "null": None, "True": True, "False": False, "None": None,
                   "Infinity": math.inf, "NaN": math.nan}
 
@@ -70,7 +72,7 @@ def _node_ref(expr: ast.expr) -> str | None:
 
 
 # ---- printing ------------------------------------------------------------------------------------------
-def _literal(value: Any) -> str:
+def _literal(value: Any, depth: int = 0) -> str:
     if value is None or isinstance(value, bool):
         return repr(value)
     if isinstance(value, int):
@@ -83,10 +85,14 @@ def _literal(value: Any) -> str:
         return repr(value)
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list | tuple | dict) and depth >= MAX_NESTING:
+        raise WorkflowFormatError([WorkflowError(
+            type="invalid_workflow_format", message=f"a value is nested more than {MAX_NESTING} levels deep, "
+                                                    "too deep for the text form; use API JSON")])
     if isinstance(value, list | tuple):
-        return "[" + ", ".join(_literal(v) for v in value) + "]"
+        return "[" + ", ".join(_literal(v, depth + 1) for v in value) + "]"
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{json.dumps(str(k), ensure_ascii=False)}: {_literal(v)}"
+        return "{" + ", ".join(f"{json.dumps(str(k), ensure_ascii=False)}: {_literal(v, depth + 1)}"
                                for k, v in value.items()) + "}"
     return json.dumps(str(value), ensure_ascii=False)
 
@@ -147,37 +153,60 @@ def format_text(prompt: dict[str, Any], registry: NodeRegistry | None = None) ->
 
 
 # ---- parsing -------------------------------------------------------------------------------------------
-def _literal_value(expr: ast.expr) -> Any:
+def _source(expr: ast.AST) -> str:
+    """An expression written back for a message; a short stand-in when it is too deep to unparse."""
+    try:
+        text = ast.unparse(expr)
+    except RecursionError:
+        return "<an expression nested too deeply>"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _literal_value(expr: ast.expr, depth: int = 0) -> Any:
+    """A literal's value; lists and dicts at most MAX_NESTING deep, any run of signs folded in a loop."""
+    if depth >= MAX_NESTING and isinstance(expr, ast.List | ast.Tuple | ast.Dict):
+        raise _syntax_error(f"a value is nested more than {MAX_NESTING} levels deep", expr.lineno, expr.col_offset)
+    sign, inner_expr = 1, expr
+    while isinstance(inner_expr, ast.UnaryOp) and isinstance(inner_expr.op, ast.USub | ast.UAdd):
+        sign = -sign if isinstance(inner_expr.op, ast.USub) else sign
+        inner_expr = inner_expr.operand
+    if inner_expr is not expr:
+        if isinstance(inner_expr, ast.Constant | ast.Name):
+            inner = _literal_value(inner_expr, depth)
+            if isinstance(inner, int | float) and not isinstance(inner, bool):
+                return -inner if sign < 0 else inner
+        raise _unsupported(expr)
     if isinstance(expr, ast.Constant) and not isinstance(expr.value, bytes | complex) and expr.value is not Ellipsis:
         return expr.value
     if isinstance(expr, ast.Name) and expr.id in _LITERAL_NAMES:
         return _LITERAL_NAMES[expr.id]
-    if isinstance(expr, ast.UnaryOp) and isinstance(expr.op, ast.USub | ast.UAdd):
-        inner = _literal_value(expr.operand)
-        if isinstance(inner, int | float) and not isinstance(inner, bool):
-            return -inner if isinstance(expr.op, ast.USub) else inner
     if isinstance(expr, ast.List | ast.Tuple):
-        return [_literal_value(e) for e in expr.elts]
+        return [_literal_value(e, depth + 1) for e in expr.elts]
     if isinstance(expr, ast.Dict):
         out = {}
         for k, v in zip(expr.keys, expr.values, strict=True):
-            key = _literal_value(k) if k is not None else None
+            key = _literal_value(k, depth + 1) if k is not None else None
             if not isinstance(key, str):
                 raise _syntax_error("dictionary keys must be strings", expr.lineno, expr.col_offset)
-            out[key] = _literal_value(v)
+            out[key] = _literal_value(v, depth + 1)
         return out
-    raise _syntax_error(f"unsupported value {ast.unparse(expr)!r}: use a literal or a link like src.OUTPUT",
-                        expr.lineno, expr.col_offset)
+    raise _unsupported(expr)
+
+
+def _unsupported(expr: ast.expr) -> WorkflowFormatError:
+    return _syntax_error(f"unsupported value {_source(expr)!r}: use a literal or a link like src.OUTPUT",
+                         expr.lineno, expr.col_offset)
 
 
 def _comments_by_line(text: str) -> dict[int, str]:
+    """Comments by line number; text that ast accepted tokenizes, and if not, the comments read so far count."""
     comments: dict[int, str] = {}
     try:
         for tok in tokenize.generate_tokens(io.StringIO(text).readline):
             if tok.type == tokenize.COMMENT:
                 comments[tok.start[0]] = tok.string[1:].strip()
     except (tokenize.TokenError, IndentationError, SyntaxError):
-        pass
+        return comments
     return comments
 
 
@@ -202,7 +231,7 @@ def parse_text(text: str, registry: NodeRegistry | None = None) -> dict[str, Any
                                 stmt.lineno, stmt.col_offset)
         node_id = _node_ref(stmt.targets[0])
         if node_id is None:
-            raise _syntax_error(f"cannot use {ast.unparse(stmt.targets[0])!r} as a node name",
+            raise _syntax_error(f"cannot use {_source(stmt.targets[0])!r} as a node name",
                                 stmt.lineno, stmt.col_offset)
         if node_id in prompt:
             raise _syntax_error(f"node {id_to_name(node_id)} is defined twice", stmt.lineno, stmt.col_offset)
@@ -212,7 +241,7 @@ def parse_text(text: str, registry: NodeRegistry | None = None) -> dict[str, Any
                                 stmt.lineno, stmt.col_offset)
         class_type = _class_name(call.func)
         if class_type is None:
-            raise _syntax_error(f"{ast.unparse(call.func)!r} is not a node class name", stmt.lineno,
+            raise _syntax_error(f"{_source(call.func)!r} is not a node class name", stmt.lineno,
                                 stmt.col_offset)
         if call.args:
             raise _syntax_error(f"{class_type}: inputs must be passed by name (input=value)",
@@ -251,8 +280,12 @@ def _class_name(func: ast.expr) -> str | None:
     if isinstance(func, ast.Subscript) and isinstance(func.value, ast.Name) and func.value.id == "Node" \
             and isinstance(func.slice, ast.Constant) and isinstance(func.slice.value, str):
         return func.slice.value
-    if isinstance(func, ast.Attribute):  # tolerate dotted names from some packs
-        return ast.unparse(func)
+    if isinstance(func, ast.Attribute):  # tolerate dotted names from some packs (a loop: chains may be long)
+        parts: list[str] = []
+        while isinstance(func, ast.Attribute):
+            parts.append(func.attr)
+            func = func.value
+        return ".".join([func.id, *reversed(parts)]) if isinstance(func, ast.Name) else None
     return None
 
 
