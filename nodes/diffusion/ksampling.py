@@ -1,7 +1,8 @@
 """k-diffusion-style samplers and ComfyUI's sigma schedules, on a diffusers UNet.
 
 ComfyUI samples in sigma space: a schedule of noise levels (normal, karras, exponential, simple,
-sgm_uniform, ddim_uniform) and a sampler that walks it (euler, euler_ancestral, heun, dpm_2, dpmpp_2m, ...).
+sgm_uniform, ddim_uniform, beta) and a sampler that walks it (euler, euler_ancestral, heun, dpm_2, dpmpp_2m,
+ddpm, ...).
 These are the same algorithms, written against a denoiser that wraps the UNet with classifier-free
 guidance, so any sampler combines with any schedule, as in ComfyUI.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 Denoise = Callable[[Any, Any], Any]  # (x, sigma) -> denoised x
@@ -74,6 +76,8 @@ def schedule(name: str, steps: int, table: SigmaTable):
     elif name == "simple":
         stride = len(table.sigmas) / steps
         sig = torch.stack([table.sigmas[-(1 + int(i * stride))] for i in range(steps)])
+    elif name == "beta":
+        sig = _beta_sigmas(steps, table)
     elif name == "ddim_uniform":
         stride = max(len(table.sigmas) // steps, 1)
         picked = list(range(1, len(table.sigmas), stride))
@@ -81,6 +85,20 @@ def schedule(name: str, steps: int, table: SigmaTable):
     else:
         raise ValueError(f"unknown schedule {name!r}")
     return torch.cat([sig.float(), sig.new_zeros([1])])
+
+
+def _beta_sigmas(steps: int, table: SigmaTable, alpha: float = 0.6, beta: float = 0.6):
+    """ComfyUI's beta schedule: training timesteps at the quantiles of a Beta(0.6, 0.6) distribution, so
+    steps crowd at both ends; a timestep picked twice in a row is kept once (fewer steps, as in ComfyUI)."""
+    try:
+        from scipy.stats import beta as beta_distribution
+    except ImportError as exc:
+        raise ValueError("the beta scheduler needs scipy: pip install scipy (or use another scheduler)") from exc
+    last = len(table.sigmas) - 1
+    quantiles = [1.0 - i / steps for i in range(steps)]
+    picks = [round(float(q) * last) for q in beta_distribution.ppf(quantiles, alpha, beta)]
+    kept = [t for i, t in enumerate(picks) if i == 0 or t != picks[i - 1]]
+    return table.torch.stack([table.sigmas[t] for t in kept])
 
 
 def _ancestral(sigma_from: float, sigma_to: float, eta: float = 1.0) -> tuple[float, float]:
@@ -91,126 +109,188 @@ def _ancestral(sigma_from: float, sigma_to: float, eta: float = 1.0) -> tuple[fl
     return down, up
 
 
-def run_sampler(name: str, denoise: Denoise, x, sigmas, noise: Callable[[], Any], step_done: Callable[[], None]):
-    """Walk `sigmas` from x with one of ComfyUI's samplers; `noise()` gives fresh standard normal noise."""
-    sig = [float(s) for s in sigmas]
-    n = len(sig) - 1
-    if name in ("euler", "ddim"):
-        for i in range(n):
-            d = denoise(x, sig[i])
-            x = x + (x - d) / sig[i] * (sig[i + 1] - sig[i])
-            step_done()
-    elif name == "euler_ancestral":
-        for i in range(n):
-            d = denoise(x, sig[i])
-            down, up = _ancestral(sig[i], sig[i + 1])
-            x = x + (x - d) / sig[i] * (down - sig[i])
-            if sig[i + 1] > 0:
-                x = x + noise() * up
-            step_done()
-    elif name == "heun":
-        for i in range(n):
-            d = denoise(x, sig[i])
-            deriv = (x - d) / sig[i]
-            dt = sig[i + 1] - sig[i]
-            if sig[i + 1] == 0:
-                x = x + deriv * dt
-            else:
-                x2 = x + deriv * dt
-                d2 = denoise(x2, sig[i + 1])
-                x = x + (deriv + (x2 - d2) / sig[i + 1]) / 2 * dt
-            step_done()
-    elif name in ("dpm_2", "dpm_2_ancestral"):
-        for i in range(n):
-            d = denoise(x, sig[i])
-            target, up = _ancestral(sig[i], sig[i + 1]) if name == "dpm_2_ancestral" else (sig[i + 1], 0.0)
-            deriv = (x - d) / sig[i]
-            if target == 0:
-                x = x + deriv * (target - sig[i])
-            else:
-                mid = math.exp((math.log(sig[i]) + math.log(target)) / 2)
-                x2 = x + deriv * (mid - sig[i])
-                d2 = denoise(x2, mid)
-                x = x + (x2 - d2) / mid * (target - sig[i])
-            if up:
-                x = x + noise() * up
-            step_done()
-    elif name == "dpmpp_2m":
-        old = None
-        for i in range(n):
-            d = denoise(x, sig[i])
-            if sig[i + 1] == 0:
-                x = d
-            else:
-                t, t_next = -math.log(sig[i]), -math.log(sig[i + 1])
-                h = t_next - t
-                if old is None:
-                    d_use = d
-                else:
-                    r = (t - (-math.log(sig[i - 1]))) / h
-                    d_use = (1 + 1 / (2 * r)) * d - (1 / (2 * r)) * old
-                x = (sig[i + 1] / sig[i]) * x - math.expm1(-h) * d_use
-            old = d
-            step_done()
-    elif name == "dpmpp_2s_ancestral":
-        for i in range(n):
-            d = denoise(x, sig[i])
-            down, up = _ancestral(sig[i], sig[i + 1])
-            if down == 0:
-                x = x + (x - d) / sig[i] * (down - sig[i])
-            else:
-                t, t_next = -math.log(sig[i]), -math.log(down)
-                h = t_next - t
-                s = t + h / 2
-                x2 = (math.exp(-s) / math.exp(-t)) * x - math.expm1(-h / 2) * d
-                d2 = denoise(x2, math.exp(-s))
-                x = (math.exp(-t_next) / math.exp(-t)) * x - math.expm1(-h) * d2
-            if sig[i + 1] > 0:
-                x = x + noise() * up
-            step_done()
-    elif name in ("dpmpp_2m_sde", "dpmpp_2m_sde_gpu", "dpmpp_3m_sde", "dpmpp_3m_sde_gpu"):
-        third = name.startswith("dpmpp_3m")
-        history: list[Any] = []
-        hs: list[float] = []
-        for i in range(n):
-            d = denoise(x, sig[i])
-            if sig[i + 1] == 0:
-                x = d
-            else:
-                t, s = -math.log(sig[i]), -math.log(sig[i + 1])
-                h = s - t
-                eta_h = h  # eta = 1
-                x = sig[i + 1] / sig[i] * math.exp(-eta_h) * x + (-math.expm1(-h - eta_h)) * d
-                if third and len(history) >= 2:
-                    r0, r1 = hs[-1] / h, hs[-2] / h
-                    d1_0, d1_1 = (d - history[-1]) / r0, (history[-1] - history[-2]) / r1
-                    d1 = d1_0 + (d1_0 - d1_1) * r0 / (r0 + r1)
-                    d2 = (d1_0 - d1_1) / (r0 + r1)
-                    phi2 = math.expm1(-h - eta_h) / (h + eta_h) + 1
-                    phi3 = phi2 / (h + eta_h) - 0.5
-                    x = x + phi2 * d1 - phi3 * d2
-                elif history:
-                    r = hs[-1] / h
-                    d1 = (d - history[-1]) / r
-                    if third:
-                        phi2 = math.expm1(-h - eta_h) / (h + eta_h) + 1
-                        x = x + phi2 * d1
-                    else:
-                        x = x + 0.5 * (-math.expm1(-h - eta_h)) * d1
-                x = x + noise() * sig[i + 1] * math.sqrt(-math.expm1(-2 * eta_h))
-                hs.append(h)
-            history.append(d)
-            step_done()
-    elif name == "lcm":
-        for i in range(n):
-            d = denoise(x, sig[i])
-            x = d + noise() * sig[i + 1] if sig[i + 1] > 0 else d
-            step_done()
-    else:
-        raise ValueError(f"sampler {name!r} is not a k-diffusion sampler here")
+Noise = Callable[[], Any]
+StepDone = Callable[[], None]
+
+
+def _euler(denoise: Denoise, x, sig: list[float], noise: Noise, step_done: StepDone):
+    for i in range(len(sig) - 1):
+        d = denoise(x, sig[i])
+        x = x + (x - d) / sig[i] * (sig[i + 1] - sig[i])
+        step_done()
     return x
 
 
-K_SAMPLERS = ("euler", "ddim", "euler_ancestral", "heun", "dpm_2", "dpm_2_ancestral", "dpmpp_2m",
-              "dpmpp_2s_ancestral", "dpmpp_2m_sde", "dpmpp_2m_sde_gpu", "dpmpp_3m_sde", "dpmpp_3m_sde_gpu", "lcm")
-K_SCHEDULES = ("normal", "karras", "exponential", "simple", "sgm_uniform", "ddim_uniform")
+def _euler_ancestral(denoise: Denoise, x, sig: list[float], noise: Noise, step_done: StepDone):
+    for i in range(len(sig) - 1):
+        d = denoise(x, sig[i])
+        down, up = _ancestral(sig[i], sig[i + 1])
+        x = x + (x - d) / sig[i] * (down - sig[i])
+        if sig[i + 1] > 0:
+            x = x + noise() * up
+        step_done()
+    return x
+
+
+def _heun(denoise: Denoise, x, sig: list[float], noise: Noise, step_done: StepDone):
+    for i in range(len(sig) - 1):
+        d = denoise(x, sig[i])
+        deriv = (x - d) / sig[i]
+        dt = sig[i + 1] - sig[i]
+        if sig[i + 1] == 0:
+            x = x + deriv * dt
+        else:
+            x2 = x + deriv * dt
+            d2 = denoise(x2, sig[i + 1])
+            x = x + (deriv + (x2 - d2) / sig[i + 1]) / 2 * dt
+        step_done()
+    return x
+
+
+def _dpm_2(denoise: Denoise, x, sig: list[float], noise: Noise, step_done: StepDone, ancestral: bool = False):
+    for i in range(len(sig) - 1):
+        d = denoise(x, sig[i])
+        target, up = _ancestral(sig[i], sig[i + 1]) if ancestral else (sig[i + 1], 0.0)
+        deriv = (x - d) / sig[i]
+        if target == 0:
+            x = x + deriv * (target - sig[i])
+        else:
+            mid = math.exp((math.log(sig[i]) + math.log(target)) / 2)
+            x2 = x + deriv * (mid - sig[i])
+            d2 = denoise(x2, mid)
+            x = x + (x2 - d2) / mid * (target - sig[i])
+        if up:
+            x = x + noise() * up
+        step_done()
+    return x
+
+
+def _dpmpp_2m(denoise: Denoise, x, sig: list[float], noise: Noise, step_done: StepDone):
+    old = None
+    for i in range(len(sig) - 1):
+        d = denoise(x, sig[i])
+        if sig[i + 1] == 0:
+            x = d
+        else:
+            t, t_next = -math.log(sig[i]), -math.log(sig[i + 1])
+            h = t_next - t
+            if old is None:
+                d_use = d
+            else:
+                r = (t - (-math.log(sig[i - 1]))) / h
+                d_use = (1 + 1 / (2 * r)) * d - (1 / (2 * r)) * old
+            x = (sig[i + 1] / sig[i]) * x - math.expm1(-h) * d_use
+        old = d
+        step_done()
+    return x
+
+
+def _dpmpp_2s_ancestral(denoise: Denoise, x, sig: list[float], noise: Noise, step_done: StepDone):
+    for i in range(len(sig) - 1):
+        d = denoise(x, sig[i])
+        down, up = _ancestral(sig[i], sig[i + 1])
+        if down == 0:
+            x = x + (x - d) / sig[i] * (down - sig[i])
+        else:
+            t, t_next = -math.log(sig[i]), -math.log(down)
+            h = t_next - t
+            s = t + h / 2
+            x2 = (math.exp(-s) / math.exp(-t)) * x - math.expm1(-h / 2) * d
+            d2 = denoise(x2, math.exp(-s))
+            x = (math.exp(-t_next) / math.exp(-t)) * x - math.expm1(-h) * d2
+        if sig[i + 1] > 0:
+            x = x + noise() * up
+        step_done()
+    return x
+
+
+def _sde_correction(x, d, history: list, hs: list[float], h: float, third: bool):
+    """The multistep correction of DPM-Solver++(2M/3M) SDE (eta 1) from the earlier denoised values."""
+    eta_h = h
+    if third and len(history) >= 2:
+        r0, r1 = hs[-1] / h, hs[-2] / h
+        d1_0, d1_1 = (d - history[-1]) / r0, (history[-1] - history[-2]) / r1
+        d1 = d1_0 + (d1_0 - d1_1) * r0 / (r0 + r1)
+        d2 = (d1_0 - d1_1) / (r0 + r1)
+        phi2 = math.expm1(-h - eta_h) / (h + eta_h) + 1
+        phi3 = phi2 / (h + eta_h) - 0.5
+        return x + phi2 * d1 - phi3 * d2
+    if history:
+        d1 = (d - history[-1]) / (hs[-1] / h)
+        if third:
+            return x + (math.expm1(-h - eta_h) / (h + eta_h) + 1) * d1
+        return x + 0.5 * (-math.expm1(-h - eta_h)) * d1
+    return x
+
+
+def _dpmpp_sde(denoise: Denoise, x, sig: list[float], noise: Noise, step_done: StepDone, third: bool = False):
+    history: list[Any] = []
+    hs: list[float] = []
+    for i in range(len(sig) - 1):
+        d = denoise(x, sig[i])
+        if sig[i + 1] == 0:
+            x = d
+        else:
+            h = math.log(sig[i]) - math.log(sig[i + 1])
+            eta_h = h  # eta = 1
+            x = sig[i + 1] / sig[i] * math.exp(-eta_h) * x + (-math.expm1(-h - eta_h)) * d
+            x = _sde_correction(x, d, history, hs, h, third)
+            x = x + noise() * sig[i + 1] * math.sqrt(-math.expm1(-2 * eta_h))
+            hs.append(h)
+        history.append(d)
+        step_done()
+    return x
+
+
+def _lcm(denoise: Denoise, x, sig: list[float], noise: Noise, step_done: StepDone):
+    for i in range(len(sig) - 1):
+        d = denoise(x, sig[i])
+        x = d + noise() * sig[i + 1] if sig[i + 1] > 0 else d
+        step_done()
+    return x
+
+
+def _ddpm(denoise: Denoise, x, sig: list[float], noise: Noise, step_done: StepDone):
+    """Ancestral DDPM steps written in sigma space (ComfyUI's ddpm), so it follows any sigma schedule."""
+    for i in range(len(sig) - 1):
+        sigma, sigma_next = sig[i], sig[i + 1]
+        d = denoise(x, sigma)
+        eps = (x - d) / sigma
+        alpha_bar, alpha_bar_next = 1.0 / (sigma ** 2 + 1.0), 1.0 / (sigma_next ** 2 + 1.0)
+        alpha = alpha_bar / alpha_bar_next
+        x_vp = x / math.sqrt(1.0 + sigma ** 2)  # the variance-preserving latent the DDPM step is defined on
+        x = (x_vp - (1.0 - alpha) * eps / math.sqrt(1.0 - alpha_bar)) / math.sqrt(alpha)
+        if sigma_next > 0:
+            x = x + noise() * math.sqrt((1.0 - alpha) * (1.0 - alpha_bar_next) / (1.0 - alpha_bar))
+            x = x * math.sqrt(1.0 + sigma_next ** 2)
+        step_done()
+    return x
+
+
+_SAMPLER_FUNCS: dict[str, Callable[..., Any]] = {
+    "euler": _euler,
+    "ddim": _euler,  # ComfyUI's ddim is euler on the sigma schedule
+    "euler_ancestral": _euler_ancestral,
+    "heun": _heun,
+    "dpm_2": _dpm_2,
+    "dpm_2_ancestral": partial(_dpm_2, ancestral=True),
+    "dpmpp_2m": _dpmpp_2m,
+    "dpmpp_2s_ancestral": _dpmpp_2s_ancestral,
+    "dpmpp_2m_sde": _dpmpp_sde,
+    "dpmpp_2m_sde_gpu": _dpmpp_sde,
+    "dpmpp_3m_sde": partial(_dpmpp_sde, third=True),
+    "dpmpp_3m_sde_gpu": partial(_dpmpp_sde, third=True),
+    "lcm": _lcm,
+    "ddpm": _ddpm,
+}
+# The samplers and sigma schedules this module runs: any sampler combines with any schedule.
+K_SAMPLERS = tuple(_SAMPLER_FUNCS)
+K_SCHEDULES = ("normal", "karras", "exponential", "simple", "sgm_uniform", "ddim_uniform", "beta")
+
+
+def run_sampler(name: str, denoise: Denoise, x, sigmas, noise: Noise, step_done: StepDone):
+    """Walk `sigmas` from x with one of ComfyUI's samplers; `noise()` gives fresh standard normal noise."""
+    func = _SAMPLER_FUNCS.get(name)
+    if func is None:
+        raise ValueError(f"sampler {name!r} is not a k-diffusion sampler here")
+    return func(denoise, x, [float(s) for s in sigmas], noise, step_done)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nodes.diffusion.sampling import COMFY_SAMPLERS, COMFY_SCHEDULERS, check_sampler
+from nodes.diffusion.sampling import SAMPLERS, SCHEDULERS
 from runtime import folders
 
 MAX_RESOLUTION = 16384
@@ -113,25 +113,16 @@ def _sampler_inputs() -> dict:
     return {
         "cfg": ("FLOAT", {"default": 8.0, "min": 0.0, "max": 100.0, "step": 0.1, "round": 0.01,
                           "tooltip": "The Classifier-Free Guidance scale."}),
-        "sampler_name": (COMFY_SAMPLERS, {"tooltip": "The algorithm used when sampling."}),
-        "scheduler": (COMFY_SCHEDULERS, {"tooltip": "How noise is removed over the steps."}),
+        # Exactly the names that run here (any sampler with any scheduler), so the list is the validation.
+        "sampler_name": (list(SAMPLERS), {"tooltip": "The algorithm used when sampling."}),
+        "scheduler": (list(SCHEDULERS), {"tooltip": "How noise is removed over the steps."}),
         "positive": ("CONDITIONING", {"tooltip": "What to include in the image."}),
         "negative": ("CONDITIONING", {"tooltip": "What to exclude from the image."}),
         "latent_image": ("LATENT", {"tooltip": "The latent image to denoise."}),
     }
 
 
-class _Sampler(_GPUNode):
-    """What both samplers share: refusing, at validation, sampler/scheduler pairs that cannot run here."""
-
-    @classmethod
-    def VALIDATE_INPUTS(cls, sampler_name: Any = None, scheduler: Any = None) -> bool | str:
-        if sampler_name is None or scheduler is None:
-            return True
-        return check_sampler(sampler_name, scheduler)
-
-
-class KSampler(_Sampler):
+class KSampler(_GPUNode):
     DESCRIPTION = "Uses the provided model, positive and negative conditioning to denoise the latent image."
     RETURN_TYPES = ("LATENT",)
     OUTPUT_TOOLTIPS = ("The denoised latent.",)
@@ -161,7 +152,7 @@ class KSampler(_Sampler):
                                              latent_image, denoise), latent_image),)
 
 
-class KSamplerAdvanced(_Sampler):
+class KSamplerAdvanced(_GPUNode):
     DESCRIPTION = "Samples a range of steps of a schedule, optionally without adding noise or leaving noise in."
     RETURN_TYPES = ("LATENT",)
     FUNCTION = "sample"

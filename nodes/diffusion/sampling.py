@@ -21,8 +21,9 @@ from nodes.diffusion.ksampling import (
 )
 from nodes.diffusion.models import DiffusionModel, torch_or_error
 
-# ComfyUI's sampler and scheduler names (KSampler's choice lists).
-COMFY_SAMPLERS = [
+# ComfyUI's own sampler and scheduler lists; they give the order. KSampler offers only the subset that runs
+# here (SAMPLERS, SCHEDULERS below), so a name ComfyUI has and NodeWeaver lacks fails validation by name.
+COMFY_SAMPLERS = (
     "euler", "euler_cfg_pp", "euler_ancestral", "euler_ancestral_cfg_pp", "heun", "heunpp2", "dpm_2",
     "dpm_2_ancestral", "lms", "dpm_fast", "dpm_adaptive", "dpmpp_2s_ancestral", "dpmpp_2s_ancestral_cfg_pp",
     "dpmpp_sde", "dpmpp_sde_gpu", "dpmpp_2m", "dpmpp_2m_cfg_pp", "dpmpp_2m_sde", "dpmpp_2m_sde_gpu",
@@ -30,31 +31,19 @@ COMFY_SAMPLERS = [
     "ipndm_v", "deis", "res_multistep", "res_multistep_cfg_pp", "res_multistep_ancestral",
     "res_multistep_ancestral_cfg_pp", "gradient_estimation", "gradient_estimation_cfg_pp", "er_sde", "seeds_2",
     "seeds_3", "sa_solver", "sa_solver_pece", "ddim", "uni_pc", "uni_pc_bh2",
-]
-COMFY_SCHEDULERS = ["simple", "sgm_uniform", "karras", "exponential", "ddim_uniform", "beta", "normal",
-                    "linear_quadratic", "kl_optimal"]
+)
+COMFY_SCHEDULERS = ("simple", "sgm_uniform", "karras", "exponential", "ddim_uniform", "beta", "normal",
+                    "linear_quadratic", "kl_optimal")
 
+# Samplers that run on a diffusers scheduler (the k-diffusion ones are in ksampling):
 # sampler name -> (diffusers scheduler class, config overrides)
 SAMPLER_MAP: dict[str, tuple[str, dict[str, Any]]] = {
-    "euler": ("EulerDiscreteScheduler", {}),
-    "euler_ancestral": ("EulerAncestralDiscreteScheduler", {}),
-    "heun": ("HeunDiscreteScheduler", {}),
-    "dpm_2": ("KDPM2DiscreteScheduler", {}),
-    "dpm_2_ancestral": ("KDPM2AncestralDiscreteScheduler", {}),
     "lms": ("LMSDiscreteScheduler", {}),
-    "dpmpp_2m": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}),
-    "dpmpp_2m_sde": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++", "solver_order": 2}),
-    "dpmpp_2m_sde_gpu": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++", "solver_order": 2}),
-    "dpmpp_3m_sde": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++", "solver_order": 3}),
-    "dpmpp_3m_sde_gpu": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++", "solver_order": 3}),
-    "ddim": ("DDIMScheduler", {}),
-    "ddpm": ("DDPMScheduler", {}),
+    "deis": ("DEISMultistepScheduler", {}),
     "uni_pc": ("UniPCMultistepScheduler", {"solver_type": "bh1", "final_sigmas_type": "sigma_min"}),  # bh1 at 0: NaN
     "uni_pc_bh2": ("UniPCMultistepScheduler", {"solver_type": "bh2"}),
-    "lcm": ("LCMScheduler", {}),
-    "deis": ("DEISMultistepScheduler", {}),
 }
-# scheduler name -> config overrides
+# How each scheduler name configures a diffusers scheduler: name -> config overrides
 SCHEDULE_MAP: dict[str, dict[str, Any]] = {
     "normal": {"timestep_spacing": "linspace"},
     "simple": {"timestep_spacing": "trailing"},
@@ -64,6 +53,9 @@ SCHEDULE_MAP: dict[str, dict[str, Any]] = {
     "exponential": {"use_exponential_sigmas": True},
     "beta": {"use_beta_sigmas": True},
 }
+# What KSampler offers and validation accepts: exactly the names that run here, in ComfyUI's order.
+SAMPLERS: tuple[str, ...] = tuple(n for n in COMFY_SAMPLERS if n in K_SAMPLERS or n in SAMPLER_MAP)
+SCHEDULERS: tuple[str, ...] = tuple(n for n in COMFY_SCHEDULERS if n in K_SCHEDULES and n in SCHEDULE_MAP)
 SIGMA_FLAGS = ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas")
 
 
@@ -72,16 +64,17 @@ class SamplerNotSupported(ValueError):
 
 
 def check_sampler(sampler_name: str, scheduler: str) -> bool | str:
-    """True when NodeWeaver can run this sampler with this scheduler, else what to use instead."""
-    if sampler_name in K_SAMPLERS and scheduler in K_SCHEDULES:
+    """True when NodeWeaver runs this sampler with this scheduler, else what to use instead.
+
+    Every listed sampler runs with every listed scheduler; the one run-time condition is a diffusers
+    release whose scheduler class lacks the sigma option a scheduler name needs.
+    """
+    if sampler_name not in SAMPLERS:
+        return f"sampler_name {sampler_name!r} is not available in NodeWeaver; use one of: {', '.join(SAMPLERS)}"
+    if scheduler not in SCHEDULERS:
+        return f"scheduler {scheduler!r} is not available in NodeWeaver; use one of: {', '.join(SCHEDULERS)}"
+    if sampler_name in K_SAMPLERS:
         return True
-    if sampler_name not in SAMPLER_MAP:
-        supported = sorted(set(SAMPLER_MAP) | set(K_SAMPLERS))
-        return f"sampler_name {sampler_name!r} is not available in NodeWeaver; use one of: {', '.join(supported)}"
-    if scheduler not in SCHEDULE_MAP:
-        supported = sorted(set(SCHEDULE_MAP) | set(K_SCHEDULES))
-        return (f"scheduler {scheduler!r} is not available in NodeWeaver; use one of: "
-                f"{', '.join(supported)}")
     flags = [f for f in SIGMA_FLAGS if SCHEDULE_MAP[scheduler].get(f)]
     if flags:
         try:
@@ -90,8 +83,8 @@ def check_sampler(sampler_name: str, scheduler: str) -> bool | str:
             return True  # checked again when it runs
         accepted = inspect.signature(getattr(diffusers, SAMPLER_MAP[sampler_name][0]).__init__).parameters
         if any(f not in accepted for f in flags):
-            return (f"scheduler {scheduler!r} cannot be combined with sampler_name {sampler_name!r}; "
-                    "try normal, simple or sgm_uniform")
+            return (f"scheduler {scheduler!r} cannot be combined with sampler_name {sampler_name!r} in this "
+                    "diffusers release; try normal, simple or sgm_uniform")
     return True
 
 
@@ -111,10 +104,6 @@ def make_scheduler(sampler_name: str, scheduler: str, model: DiffusionModel):
         raise SamplerNotSupported("sampler 'lms' needs scipy: pip install scipy (or use euler, dpmpp_2m ...)")
     accepted = set(inspect.signature(cls.__init__).parameters)
     schedule = SCHEDULE_MAP[scheduler]
-    for flag in SIGMA_FLAGS:
-        if schedule.get(flag) and flag not in accepted:
-            raise SamplerNotSupported(f"scheduler {scheduler!r} cannot be combined with sampler {sampler_name!r}; "
-                                      "try normal, simple or sgm_uniform")
     config = {k: v for k, v in model.scheduler_config.items() if not k.startswith("_")}
     config.update(prediction_type=model.prediction_type, **overrides, **schedule)
     if "timestep_spacing" not in schedule and "timestep_spacing" in accepted:
@@ -140,12 +129,12 @@ def _match_lengths(a, b, torch):
 def sample(model: DiffusionModel, seed: int, steps: int, cfg: float, sampler_name: str, scheduler: str,
            positive: list, negative: list, latent: dict, denoise: float = 1.0, *, add_noise: bool = True,
            start_step: int | None = None, end_step: int | None = None, force_full_denoise: bool = True) -> dict:
-    """Denoise `latent["samples"]`; returns a new LATENT dict. k-diffusion samplers where they apply
-    (ComfyUI's own algorithms), diffusers schedulers for the rest (uni_pc, lms, ddpm, deis, beta ...)."""
+    """Denoise `latent["samples"]`; returns a new LATENT dict. ComfyUI's own k-diffusion algorithms for the
+    samplers in ksampling, diffusers schedulers for the rest (uni_pc, uni_pc_bh2, lms, deis)."""
     problem = check_sampler(sampler_name, scheduler)
     if problem is not True:
         raise SamplerNotSupported(problem)
-    if sampler_name in K_SAMPLERS and scheduler in K_SCHEDULES:
+    if sampler_name in K_SAMPLERS:
         return _k_sample(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent, denoise,
                          add_noise, start_step, end_step, force_full_denoise)
     return _diffusers_sample(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent,
@@ -195,43 +184,36 @@ class _Guidance:
         return out
 
 
-def _k_sample(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent, denoise, add_noise,
-              start_step, end_step, force_full_denoise) -> dict:
-    torch = torch_or_error()
-    from runtime.progress import ProgressBar, check_interrupted
+def _seed_generator(seed: int, torch, device: str = "cpu"):
+    return torch.Generator(device).manual_seed(int(seed) % 2 ** 63)
 
-    samples = latent["samples"]
-    device = model.device
-    table = SigmaTable(training_sigmas(model.scheduler_config))
+
+def _k_sigmas(scheduler: str, steps: int, table: SigmaTable, denoise: float, start_step: int | None,
+              end_step: int | None, force_full_denoise: bool):
+    """The part of the sigma schedule this run walks: the last `steps` of a longer schedule for denoise < 1,
+    or KSamplerAdvanced's [start, end] window of one schedule (ending at 0 unless noise is left in)."""
     if start_step is None:
         if denoise <= 0:
-            return dict(latent)
+            return None
         total = steps if denoise >= 0.9999 else max(1, int(steps / denoise))
-        sigmas = schedule(scheduler, total, table)[-(steps + 1):]
-    else:
-        sigmas = schedule(scheduler, steps, table)
-        end = min(end_step if end_step is not None else steps, steps)
-        sigmas = sigmas[min(start_step, steps):end + 1].clone()
-        if force_full_denoise and len(sigmas) > 1:
-            sigmas[-1] = 0
-    if len(sigmas) <= 1:
-        return dict(latent)
-    generator = torch.Generator("cpu").manual_seed(int(seed) % 2 ** 63)
-    noise = torch.randn(samples.shape, generator=generator, dtype=torch.float32)
-    x = samples.to(device=device, dtype=torch.float32)
-    if add_noise:
-        first = float(sigmas[0])
-        full = abs(first - table.sigma_max) < 1e-4 * table.sigma_max
-        x = x + noise.to(device) * (math.sqrt(1.0 + first ** 2) if full else first)
-    guidance = _Guidance(model, cfg, positive, negative, samples, torch)
-    batch = samples.shape[0]
+        return schedule(scheduler, total, table)[-(steps + 1):]
+    end = min(end_step if end_step is not None else steps, steps)
+    sigmas = schedule(scheduler, steps, table)[min(start_step, steps):end + 1].clone()
+    if force_full_denoise and len(sigmas) > 1:
+        sigmas[-1] = 0
+    return sigmas
+
+
+def _k_denoiser(model: DiffusionModel, guidance: _Guidance, table: SigmaTable, batch: int, torch):
+    """The UNet as a k-diffusion denoiser: (x at noise level sigma) -> predicted clean latent."""
+    from runtime.progress import check_interrupted
+
     v_prediction = model.prediction_type == "v_prediction"
 
     def denoise_fn(current, sigma: float):
         check_interrupted()
-        t = table.sigma_to_t(torch.tensor([sigma] * batch)).to(device)
-        c_in = 1.0 / math.sqrt(sigma ** 2 + 1.0)
-        model_in = current * c_in
+        t = table.sigma_to_t(torch.tensor([sigma] * batch)).to(model.device)
+        model_in = current * (1.0 / math.sqrt(sigma ** 2 + 1.0))
         if guidance.use_cfg:
             model_in, t = torch.cat([model_in, model_in]), torch.cat([t, t])
         out = guidance.predict(model_in, t)
@@ -239,6 +221,29 @@ def _k_sample(model, seed, steps, cfg, sampler_name, scheduler, positive, negati
             return current / (sigma ** 2 + 1.0) - out * (sigma / math.sqrt(sigma ** 2 + 1.0))
         return current - out * sigma
 
+    return denoise_fn
+
+
+def _k_sample(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent, denoise, add_noise,
+              start_step, end_step, force_full_denoise) -> dict:
+    torch = torch_or_error()
+    from runtime.progress import ProgressBar
+
+    samples = latent["samples"]
+    device = model.device
+    table = SigmaTable(training_sigmas(model.scheduler_config))
+    sigmas = _k_sigmas(scheduler, steps, table, denoise, start_step, end_step, force_full_denoise)
+    if sigmas is None or len(sigmas) <= 1:
+        return dict(latent)
+    generator = _seed_generator(seed, torch)
+    noise = torch.randn(samples.shape, generator=generator, dtype=torch.float32)
+    x = samples.to(device=device, dtype=torch.float32)
+    if add_noise:
+        first = float(sigmas[0])
+        full = abs(first - table.sigma_max) < 1e-4 * table.sigma_max
+        x = x + noise.to(device) * (math.sqrt(1.0 + first ** 2) if full else first)
+    guidance = _Guidance(model, cfg, positive, negative, samples, torch)
+    denoise_fn = _k_denoiser(model, guidance, table, samples.shape[0], torch)
     bar = ProgressBar(len(sigmas) - 1)
     with model.patched(), torch.inference_mode():
         x = run_sampler(sampler_name, denoise_fn, x, sigmas,
@@ -248,23 +253,42 @@ def _k_sample(model, seed, steps, cfg, sampler_name, scheduler, positive, negati
     return output
 
 
+def _diffusers_window(steps: int, denoise: float, start_step: int | None,
+                      end_step: int | None) -> tuple[int, int, int]:
+    """(schedule length, first step, end step) of the diffusers schedule this run walks."""
+    if start_step is None:
+        total = steps if denoise >= 0.9999 else max(1, int(steps / max(denoise, 1e-4)))
+        return total, total - steps, total
+    return steps, min(start_step, steps), min(end_step if end_step is not None else steps, steps)
+
+
+def _diffusers_loop(sched, guidance: _Guidance, x, timesteps, generator, torch):
+    """Step the diffusers scheduler over `timesteps`; returns the last sample and the last predicted x0."""
+    from runtime.progress import ProgressBar, check_interrupted
+
+    step_kwargs = {"generator": generator} if "generator" in inspect.signature(sched.step).parameters else {}
+    bar = ProgressBar(len(timesteps))
+    last_denoised = None
+    for t in timesteps:
+        check_interrupted()
+        model_in = torch.cat([x, x]) if guidance.use_cfg else x
+        out = guidance.predict(sched.scale_model_input(model_in, t), t)
+        result = sched.step(out, t, x, **step_kwargs)
+        x = result.prev_sample
+        last_denoised = getattr(result, "pred_original_sample", None)
+        bar.update(1)
+    return x, last_denoised
+
+
 def _diffusers_sample(model: DiffusionModel, seed: int, steps: int, cfg: float, sampler_name: str,
                       scheduler: str, positive: list, negative: list, latent: dict, denoise: float = 1.0, *,
                       add_noise: bool = True, start_step: int | None = None, end_step: int | None = None,
                       force_full_denoise: bool = True) -> dict:
     torch = torch_or_error()
-    from runtime.progress import ProgressBar, check_interrupted
-
     samples = latent["samples"]
-    batch = samples.shape[0]
     device = model.device
     sched = make_scheduler(sampler_name, scheduler, model)
-    if start_step is None:
-        total = steps if denoise >= 0.9999 else max(1, int(steps / max(denoise, 1e-4)))
-        skip, end = total - steps, total
-    else:
-        total = steps
-        skip, end = min(start_step, steps), min(end_step if end_step is not None else steps, steps)
+    total, skip, end = _diffusers_window(steps, denoise, start_step, end_step)
     if denoise <= 0 or skip >= end:
         return dict(latent)
     sched.set_timesteps(total, device=device)
@@ -272,27 +296,14 @@ def _diffusers_sample(model: DiffusionModel, seed: int, steps: int, cfg: float, 
     timesteps = sched.timesteps[skip * order:end * order]
     if skip and hasattr(sched, "set_begin_index"):  # (UniPC breaks when told to begin at 0)
         sched.set_begin_index(skip * order)
-    noise = torch.randn(samples.shape, generator=torch.Generator("cpu").manual_seed(int(seed) % 2 ** 63),
-                        dtype=torch.float32)
+    noise = torch.randn(samples.shape, generator=_seed_generator(seed, torch), dtype=torch.float32)
     x = samples.to(device=device, dtype=torch.float32)
     if add_noise:
-        x = sched.add_noise(x, noise.to(device), timesteps[:1].repeat(batch))
+        x = sched.add_noise(x, noise.to(device), timesteps[:1].repeat(samples.shape[0]))
     guidance = _Guidance(model, cfg, positive, negative, samples, torch)
-    step_params = set(inspect.signature(sched.step).parameters)
-    generator = torch.Generator(device if device != "mps" else "cpu").manual_seed(int(seed) % 2 ** 63)
-    bar = ProgressBar(len(timesteps))
-    last_denoised = None
+    generator = _seed_generator(seed, torch, device if device != "mps" else "cpu")
     with model.patched(), torch.inference_mode():
-        for t in timesteps:
-            check_interrupted()
-            model_in = torch.cat([x, x]) if guidance.use_cfg else x
-            model_in = sched.scale_model_input(model_in, t)
-            out = guidance.predict(model_in, t)
-            step_kwargs = {"generator": generator} if "generator" in step_params else {}
-            result = sched.step(out, t, x, **step_kwargs)
-            x = result.prev_sample
-            last_denoised = getattr(result, "pred_original_sample", None)
-            bar.update(1)
+        x, last_denoised = _diffusers_loop(sched, guidance, x, timesteps, generator, torch)
     if force_full_denoise and end < total and last_denoised is not None:
         x = last_denoised
     output = dict(latent)
