@@ -10,6 +10,7 @@ from typing import Any
 
 from nodes.diffusion.models import torch_or_error
 from runtime import folders
+from runtime.errors import BadRequest, NodeWeaverError, TooLarge
 
 MAX_RESOLUTION = 16384
 LATENT_METHODS = ["nearest-exact", "bilinear", "area", "bicubic", "bislerp"]
@@ -228,6 +229,128 @@ class ImageInvert:
         return (1.0 - image,)
 
 
+# Bounds on one LoadImage input, checked from the file's header before any frame is decoded: a 160 KB GIF
+# can hold 60 frames of 1024x1024, and every pixel costs 16 bytes as float32 RGB plus mask (about 1 GB there).
+# The defaults admit a 4096x4096 still and a 60-frame 512x512 animation (at most 512 MiB of tensors).
+MAX_INPUT_FRAMES = 1024
+MAX_INPUT_PIXELS = 32 * 1024 * 1024  # all frames together
+
+
+class ImageInputTooLarge(TooLarge):
+    """An input image over MAX_INPUT_FRAMES or MAX_INPUT_PIXELS (or Pillow's decompression-bomb bound)."""
+
+    kind = "image_too_large"
+
+
+def _input_limits() -> tuple[int, int, str]:
+    """(max frames, max pixels, how to raise them): the [engine] settings where they define these bounds,
+    else this module's constants."""
+    from runtime import settings as runtime_settings
+
+    engine = runtime_settings.current().engine
+    frames, pixels = getattr(engine, "max_input_frames", None), getattr(engine, "max_input_pixels", None)
+    if frames is not None and pixels is not None:
+        return int(frames), int(pixels), ("raise max_input_frames / max_input_pixels under [engine] in the config "
+                                          "file (or NODEWEAVER_ENGINE__MAX_INPUT_PIXELS)")
+    return MAX_INPUT_FRAMES, MAX_INPUT_PIXELS, ("raise nodes.diffusion.image_nodes.MAX_INPUT_FRAMES / "
+                                                "MAX_INPUT_PIXELS")
+
+
+def _open_image(path, name: str):
+    """Open (read the header of) an input image; unreadable files and decompression bombs are clear errors."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        return Image.open(path)
+    except Image.DecompressionBombError as exc:
+        raise ImageInputTooLarge(f"input image {name!r} is too large for Pillow's decompression-bomb check "
+                                 f"({exc}); scale it down before loading it") from exc
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise BadRequest(f"input image {name!r} cannot be read as an image: {exc}") from exc
+
+
+def _frame_count(opened, name: str) -> int:
+    """How many frames LoadImage decodes, from the header (counting GIF frames skips their pixel data)."""
+    if opened.format == "MPO":  # ComfyUI keeps only the first of an MPO's frames
+        return 1
+    try:
+        return max(1, int(getattr(opened, "n_frames", 1)))
+    except (OSError, EOFError, ValueError) as exc:
+        raise BadRequest(f"input image {name!r} is damaged: cannot count its frames ({exc})") from exc
+
+
+def _check_input_size(name: str, frames: int, width: int, height: int) -> None:
+    """Refuse, before decoding, an input whose frames would not fit the configured bounds."""
+    max_frames, max_pixels, how = _input_limits()
+    total = frames * width * height
+    details = {"frames": frames, "width": width, "height": height, "pixels": total,
+               "max_frames": max_frames, "max_pixels": max_pixels}
+    if frames > max_frames:
+        raise ImageInputTooLarge(f"input image {name!r} has {frames} frames, over the limit of {max_frames} "
+                                 f"frames per image input; trim the animation or {how}", details=details)
+    if total > max_pixels:
+        raise ImageInputTooLarge(
+            f"input image {name!r} is {frames} frame(s) of {width}x{height} = {total:,} pixels, over the limit "
+            f"of {max_pixels:,} pixels per image input (about {max_pixels * 16 // 2 ** 20} MiB as tensors); "
+            f"scale it down, use fewer frames, or {how}", details=details)
+
+
+def _alpha_of(frame):
+    """The frame's alpha channel as a Pillow image, or None: RGBA/LA bands, or a palette's transparency."""
+    if "A" in frame.getbands():
+        return frame.getchannel("A")
+    if frame.mode == "P" and "transparency" in frame.info:
+        return frame.convert("RGBA").getchannel("A")
+    return None
+
+
+def _oriented(opened):
+    """The current frame with its EXIF orientation applied; copied only when there is one to apply."""
+    from PIL import ImageOps
+
+    if opened.getexif().get(0x0112, 1) in (None, 1):  # 0x0112: Orientation, 1 = as stored
+        return opened
+    return ImageOps.exif_transpose(opened)
+
+
+def _decode_frames(opened, count: int):
+    """Decode up to `count` frames one at a time into preallocated float32 tensors (no per-frame copies kept).
+
+    As ComfyUI: frames of the first frame's size form the batch (others are skipped), EXIF orientation is
+    applied, the mask is 1 - alpha, and an image without alpha gets a 64x64 zero mask per frame.
+    """
+    torch = torch_or_error()
+    import numpy as np
+
+    scale = np.float32(255.0)
+    images = masks = None
+    kept = 0
+    for index in range(count):
+        opened.seek(index)
+        frame = _oriented(opened)
+        if frame.mode == "I":  # 32-bit integer images, scaled as ComfyUI does
+            frame = frame.point(lambda value: value * (1 / 255))
+        rgb = frame if frame.mode == "RGB" else frame.convert("RGB")
+        if images is None:
+            width, height = rgb.size
+            images = torch.empty((count, height, width, 3), dtype=torch.float32)
+        elif rgb.size != (width, height):
+            continue
+        np.divide(np.asarray(rgb), scale, out=images.numpy()[kept])  # uint8 -> float32 in place
+        alpha = _alpha_of(frame)
+        if alpha is not None:
+            if masks is None:
+                masks = torch.zeros((count, height, width), dtype=torch.float32)
+            plane = masks.numpy()[kept]
+            np.divide(np.asarray(alpha), scale, out=plane)
+            np.subtract(np.float32(1.0), plane, out=plane)
+        kept += 1
+    if kept < count:
+        images = images[:kept].clone()
+        masks = masks[:kept].clone() if masks is not None else None
+    return images, masks if masks is not None else torch.zeros((kept, 64, 64), dtype=torch.float32)
+
+
 class LoadImage:
     DESCRIPTION = "Loads an image (and its alpha channel as a MASK) from the input folder."
     RETURN_TYPES = ("IMAGE", "MASK")
@@ -247,30 +370,26 @@ class LoadImage:
 
     @classmethod
     def VALIDATE_INPUTS(cls, image: Any = None) -> bool | str:
-        return folders.check_input_file(image, folders.IMAGE_EXTENSIONS, "image")
+        """The file exists and its header is within the size bounds, so an oversized input fails at
+        validation (the bounds are checked again when it loads: the file may change in between)."""
+        found = folders.check_input_file(image, folders.IMAGE_EXTENSIONS, "image")
+        if found is not True or image is None:
+            return found
+        try:
+            with _open_image(folders.input_path(str(image)), str(image)) as opened:
+                _check_input_size(str(image), _frame_count(opened, str(image)), *opened.size)
+        except NodeWeaverError as exc:
+            return str(exc)
+        return True
 
     def load_image(self, image: str):
-        torch = torch_or_error()
-        import numpy as np
-        from PIL import Image, ImageOps
-
-        path = folders.input_path(image)
-        with Image.open(path) as opened:
-            frames = []
-            masks = []
-            for index in range(getattr(opened, "n_frames", 1)):
-                opened.seek(index)
-                frame = ImageOps.exif_transpose(opened)
-                rgb = frame.convert("RGB")
-                if frames and rgb.size != (frames[0].shape[1], frames[0].shape[0]):
-                    break
-                frames.append(torch.from_numpy(np.asarray(rgb).astype(np.float32) / 255.0))
-                if "A" in frame.getbands():
-                    alpha = np.asarray(frame.getchannel("A")).astype(np.float32) / 255.0
-                    masks.append(1.0 - torch.from_numpy(alpha))
-                else:
-                    masks.append(torch.zeros((64, 64), dtype=torch.float32))
-        return (torch.stack(frames), torch.stack(masks) if len({m.shape for m in masks}) == 1 else masks[0][None])
+        with _open_image(folders.input_path(image), image) as opened:
+            count = _frame_count(opened, image)
+            _check_input_size(image, count, *opened.size)
+            try:
+                return _decode_frames(opened, count)
+            except (OSError, EOFError, SyntaxError) as exc:  # Pillow's errors for truncated or corrupt data
+                raise BadRequest(f"input image {image!r} cannot be decoded (damaged or truncated): {exc}") from exc
 
 
 def _save_png(images, prefix: str, prompt: Any, extra_pnginfo: Any, temp: bool) -> list[dict]:
