@@ -66,12 +66,21 @@ def parse_source(text: str) -> Any:
     """JSON when it is JSON, else the text form as a string."""
     stripped = text.lstrip("\ufeff").strip()
     if stripped.startswith(("{", "[")):
-        try:
-            return json.loads(stripped)
-        except json.JSONDecodeError as exc:  # braces first: a JSON document, never the text form
-            raise _format_error(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
-                                line=exc.lineno, column=exc.colno) from None
+        return _json_document(stripped)
     return stripped + "\n" if stripped else stripped
+
+
+def _json_document(text: str) -> Any:
+    """Parse JSON (braces first: a JSON document, never the text form), every failure a format error."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _format_error(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+                            line=exc.lineno, column=exc.colno) from None
+    except RecursionError:
+        raise _format_error("invalid JSON: nested too deeply to read") from None
+    except ValueError as exc:  # e.g. an integer longer than Python converts (4,300 digits)
+        raise _format_error(f"invalid JSON: {exc}") from None
 
 
 def load_workflow(source: str | bytes | Path | dict, registry: NodeRegistry) -> LoadedWorkflow:

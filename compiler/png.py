@@ -10,6 +10,7 @@ from typing import Any
 from compiler.errors import WorkflowError, WorkflowFormatError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+MAX_TEXT_CHUNK = 64 * 1024 * 1024  # bytes a compressed text chunk may inflate to
 
 
 def png_text_chunks(data: bytes) -> dict[str, str]:
@@ -28,18 +29,27 @@ def png_text_chunks(data: bytes) -> dict[str, str]:
                 chunks[key.decode("latin-1")] = value.decode("latin-1")
             elif kind == b"zTXt":
                 key, _, rest = body.partition(b"\x00")
-                chunks[key.decode("latin-1")] = zlib.decompress(rest[1:]).decode("latin-1")
+                chunks[key.decode("latin-1")] = _inflate(rest[1:]).decode("latin-1")
             elif kind == b"iTXt":
                 key, _, rest = body.partition(b"\x00")
                 compressed, _method = rest[0], rest[1]
                 _lang, _, rest = rest[2:].partition(b"\x00")
                 _translated, _, text = rest.partition(b"\x00")
-                chunks[key.decode("latin-1")] = (zlib.decompress(text) if compressed else text).decode("utf-8")
-        except (zlib.error, UnicodeDecodeError, IndexError):
+                chunks[key.decode("latin-1")] = (_inflate(text) if compressed else text).decode("utf-8")
+        except (zlib.error, UnicodeDecodeError, IndexError, ValueError):
             continue
         if kind == b"IEND":
             break
     return chunks
+
+
+def _inflate(data: bytes) -> bytes:
+    """Decompress a text chunk, refusing one that inflates beyond MAX_TEXT_CHUNK (a zip bomb)."""
+    inflater = zlib.decompressobj()
+    text = inflater.decompress(data, MAX_TEXT_CHUNK)
+    if inflater.unconsumed_tail:
+        raise ValueError(f"a compressed text chunk inflates beyond {MAX_TEXT_CHUNK} bytes")
+    return text
 
 
 def workflow_from_png(data: bytes) -> Any:
@@ -52,7 +62,7 @@ def workflow_from_png(data: bytes) -> Any:
         if key in chunks:
             try:
                 return json.loads(chunks[key])
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):  # not JSON, or nested too deeply: try the other chunk
                 continue
     raise WorkflowFormatError([WorkflowError(type="invalid_workflow_format",
                                              message="the PNG carries no ComfyUI workflow in its text chunks")])

@@ -9,6 +9,7 @@ through) and muted nodes (mode 2: dropped), notes and groups ignored, and subgra
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,9 @@ FRONTEND_ONLY = frozenset({"Note", "MarkdownNote", "Reroute", "PrimitiveNode", "
 CONTROL_VALUES = frozenset({"fixed", "increment", "decrement", "randomize", "increment-wrap"})
 SUBGRAPH_INPUT_NODE = -10
 SUBGRAPH_OUTPUT_NODE = -20
+MAX_EXPANDED_NODES = 250_000
+"""Nodes a UI workflow may expand to: subgraphs instantiated inside subgraphs multiply (2 instances per level,
+32 levels would be 4 billion nodes), so the expansion stops with an error past this many."""
 
 
 @dataclass(slots=True)
@@ -72,15 +76,31 @@ def is_ui_workflow(data: Any) -> bool:
 
 
 def _norm_id(value: Any) -> Any:
-    """Node ids are ints in most files and strings in some; compare them as one kind."""
-    if isinstance(value, str) and value.lstrip("-").isdigit():
+    """Node ids are ints in most files and strings in some; compare them as one kind.
+
+    Anything that cannot be an id (lists, objects, NaN, booleans) gives None, so it links nothing."""
+    if isinstance(value, str):
+        digits = value[1:] if value.startswith("-") else value
+        return int(value) if digits.isdigit() and len(digits) < 19 else value
+    if type(value) is int:
+        return value
+    if type(value) is float and value.is_integer():
         return int(value)
-    return value
+    return None
+
+
+def _text(value: Any) -> str:
+    """A type or name field as text; only scalars count (str() of a deeply nested list would recurse)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return ""
 
 
 def _parse_links(raw_links: Any) -> dict[Any, _Link]:
     links: dict[Any, _Link] = {}
-    for raw in raw_links or []:
+    for raw in raw_links if isinstance(raw_links, list) else []:
         try:
             if isinstance(raw, list | tuple):
                 link_id, origin_id, origin_slot, target_id, target_slot = raw[:5]
@@ -90,24 +110,29 @@ def _parse_links(raw_links: Any) -> dict[Any, _Link]:
                 target_id, target_slot, link_type = raw["target_id"], raw["target_slot"], raw.get("type", "*")
             else:
                 continue
-            links[_norm_id(link_id)] = _Link(_norm_id(origin_id), int(origin_slot), _norm_id(target_id),
-                                             int(target_slot), str(link_type))
-        except (KeyError, ValueError, TypeError):
+            key = _norm_id(link_id)
+            if key is None:
+                continue
+            links[key] = _Link(_norm_id(origin_id), int(origin_slot), _norm_id(target_id), int(target_slot),
+                               _text(link_type) or "*")
+        except (KeyError, ValueError, TypeError, OverflowError):  # OverflowError: int() of an infinite slot
             continue
     return links
 
 
 def _parse_graph(data: dict) -> _Graph:
     nodes = {}
-    for node in data.get("nodes") or []:
-        if isinstance(node, dict) and "id" in node:
+    raw_nodes = data.get("nodes")
+    for node in raw_nodes if isinstance(raw_nodes, list) else []:
+        if isinstance(node, dict) and _norm_id(node.get("id")) is not None:
             nodes[_norm_id(node["id"])] = node
+
     def objects(key: str) -> list[dict]:
         value = data.get(key)
         return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
     return _Graph(nodes=nodes, links=_parse_links(data.get("links")), inputs=objects("inputs"),
-                  outputs=objects("outputs"), name=str(data.get("name") or ""))
+                  outputs=objects("outputs"), name=_text(data.get("name")))
 
 
 class UIConverter:
@@ -122,8 +147,8 @@ class UIConverter:
         self.subgraphs: dict[str, _Graph] = {}
         definitions = workflow.get("definitions") or {}
         for sub in (definitions.get("subgraphs") or []) if isinstance(definitions, dict) else []:
-            if isinstance(sub, dict) and "id" in sub:
-                self.subgraphs[str(sub["id"])] = _parse_graph(sub)
+            if isinstance(sub, dict) and _text(sub.get("id")):
+                self.subgraphs[_text(sub["id"])] = _parse_graph(sub)
         self.warnings: list[WorkflowError] = []
         self._specs: dict[str, NodeSpec | None] = {}
         self._step_limit = 10 * (len(self.top.links) + sum(len(g.links) for g in self.subgraphs.values())) + 100
@@ -131,12 +156,18 @@ class UIConverter:
     # ---- public -----------------------------------------------------------------------------------------
     def convert(self) -> dict[str, dict[str, Any]]:
         prompt: dict[str, dict[str, Any]] = {}
-        stack = [_Ctx(self.top, ())]
-        depth_guard = 0
-        while stack:
-            ctx = stack.pop(0)
+        pending = deque([_Ctx(self.top, ())])
+        expanded = 0
+        while pending:
+            ctx = pending.popleft()
+            expanded += len(ctx.graph.nodes)
+            if expanded > MAX_EXPANDED_NODES:
+                raise WorkflowFormatError([WorkflowError(
+                    type="invalid_workflow_format",
+                    message=f"the workflow's subgraphs expand to more than {MAX_EXPANDED_NODES:,} nodes",
+                    extra_info={"limit": MAX_EXPANDED_NODES})])
             for node_id, node in ctx.graph.nodes.items():
-                node_type = str(node.get("type", ""))
+                node_type = _text(node.get("type"))
                 mode = node.get("mode", 0)
                 if node_type in FRONTEND_ONLY or mode in (MODE_MUTED, MODE_BYPASS):
                     continue
@@ -144,8 +175,7 @@ class UIConverter:
                     if len(ctx.path) > 32 or str(node_id) in ctx.path:
                         self._warn(ctx.api_id(node_id), node_type, "subgraph nesting too deep or recursive; skipped")
                         continue
-                    depth_guard += 1
-                    stack.append(_Ctx(self.subgraphs[node_type], ctx.path + (str(node_id),), ctx, node))
+                    pending.append(_Ctx(self.subgraphs[node_type], ctx.path + (str(node_id),), ctx, node))
                     continue
                 prompt[ctx.api_id(node_id)] = self._api_node(ctx, node_id, node)
         return prompt
@@ -160,7 +190,7 @@ class UIConverter:
         return self._specs[class_type]
 
     def _api_node(self, ctx: _Ctx, node_id: Any, node: dict) -> dict[str, Any]:
-        class_type = str(node.get("type", ""))
+        class_type = _text(node.get("type"))
         api_id = ctx.api_id(node_id)
         spec = self._spec(class_type)
         inputs: dict[str, Any] = {}
@@ -179,7 +209,7 @@ class UIConverter:
             widget = slot_input.get("widget")
             name = widget.get("name") if isinstance(widget, dict) and widget.get("name") else slot_input.get("name")
             link_id = slot_input.get("link")
-            if not name or link_id is None:
+            if not isinstance(name, str) or not name or link_id is None:
                 continue
             resolved = self._resolve(ctx, _norm_id(link_id), api_id, class_type)
             if resolved is None:
@@ -238,7 +268,7 @@ class UIConverter:
             if node is None:
                 self._warn(api_id, class_type, f"link {link_id} comes from node {origin}, which does not exist")
                 return None
-            node_type = str(node.get("type", ""))
+            node_type = _text(node.get("type"))
             mode = node.get("mode", 0)
             if node_type == "Reroute":
                 upstream = _slots(node)[0].get("link") if _slots(node) else None
@@ -290,7 +320,8 @@ class UIConverter:
         return None
 
     def _is_widget_subgraph_input(self, graph: _Graph, sub_input: dict) -> bool:
-        for link_id in sub_input.get("linkIds") or []:
+        link_ids = sub_input.get("linkIds")
+        for link_id in link_ids if isinstance(link_ids, list) else []:
             link = graph.links.get(_norm_id(link_id))
             if link is None:
                 continue
@@ -315,7 +346,7 @@ class UIConverter:
         """The input a bypassed node passes through: same type as the output, preferring the same slot."""
         candidates = [e for e in _slots(node) if e.get("link") is not None]
         want = str(link.type)
-        same_type = [e for e in candidates if str(e.get("type")) == want or want == "*" or e.get("type") == "*"]
+        same_type = [e for e in candidates if _text(e.get("type")) == want or want == "*" or e.get("type") == "*"]
         if not same_type:
             return None
         inputs = node.get("inputs") if isinstance(node.get("inputs"), list) else []
