@@ -1,5 +1,9 @@
 """The HTTP face: ComfyUI-compatible endpoints, NodeWeaver's own (/api/plan, /api/tools), the /ws
-websocket with ComfyUI's messages, and MCP's streamable HTTP mounted at /mcp — one FastAPI app."""
+websocket with ComfyUI's messages, and MCP's streamable HTTP mounted at /mcp — one FastAPI app.
+
+Hardened at the boundary, whatever the code behind it does: bodies are bounded in size (413) and nesting
+(400) before anything recursive reads them, replies are always strict JSON (encoded off the event loop),
+every service call runs in a worker thread, and errors come back structured, never as a traceback."""
 
 from __future__ import annotations
 
@@ -7,20 +11,41 @@ import asyncio
 import contextlib
 import ipaddress
 import json
+import logging
+import os
+import re
 import uuid
+from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import urlencode, urlparse
 
 import anyio
 from fastapi import FastAPI, File, Form, Query, Request, UploadFile, WebSocket, WebSocketDisconnect
-from fastapi.responses import FileResponse, JSONResponse
-from pydantic import BaseModel, Field
-from starlette.middleware.base import BaseHTTPMiddleware
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engine.jobs import WorkflowInvalid
-from mcp_server.service import NodeWeaverService, ServiceError, WorkflowTool
+from mcp_server.service import (
+    HISTORY_LIMIT,
+    NodeWeaverService,
+    ServiceError,
+    WorkflowTool,
+    is_unicode_text,
+    json_text_too_deep,
+)
+from runtime.errors import BadRequest, NodeWeaverError
+
+log = logging.getLogger(__name__)
 
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
+DOCS_STATIC = "/docs-static"
+REPLY_DEPTH = 512  # replies deeper than this are cut; inputs are bounded far below it (max_json_depth)
 
 
 def is_loopback(host: str) -> bool:
@@ -32,6 +57,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+# ---- request bodies ------------------------------------------------------------------------------------
 class PlanRequest(BaseModel):
     request: str = Field(description="what the workflow should do, in Chinese or English")
     provider: str | None = None
@@ -41,6 +67,8 @@ class PlanRequest(BaseModel):
 
 
 class PromptRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
     prompt: Any = None
     client_id: str | None = None
     number: float | None = None
@@ -48,41 +76,282 @@ class PromptRequest(BaseModel):
     extra_data: dict[str, Any] = Field(default_factory=dict)
 
 
-class _Guard(BaseHTTPMiddleware):
-    """Bearer token (when set), Origin check and, on a loopback bind, Host check (DNS rebinding)."""
+class QueueEdit(BaseModel):
+    """ComfyUI's POST /queue and /history body: {"clear": true} and/or {"delete": [prompt ids]}."""
 
-    def __init__(self, app, *, token: str | None, loopback: bool, allowed_origins: list[str]):
-        super().__init__(app)
-        self.token, self.loopback, self.allowed = token, loopback, set(allowed_origins)
+    model_config = ConfigDict(extra="ignore")
 
-    async def dispatch(self, request: Request, call_next):
-        problem = check_request(request.headers, request.query_params, self.token, self.loopback, self.allowed)
-        if problem:
-            status, message = problem
-            return JSONResponse({"error": {"type": "forbidden" if status == 403 else "unauthorized",
-                                           "message": message}}, status_code=status)
-        return await call_next(request)
+    clear: StrictBool = False
+    delete: list[StrictStr] | None = Field(default=None, max_length=HISTORY_LIMIT)
 
 
-def check_request(headers, query, token: str | None, loopback: bool, allowed: set[str]) -> tuple[int, str] | None:
+def _error_list(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Pydantic's errors without the offending input (it may be huge, deep or not encodable)."""
+    return [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in errors]
+
+
+def _decode_body(raw: bytes, max_depth: int, model: type[BaseModel] | None) -> Any:
+    """Bytes → JSON (→ model): nesting bounded before parsing; unreadable JSON 422, a wrong shape 400."""
+    if not raw.strip():
+        raise NodeWeaverError("the request needs a JSON body", kind="invalid_json", status=422)
+    if json_text_too_deep(raw, max_depth):
+        raise BadRequest(f"the JSON body nests deeper than {max_depth} levels", kind="too_deep")
+    try:
+        data = json.loads(raw)
+    except RecursionError:
+        raise BadRequest("the JSON body nests too deeply", kind="too_deep") from None
+    except ValueError as exc:  # bad syntax, not UTF-8, an integer too long to convert
+        raise NodeWeaverError(f"the body is not valid JSON: {exc}", kind="invalid_json", status=422) from None
+    if model is None:
+        return data
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise BadRequest("the request body has the wrong shape", details=_error_list(exc.errors())) from None
+
+
+async def read_json(request: Request, model: type[BaseModel] | None = None) -> Any:
+    """The body as JSON whatever its Content-Type (ComfyUI reads /prompt so; cross-site posts are refused
+    by the Origin check), parsed and checked in a worker thread."""
+    raw = await request.body()
+    return await anyio.to_thread.run_sync(_decode_body, raw, request.app.state.max_json_depth, model)
+
+
+async def read_object(request: Request) -> dict[str, Any]:
+    data = await read_json(request)
+    if not isinstance(data, dict):
+        raise BadRequest(f"the body must be a JSON object, not {type(data).__name__}")
+    return data
+
+
+def _inline_refs(schema: Any, defs: dict[str, Any]) -> Any:
+    """Pydantic's `#/$defs/...` references replaced by the definitions (for our own small schemas)."""
+    if isinstance(schema, dict):
+        ref = schema.get("$ref", "")
+        if ref.startswith("#/$defs/"):
+            return _inline_refs(defs[ref.removeprefix("#/$defs/")], defs)
+        return {k: _inline_refs(v, defs) for k, v in schema.items() if k != "$defs"}
+    if isinstance(schema, list):
+        return [_inline_refs(v, defs) for v in schema]
+    return schema
+
+
+def _body_doc(model: type[BaseModel] | None) -> dict[str, Any]:
+    """OpenAPI for a body read by `read_json` (FastAPI documents only the bodies it parses itself)."""
+    schema: dict[str, Any] = {"type": "object"}
+    if model is not None:
+        full = model.model_json_schema()
+        schema = _inline_refs(full, full.get("$defs", {}))
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+def _int_param(name: str, raw: str | None, *, minimum: int | None = None) -> int | None:
+    if raw is None or not raw.strip():
+        return None
+    if not re.fullmatch(r"[+-]?\d{1,30}", raw.strip()):
+        raise BadRequest(f"{name} must be an integer, not {raw[:40]!r}")
+    value = int(raw)
+    if minimum is not None and value < minimum:
+        raise BadRequest(f"{name} must be at least {minimum}, not {value}")
+    return value
+
+
+# ---- replies -------------------------------------------------------------------------------------------
+def _clean_text(text: str) -> str:
+    """Lone surrogates → U+FFFD (pairs that were split into two code points are joined)."""
+    if is_unicode_text(text):
+        return text
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def _clean_leaf(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if value == value and value not in (float("inf"), float("-inf")) else None
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return value if value.bit_length() < 13_000 else f"<integer of {value.bit_length()} bits>"
+    return _clean_text(value if isinstance(value, str) else str(value))
+
+
+def strict_json(value: Any) -> Any:
+    """A copy of `value` that strict JSON can hold, built without recursion: NaN/±inf → null (as
+    JSON.stringify does), lone surrogates → U+FFFD, other objects → str, parts deeper than REPLY_DEPTH cut."""
+    holder: list[Any] = [None]
+    stack: list[tuple[Any, Any, Any, int]] = [(value, holder, 0, 1)]
+    while stack:
+        item, parent, key, depth = stack.pop()
+        if isinstance(item, dict | list | tuple | set | frozenset) and depth > REPLY_DEPTH:
+            parent[key] = "<nested too deep>"
+        elif isinstance(item, dict):
+            shell: dict[str, Any] = {}
+            parent[key] = shell
+            for k, v in item.items():
+                name = _clean_text(k) if isinstance(k, str) else json.dumps(_clean_leaf(k)).strip('"')
+                shell[name] = None
+                stack.append((v, shell, name, depth + 1))
+        elif isinstance(item, list | tuple | set | frozenset):
+            items = list(item)
+            parent[key] = [None] * len(items)
+            stack.extend((v, parent[key], i, depth + 1) for i, v in enumerate(items))
+        else:
+            parent[key] = _clean_leaf(item)
+    return holder[0]
+
+
+def encode_json(content: Any) -> bytes:
+    """Strict JSON (RFC 8259) bytes for any reply; the fast path first, `strict_json` only when it fails."""
+    options: dict[str, Any] = {"ensure_ascii": False, "allow_nan": False, "separators": (",", ":")}
+    try:
+        return json.dumps(content, default=str, **options).encode("utf-8")
+    except (ValueError, TypeError, UnicodeEncodeError, RecursionError):
+        return json.dumps(strict_json(content), **options).encode("utf-8")
+
+
+class StrictJSONResponse(JSONResponse):
+    """A JSON response that is always strictly encodable (see `encode_json`)."""
+
+    def render(self, content: Any) -> bytes:
+        return encode_json(content)
+
+
+async def reply(content: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A JSON reply encoded in a worker thread: large ones (object_info, history, 100,000 node errors)
+    never stall the event loop."""
+    body = await anyio.to_thread.run_sync(encode_json, content)
+    return Response(body, status_code=status_code, headers=headers, media_type="application/json")
+
+
+def _error_body(kind: str, message: str, details: Any = None) -> dict[str, Any]:
+    return {"error": {"type": kind, "message": message, "details": details}}
+
+
+# ---- who may call: Origin, Host, token, CORS -----------------------------------------------------------
+def _origin_key(origin: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of an http(s) origin, default ports filled in; None when it is not one."""
+    parts = urlparse(origin.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    return parts.scheme, parts.hostname.lower(), port or (443 if parts.scheme == "https" else 80)
+
+
+def own_origin(headers: Any, scheme: str) -> tuple[str, str, int] | None:
+    """The origin this server is reached at, from the Host header and the request's scheme."""
+    host = headers.get("host")
+    if not host:
+        return None
+    http_scheme = {"ws": "http", "wss": "https"}.get(scheme, scheme)
+    return _origin_key(f"{http_scheme}://{host}")
+
+
+def check_request(headers: Any, query: Any, token: str | None, loopback: bool, allowed: set[str], *,
+                  scheme: str = "http", token_needed: bool = True) -> tuple[int, str] | None:
+    """(status, reason) when a request must be refused: an Origin that is neither the server's own nor
+    configured ("*" allows any), a Host that is not loopback on a loopback bind (DNS rebinding), a missing
+    bearer token (header, or `token` in the query for browsers and websockets)."""
     origin = headers.get("origin")
-    if origin and origin not in allowed:
-        host = urlparse(origin).hostname or ""
-        if not (loopback and is_loopback(host)):
+    if origin and "*" not in allowed:
+        key = _origin_key(origin)
+        permitted = {_origin_key(o) for o in allowed} | {own_origin(headers, scheme)}
+        if key is None or key not in permitted:
             return 403, f"origin {origin} is not allowed"
     if loopback and headers.get("host"):
         host = urlparse("//" + headers["host"]).hostname or ""
         if not is_loopback(host):
             return 403, f"host {host} is not allowed on a loopback server"
-    if token:
+    if token and token_needed:
         supplied = headers.get("authorization", "")
         if supplied != f"Bearer {token}" and query.get("token") != token:
             return 401, "a bearer token is required (Authorization: Bearer TOKEN)"
     return None
 
 
+class _Guard:
+    """Refuses a request before any route runs (see `check_request`). CORS preflights and the static docs
+    assets need no token: browsers cannot attach one to them."""
+
+    def __init__(self, app: ASGIApp, *, token: str | None, loopback: bool, allowed_origins: list[str]) -> None:
+        self.app, self.token, self.loopback, self.allowed = app, token, loopback, set(allowed_origins)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        preflight = scope["method"] == "OPTIONS" and "access-control-request-method" in request.headers
+        token_needed = not preflight and not scope["path"].startswith(DOCS_STATIC + "/")
+        problem = check_request(request.headers, request.query_params, self.token, self.loopback, self.allowed,
+                                scheme=scope.get("scheme", "http"), token_needed=token_needed)
+        if problem is None:
+            await self.app(scope, receive, send)
+            return
+        status, message = problem
+        response = StrictJSONResponse(_error_body("forbidden" if status == 403 else "unauthorized", message),
+                                      status_code=status)
+        await response(scope, receive, send)
+
+
+class _LastResort:
+    """Any exception no handler claimed is logged with its traceback and answered as a JSON 500 without
+    internals, and not re-raised: the connection stays usable and the server goes on. It should never fire."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked_send)
+        except StarletteHTTPException:
+            raise  # the body limit's 413, answered further out
+        except Exception as exc:
+            if started or (isinstance(exc, ExceptionGroup) and exc.split(StarletteHTTPException)[1] is None):
+                raise
+            log.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
+            response = StrictJSONResponse(_error_body("internal_error", "an internal error occurred; the server "
+                                                      "log has the details"), status_code=500)
+            await response(scope, receive, send)
+
+
+# ---- the app -------------------------------------------------------------------------------------------
+class _Offload:
+    """Service calls run in worker threads. Heavy ones (validate, submit, plan, object_info, queue and
+    history listings) share a bounded pool, so a burst of them never takes the threads that light calls
+    such as /system_stats need."""
+
+    def __init__(self, heavy_threads: int) -> None:
+        self.limiter = anyio.CapacityLimiter(heavy_threads)
+
+    async def heavy(self, fn: Callable[[], Any]) -> Any:
+        return await anyio.to_thread.run_sync(fn, limiter=self.limiter)
+
+    @staticmethod
+    async def light(fn: Callable[[], Any]) -> Any:
+        return await anyio.to_thread.run_sync(fn)
+
+
 def create_app(service: NodeWeaverService, *, token: str | None = None, loopback: bool = True,
-               allowed_origins: list[str] | None = None, mount_mcp: bool = True) -> FastAPI:
+               allowed_origins: list[str] | None = None, mount_mcp: bool = True,
+               max_body_bytes: int | None = None, max_json_depth: int | None = None) -> FastAPI:
+    """The app. `allowed_origins`: browser origins besides the server's own that may call it (CORS);
+    `max_body_bytes`: larger bodies get 413; `max_json_depth`: deeper JSON bodies get 400 (both default
+    to the service's settings, [server] section)."""
+    bounds = service.settings.server
+    max_body_bytes = bounds.max_body_bytes if max_body_bytes is None else max_body_bytes
+    max_json_depth = bounds.max_json_depth if max_json_depth is None else max_json_depth
     from mcp_server.mcp_app import build_mcp
 
     mcp = build_mcp(service) if mount_mcp else None
@@ -96,128 +365,191 @@ def create_app(service: NodeWeaverService, *, token: str | None = None, loopback
         else:
             yield
 
-    app = FastAPI(title="NodeWeaver", version="0.1.0", lifespan=lifespan,
+    app = FastAPI(title="NodeWeaver", version="0.1.0", lifespan=lifespan, max_body_size=max_body_bytes,
+                  docs_url=None, redoc_url=None, default_response_class=StrictJSONResponse,
                   description="ComfyUI-compatible API plus planning from words. MCP streamable HTTP at /mcp/.")
-    app.add_middleware(_Guard, token=token, loopback=loopback, allowed_origins=allowed_origins or [])
+    origins = list(allowed_origins or [])
+    app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST", "OPTIONS"],
+                       allow_headers=["*"], max_age=600)
+    app.add_middleware(_Guard, token=token, loopback=loopback, allowed_origins=origins)
+    app.add_middleware(_LastResort)
     app.state.service = service
+    app.state.max_json_depth = max_json_depth
+    offload = _Offload(max(2, os.cpu_count() or 2))
 
-    @app.exception_handler(ServiceError)
-    async def service_error(request: Request, exc: ServiceError):
-        return JSONResponse({"error": {"type": exc.kind, "message": str(exc), "details": exc.details}},
-                            status_code=exc.status)
+    _error_handlers(app)
+    _comfy_routes(app, service, offload)
+    _file_routes(app, service, offload)
+    _nodeweaver_routes(app, service, offload, mcp)
+    _ws_route(app, service, token=token, loopback=loopback, allowed=set(origins))
+    _docs_routes(app)
+    if mcp_asgi is not None:
+        app.mount("/mcp", mcp_asgi)
+    return app
+
+
+_HTTP_KINDS = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+
+
+def _error_handlers(app: FastAPI) -> None:
+    """One handler per error family; everything else is `_LastResort`'s."""
 
     @app.exception_handler(WorkflowInvalid)
-    async def invalid(request: Request, exc: WorkflowInvalid):
-        return JSONResponse({"error": exc.result.comfy_error(), "node_errors": exc.result.node_errors()},
-                            status_code=400)
+    async def invalid(request: Request, exc: WorkflowInvalid) -> Response:
+        return await reply({"error": exc.result.comfy_error(), "node_errors": exc.result.node_errors()}, 400)
 
-    # ---- ComfyUI-compatible ------------------------------------------------------------------------------
-    @app.post("/prompt")
-    async def post_prompt(body: PromptRequest):
+    @app.exception_handler(NodeWeaverError)
+    async def nodeweaver_error(request: Request, exc: NodeWeaverError) -> Response:
+        return await reply({"error": exc.to_dict()}, exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def request_invalid(request: Request, exc: RequestValidationError) -> Response:
+        return await reply(_error_body("invalid_request", "the request's parameters are invalid",
+                                       _error_list(list(exc.errors()))), 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        kind = _HTTP_KINDS.get(exc.status_code, "http_error")
+        return await reply(_error_body(kind, str(exc.detail)), exc.status_code, headers=exc.headers)
+
+
+def _comfy_routes(app: FastAPI, service: NodeWeaverService, offload: _Offload) -> None:
+    """ComfyUI's queue endpoints: /prompt, /queue, /history, /object_info, /interrupt, /system_stats."""
+
+    @app.post("/prompt", openapi_extra=_body_doc(PromptRequest))
+    async def post_prompt(request: Request) -> Response:
+        body: PromptRequest = await read_json(request, PromptRequest)
         if not isinstance(body.prompt, dict | str):
             raise ServiceError("'prompt' must be a workflow object", kind="no_prompt")
-        job = await anyio.to_thread.run_sync(lambda: service.submit(
+        job = await offload.heavy(lambda: service.submit(
             body.prompt, client_id=body.client_id, priority=1 if body.front else 0, extra_data=body.extra_data))
-        return {"prompt_id": job.id, "number": job.number, "node_errors": {}}
+        return await reply({"prompt_id": job.id, "number": job.number, "node_errors": {}})
 
     @app.get("/prompt")
-    async def get_prompt_status():
-        return {"exec_info": {"queue_remaining": service.queue_remaining()}}
+    async def get_prompt_status() -> Response:
+        return await reply({"exec_info": {"queue_remaining": await offload.light(service.queue_remaining)}})
 
     @app.get("/queue")
-    async def get_queue():
-        return service.comfy_queue()
+    async def get_queue() -> Response:
+        return await reply(await offload.heavy(service.comfy_queue))
 
-    @app.post("/queue")
-    async def post_queue(body: dict[str, Any]):
-        if body.get("clear"):
-            for job in service.queue.pending():
-                service.cancel_job(job.id)
-        for job_id in body.get("delete", []) or []:
-            with contextlib.suppress(ServiceError):
-                service.cancel_job(str(job_id))
-        return {}
+    @app.post("/queue", openapi_extra=_body_doc(QueueEdit))
+    async def post_queue(request: Request) -> Response:
+        edit: QueueEdit = await read_json(request, QueueEdit)
+        if edit.clear:
+            await offload.light(service.clear_queue)
+        if edit.delete:
+            await offload.light(lambda: service.cancel_jobs(edit.delete or []))
+        return await reply({})
 
     @app.get("/history")
-    async def get_history(max_items: int = 200):
-        return service.comfy_history(max_items=max_items)
+    async def get_history(max_items: str | None = Query(None, description="at most this many, the newest"),
+                          offset: str | None = Query(None, description="skip this many of the oldest")) -> Response:
+        count = _int_param("max_items", max_items, minimum=0)
+        start = _int_param("offset", offset)
+        return await reply(await offload.heavy(lambda: service.comfy_history(
+            max_items=200 if count is None and start is None else count, offset=start)))
 
     @app.get("/history/{prompt_id}")
-    async def get_history_item(prompt_id: str):
-        return service.comfy_history(prompt_id)
+    async def get_history_item(prompt_id: str) -> Response:
+        return await reply(await offload.light(lambda: service.comfy_history(prompt_id)))
 
-    @app.post("/history")
-    async def post_history(body: dict[str, Any]):
-        if body.get("clear"):
-            service.queue.store.delete(statuses=("success", "error", "interrupted", "cancelled", "failed_by_restart"))
-        if body.get("delete"):
-            service.queue.store.delete([str(i) for i in body["delete"]])
-        return {}
+    @app.post("/history", openapi_extra=_body_doc(QueueEdit))
+    async def post_history(request: Request) -> Response:
+        edit: QueueEdit = await read_json(request, QueueEdit)
+        if edit.clear:
+            await offload.light(service.delete_history)
+        if edit.delete:
+            await offload.light(lambda: service.delete_history(edit.delete))
+        return await reply({})
 
     @app.get("/object_info")
-    async def object_info():
-        return await anyio.to_thread.run_sync(service.object_info)
+    async def object_info() -> Response:
+        return await reply(await offload.heavy(service.object_info))
 
     @app.get("/object_info/{node_class}")
-    async def object_info_one(node_class: str):
-        return service.object_info(node_class)
+    async def object_info_one(node_class: str) -> Response:
+        return await reply(await offload.light(lambda: service.object_info(node_class)))
+
+    @app.post("/interrupt")
+    async def interrupt() -> Response:
+        service.interrupt()
+        return await reply({})
+
+    @app.get("/system_stats")
+    async def system_stats() -> Response:
+        return await reply(await offload.light(service.system_stats))
+
+
+def _file_routes(app: FastAPI, service: NodeWeaverService, offload: _Offload) -> None:
+    """ComfyUI's /view and /upload/image."""
 
     @app.get("/view")
-    async def view(filename: str, subfolder: str = "", type: str = Query("output")):
-        return FileResponse(service.file_path(filename, subfolder, type))
+    async def view(filename: str, subfolder: str = "", type: str = Query("output")) -> FileResponse:
+        return FileResponse(await offload.light(lambda: service.file_path(filename, subfolder, type)))
 
     @app.post("/upload/image")
     async def upload_image(image: UploadFile = File(...), type: str = Form("input"), subfolder: str = Form(""),
-                           overwrite: str = Form("false")):
+                           overwrite: str = Form("false")) -> Response:
         data = await image.read()
-        return service.upload(image.filename or "upload.png", data, subfolder=subfolder, kind=type,
-                              overwrite=overwrite.lower() in ("true", "1"))
+        saved = await offload.light(lambda: service.upload(
+            image.filename or "upload.png", data, subfolder=subfolder, kind=type,
+            overwrite=overwrite.lower() in ("true", "1")))
+        return await reply(saved)
 
-    @app.post("/interrupt")
-    async def interrupt():
-        service.interrupt()
-        return {}
 
-    @app.get("/system_stats")
-    async def system_stats():
-        return service.system_stats()
+def _nodeweaver_routes(app: FastAPI, service: NodeWeaverService, offload: _Offload, mcp: Any) -> None:
+    """NodeWeaver's own: planning from words, validation, workflows saved as tools, jobs."""
 
-    # ---- NodeWeaver's own ------------------------------------------------------------------------------
-    @app.post("/api/plan")
-    async def api_plan(body: PlanRequest):
-        return await anyio.to_thread.run_sync(lambda: service.plan(
-            body.request, provider=body.provider, model=body.model, run=body.run, answers=body.answers))
+    @app.post("/api/plan", openapi_extra=_body_doc(PlanRequest))
+    async def api_plan(request: Request) -> Response:
+        body: PlanRequest = await read_json(request, PlanRequest)
+        return await reply(await offload.heavy(lambda: service.plan(
+            body.request, provider=body.provider, model=body.model, run=body.run, answers=body.answers)))
 
-    @app.post("/api/validate")
-    async def api_validate(body: dict[str, Any]):
-        return service.validate(body.get("workflow", body))
+    @app.post("/api/validate", openapi_extra=_body_doc(None))
+    async def api_validate(request: Request) -> Response:
+        body = await read_json(request)
+        workflow = body.get("workflow", body) if isinstance(body, dict) else body
+        if not isinstance(workflow, dict | str):
+            raise BadRequest("send a workflow: an object, or {\"workflow\": ...}, or the text form as a string")
+        return await reply(await offload.heavy(lambda: service.validate(workflow)))
 
     @app.get("/api/tools")
-    async def api_tools():
-        return [t.model_dump(exclude={"workflow"}) for t in service.list_tools()]
+    async def api_tools() -> Response:
+        tools = await offload.light(service.list_tools)
+        return await reply([t.model_dump(exclude={"workflow"}) for t in tools])
 
-    @app.post("/api/tools")
-    async def api_save_tool(tool: WorkflowTool):
-        saved = service.save_tool(tool)
+    @app.post("/api/tools", openapi_extra=_body_doc(WorkflowTool))
+    async def api_save_tool(request: Request) -> Response:
+        tool: WorkflowTool = await read_json(request, WorkflowTool)
+        saved = await offload.heavy(lambda: service.save_tool(tool))
         if mcp is not None:
             from mcp_server.mcp_app import register_workflow_tool
 
             register_workflow_tool(mcp, service, saved)
-        return saved.model_dump(exclude={"workflow"})
+        return await reply(saved.model_dump(exclude={"workflow"}))
 
-    @app.post("/api/tools/{name}")
-    async def api_call_tool(name: str, body: dict[str, Any]):
-        job = await anyio.to_thread.run_sync(lambda: service.call_tool(name, body))
-        return service.job_summary(job)
+    @app.post("/api/tools/{name}", openapi_extra=_body_doc(None))
+    async def api_call_tool(name: str, request: Request) -> Response:
+        args = await read_object(request)
+        job = await offload.light(lambda: service.call_tool(name, args))
+        return await reply(service.job_summary(job))
 
     @app.get("/api/jobs/{job_id}")
-    async def api_job(job_id: str):
-        return service.job_summary(service.get_job(job_id))
+    async def api_job(job_id: str) -> Response:
+        job = await offload.light(lambda: service.get_job(job_id))
+        return await reply(service.job_summary(job))
 
-    # ---- websocket --------------------------------------------------------------------------------------
+
+def _ws_route(app: FastAPI, service: NodeWeaverService, *, token: str | None, loopback: bool,
+              allowed: set[str]) -> None:
+    """/ws: ComfyUI's progress messages, each client seeing its own prompts' events."""
+
     @app.websocket("/ws")
-    async def websocket(ws: WebSocket):
-        problem = check_request(ws.headers, ws.query_params, token, loopback, set(allowed_origins or []))
+    async def websocket(ws: WebSocket) -> None:
+        problem = check_request(ws.headers, ws.query_params, token, loopback, allowed,
+                                scheme=ws.scope.get("scheme", "ws"))
         if problem:
             await ws.close(code=4401 if problem[0] == 401 else 4403)
             return
@@ -240,16 +572,30 @@ def create_app(service: NodeWeaverService, *, token: str | None = None, loopback
 
         unsubscribe = service.bus.subscribe(forward)
         try:
-            await ws.send_json({"type": "status", "data": {"status": {"exec_info": {
-                "queue_remaining": service.queue_remaining()}}, "sid": client_id}})
+            remaining = await anyio.to_thread.run_sync(service.queue_remaining)
+            await ws.send_text(encode_json({"type": "status", "data": {"status": {"exec_info": {
+                "queue_remaining": remaining}}, "sid": client_id}}).decode("utf-8"))
             while True:
                 message = await outbox.get()
-                await ws.send_text(json.dumps(message, default=str))
+                await ws.send_text(encode_json(message).decode("utf-8"))
         except (WebSocketDisconnect, RuntimeError):
             pass
         finally:
             unsubscribe()
 
-    if mcp_asgi is not None:
-        app.mount("/mcp", mcp_asgi)
-    return app
+
+def _docs_routes(app: FastAPI) -> None:
+    """/docs with Swagger UI served from the swagger_ui_bundle package: it works offline."""
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount(DOCS_STATIC, StaticFiles(directory=swagger_ui_path), name="docs-static")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs(request: Request) -> HTMLResponse:
+        token = request.query_params.get("token")  # the guard has checked it; the page needs it for the schema
+        openapi_url = (app.openapi_url or "/openapi.json") + (f"?{urlencode({'token': token})}" if token else "")
+        return get_swagger_ui_html(openapi_url=openapi_url, title=f"{app.title} API",
+                                   swagger_js_url=f"{DOCS_STATIC}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{DOCS_STATIC}/swagger-ui.css",
+                                   swagger_favicon_url=f"{DOCS_STATIC}/favicon-32x32.png",
+                                   oauth2_redirect_url=None, swagger_ui_parameters={"validatorUrl": None})

@@ -3,12 +3,18 @@ no logic lives only in an adapter."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import os
 import platform
 import re
 import sys
 import threading
 import time
+import uuid
+from collections.abc import Iterable, Iterator
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +27,64 @@ from engine.jobs import FINISHED, Job, JobNotFound, JobQueue, WorkflowInvalid
 from nodes.registry import NodeRegistry, default_registry
 from nodeweaver import __version__
 from runtime import folders
-from runtime.errors import NodeWeaverError
+from runtime.errors import NodeWeaverError, TooLarge
 from runtime.settings import Settings, current
 
 TOOL_NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
+
+HISTORY_LIMIT = 10_000  # ComfyUI keeps at most this many history items
+MAX_NAME_BYTES = 200  # an upload name plus " (NNN)" stays under the 255-byte limit of common file systems
+_SQL_CHUNK = 500  # ids per DELETE: far below SQLite's limit on bound variables
+
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
+_NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+_DEPTH_STEP = [0] * 256
+for _open, _close in (b"[]", b"{}"):
+    _DEPTH_STEP[_open], _DEPTH_STEP[_close] = 1, -1
+
+
+def json_text_too_deep(text: str | bytes, limit: int) -> bool:
+    """Whether JSON text nests arrays/objects deeper than `limit`, found without recursion or parsing.
+
+    Strings are cut out first so brackets inside them do not count. Meant to run before `json.loads` and
+    the recursive code behind it ever see the text; invalid JSON gives a best-effort answer."""
+    data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else bytes(text)
+    if data.count(b"[") + data.count(b"{") <= limit:  # cannot be deeper than the number of openers
+        return False
+    brackets = _JSON_STRING.sub(b"", data).translate(None, _NOT_BRACKET)
+    return max(accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0) > limit
+
+
+def object_too_deep(value: Any, limit: int) -> bool:
+    """Whether parsed JSON (dicts and lists) nests deeper than `limit`; iterative, for callers (MCP, CLI)
+    that hand over objects, not text."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list | tuple))
+    return False
+
+
+def is_unicode_text(text: str) -> bool:
+    """False for strings holding lone surrogates, which no UTF-8 file, database or reply can hold."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _depth_guard() -> Iterator[None]:
+    """Recursive readers (JSON, the text form's parser, the validator) hitting Python's recursion limit
+    mean the input nests too deeply: answer that, not a crash."""
+    try:
+        yield
+    except RecursionError:
+        raise ServiceError("the workflow is nested too deeply to read", kind="too_deep") from None
 
 
 class ToolParam(BaseModel):
@@ -64,20 +124,33 @@ class NodeWeaverService:
         if start_worker:
             self.queue.start()
 
+    @property
+    def max_json_depth(self) -> int:
+        """Deepest nesting a workflow may have (settings: server.max_json_depth)."""
+        return self.settings.server.max_json_depth
+
     def close(self) -> None:
         self.queue.close()
         self.executor.shutdown()
 
     # ---- reading workflows --------------------------------------------------------------------------------
     def load(self, workflow: Any) -> dict[str, Any]:
-        """API JSON, UI JSON or text form (as an object or a string) → API JSON, or a ServiceError."""
+        """API JSON, UI JSON or text form (as an object or a string) → API JSON, or a ServiceError.
+
+        Nesting is bounded before anything recursive reads the workflow."""
+        too_deep = ServiceError(f"the workflow nests deeper than {self.max_json_depth} levels", kind="too_deep")
         if isinstance(workflow, str) and workflow.strip().startswith(("{", "[")):
+            if json_text_too_deep(workflow, self.max_json_depth):
+                raise too_deep
             try:
                 workflow = json.loads(workflow)
             except json.JSONDecodeError as exc:
                 raise ServiceError(f"invalid JSON: {exc.msg} at line {exc.lineno}", kind="invalid_workflow_format") from None
+        elif isinstance(workflow, dict | list) and object_too_deep(workflow, self.max_json_depth):
+            raise too_deep
         try:
-            return load_workflow(workflow, self.registry).prompt
+            with _depth_guard():
+                return load_workflow(workflow, self.registry).prompt
         except WorkflowFormatError as exc:
             raise ServiceError("the workflow cannot be read", kind="invalid_workflow_format",
                                details=[e.model_dump() for e in exc.errors]) from None
@@ -85,6 +158,10 @@ class NodeWeaverService:
     # ---- planning and validation ------------------------------------------------------------------------
     def plan(self, request: str, *, provider: str | None = None, model: str | None = None, run: bool = False,
              answers: dict[str, str] | None = None, timeout: float = 600) -> dict[str, Any]:
+        limit = self.settings.server.max_plan_chars
+        if len(request) > limit:
+            raise TooLarge(f"the request is {len(request)} characters long; at most {limit} (settings: "
+                           "server.max_plan_chars)")
         result: PlanResult = plan(request, provider=provider, model=model, registry=self.registry, answers=answers)
         data = result.model_dump()
         if run and result.status == "valid" and result.workflow:
@@ -96,7 +173,8 @@ class NodeWeaverService:
 
     def validate(self, workflow: Any) -> dict[str, Any]:
         prompt = self.load(workflow)
-        result = validate(prompt, self.registry)
+        with _depth_guard():
+            result = validate(prompt, self.registry)
         return {"valid": result.valid, "errors": [e.model_dump() for e in result.errors],
                 "warnings": [w.model_dump() for w in result.warnings if w.type not in ("input_default_used",)],
                 "outputs": result.outputs, "node_errors": result.node_errors(),
@@ -106,7 +184,15 @@ class NodeWeaverService:
     def submit(self, workflow: Any, *, client_id: str | None = None, priority: int = 0,
                extra_data: dict | None = None) -> Job:
         prompt = self.load(workflow)
-        return self.queue.submit(prompt, client_id=client_id, priority=priority, extra_data=extra_data or {})
+        extra_data = extra_data or {}
+        if object_too_deep(extra_data, self.max_json_depth):
+            raise ServiceError(f"extra_data nests deeper than {self.max_json_depth} levels", kind="too_deep")
+        try:
+            with _depth_guard():
+                return self.queue.submit(prompt, client_id=client_id, priority=priority, extra_data=extra_data)
+        except UnicodeEncodeError:  # the job store holds UTF-8 text; a lone surrogate cannot be stored
+            raise ServiceError("the request holds text that is not valid Unicode (a lone surrogate such as "
+                               "\\ud800)", kind="invalid_text") from None
 
     def run(self, workflow: Any, *, timeout: float = 600, client_id: str | None = None) -> Job:
         job = self.submit(workflow, client_id=client_id)
@@ -127,6 +213,26 @@ class NodeWeaverService:
             return self.queue.cancel(job_id)
         except JobNotFound:
             raise ServiceError(f"no job {job_id!r}", status=404, kind="job_not_found") from None
+
+    def cancel_jobs(self, job_ids: Iterable[str]) -> int:
+        """Cancel each listed job that exists (ComfyUI's POST /queue `delete`); unknown ids are skipped."""
+        done = 0
+        for job_id in job_ids:
+            if not is_unicode_text(job_id):  # cannot name a stored job
+                continue
+            with contextlib.suppress(JobNotFound):
+                done += bool(self.queue.cancel(job_id))
+        return done
+
+    def clear_queue(self) -> int:
+        return self.cancel_jobs(job.id for job in self.queue.pending())
+
+    def delete_history(self, job_ids: list[str] | None = None) -> int:
+        """Forget finished jobs: the listed ones, or (None) all of them. Running and queued jobs stay."""
+        if job_ids is None:
+            return self.queue.store.delete(statuses=tuple(FINISHED))
+        ids = [i for i in job_ids if is_unicode_text(i)]
+        return sum(self.queue.store.delete(ids[at:at + _SQL_CHUNK]) for at in range(0, len(ids), _SQL_CHUNK))
 
     def interrupt(self) -> None:
         self.queue.interrupt()
@@ -181,37 +287,44 @@ class NodeWeaverService:
         return found
 
     # ---- files ------------------------------------------------------------------------------------------
+    @staticmethod
+    def _roots() -> dict[str, Path]:
+        return {"input": folders.input_dir(), "temp": folders.temp_dir(), "output": folders.output_dir()}
+
     def file_path(self, filename: str, subfolder: str = "", kind: str = "output") -> Path:
-        roots = {"output": folders.output_dir(), "input": folders.input_dir(), "temp": folders.temp_dir()}
+        roots = self._roots()
         if kind not in roots:
             raise ServiceError(f"type must be one of {sorted(roots)}", kind="bad_request")
         name = f"{subfolder}/{filename}" if subfolder else filename
         try:
             path = folders.safe_join(roots[kind], name)
+            found = path.is_file()
         except folders.UnsafePathError as exc:
             raise ServiceError(str(exc), status=403, kind="forbidden_path") from None
-        if not path.is_file():
+        except (OSError, ValueError) as exc:  # a name too long for the file system, or not encodable
+            raise ServiceError(f"no file {name!r} in {kind}: {getattr(exc, 'strerror', None) or exc}",
+                               kind="bad_filename") from None
+        if not found:
             raise ServiceError(f"no file {name!r} in {kind}", status=404, kind="file_not_found")
         return path
 
     def upload(self, filename: str, data: bytes, *, subfolder: str = "", kind: str = "input",
                overwrite: bool = False) -> dict[str, str]:
-        roots = {"input": folders.input_dir(), "temp": folders.temp_dir(), "output": folders.output_dir()}
+        """Store an uploaded file (ComfyUI's /upload/image) inside its folder, whatever the names say.
+
+        The folder is resolved and checked to lie inside the root; the file itself is never written through
+        a symlink: a new name is created with O_EXCL|O_NOFOLLOW (a link, even a dangling one, counts as
+        taken and the next " (n)" name is tried), and an overwrite replaces the directory entry."""
+        roots = self._roots()
         if kind not in roots:
             raise ServiceError(f"type must be one of {sorted(roots)}")
-        base = Path(filename or "upload.png").name
-        if not base or base in (".", ".."):
-            raise ServiceError("a file name is required")
+        name = _upload_name(filename or "upload.png")
+        root = roots[kind]
+        folder = _upload_folder(root, subfolder)
         try:
-            target = folders.safe_join(roots[kind], f"{subfolder}/{base}" if subfolder else base)
-        except folders.UnsafePathError as exc:
-            raise ServiceError(str(exc), status=403, kind="forbidden_path") from None
-        target.parent.mkdir(parents=True, exist_ok=True)
-        stem, suffix, counter = target.stem, target.suffix, 1
-        while target.exists() and not overwrite:
-            target = target.with_name(f"{stem} ({counter}){suffix}")
-            counter += 1
-        target.write_bytes(data)
+            target = _replace_file(root, folder, name, data) if overwrite else _create_file(root, folder, name, data)
+        except OSError as exc:
+            raise _write_error(exc, name) from None
         return {"name": target.name, "subfolder": subfolder, "type": kind}
 
     def system_stats(self) -> dict[str, Any]:
@@ -294,11 +407,19 @@ class NodeWeaverService:
                            "messages": [["execution_error", job.error]] if job.error else []},
                 "meta": {n: {"node_id": n, "display_node": n} for n in job.outputs}}
 
-    def comfy_history(self, prompt_id: str | None = None, max_items: int = 200) -> dict[str, Any]:
+    def comfy_history(self, prompt_id: str | None = None, max_items: int | None = 200,
+                      offset: int | None = None) -> dict[str, Any]:
+        """ComfyUI's /history, oldest first: `offset` skips that many of the oldest and `max_items` bounds the
+        count; without an offset (ComfyUI's -1) the newest `max_items`. At most HISTORY_LIMIT items."""
         if prompt_id is not None:
-            job = self.queue.store.get(prompt_id)
+            job = self.queue.store.get(prompt_id) if is_unicode_text(prompt_id) else None
             return {job.id: self.comfy_history_item(job)} if job and job.status in FINISHED else {}
-        return {j.id: self.comfy_history_item(j) for j in self.queue.history(limit=max_items)}
+        count = HISTORY_LIMIT if max_items is None else max(0, min(max_items, HISTORY_LIMIT))
+        if offset is None or offset < 0:
+            jobs = self.queue.history(limit=count)[::-1]
+        else:
+            jobs = self.queue.history(limit=HISTORY_LIMIT)[::-1][offset:offset + count]
+        return {j.id: self.comfy_history_item(j) for j in jobs}
 
     def queue_remaining(self) -> int:
         return len(self.queue.pending()) + len(self.queue.running())
@@ -306,6 +427,106 @@ class NodeWeaverService:
     def client_of(self, prompt_id: str) -> str | None:
         job = self.queue.store.get(prompt_id)
         return job.client_id if job else None
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def _upload_name(name: str) -> str:
+    """An upload's file name as given, or a clear 400: a bare name (folders go in `subfolder`), valid
+    Unicode, no control characters, short enough to be stored with a " (n)" suffix."""
+    if not name.strip() or name in (".", ".."):
+        raise ServiceError("a file name is required", kind="bad_filename")
+    if "/" in name or "\\" in name:
+        raise ServiceError(f"file name {name!r} must not contain a folder; send folders as `subfolder`",
+                           kind="bad_filename")
+    if not is_unicode_text(name) or any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise ServiceError(f"file name {name!r} holds characters a file name cannot have", kind="bad_filename")
+    if len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        raise ServiceError(f"file name is {len(name.encode('utf-8'))} bytes long; at most {MAX_NAME_BYTES}",
+                           kind="name_too_long")
+    return name
+
+
+def _upload_folder(root: Path, subfolder: str) -> Path:
+    """The resolved folder an upload goes to, created if needed, checked to lie inside `root`."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        real_root = root.resolve()
+        if not subfolder:
+            return real_root
+        if not is_unicode_text(subfolder):
+            raise ServiceError(f"subfolder {subfolder!r} is not valid Unicode", kind="bad_filename")
+        folder = folders.safe_join(root, subfolder)
+        folder.mkdir(parents=True, exist_ok=True)
+        folder = folder.resolve()
+    except folders.UnsafePathError as exc:
+        raise ServiceError(str(exc), status=403, kind="forbidden_path") from None
+    except OSError as exc:
+        raise _write_error(exc, subfolder) from None
+    if not _inside(folder, real_root):  # a link appeared between the check and the mkdir
+        raise ServiceError(f"subfolder {subfolder!r} leaves its folder", status=403, kind="forbidden_path")
+    return folder
+
+
+def _check_target(root: Path, target: Path) -> None:
+    """The final path, resolved (through a link if it is one), must lie inside the root."""
+    real_root = root.resolve()
+    if not _inside(target.parent.resolve(), real_root) or not _inside(target.resolve(), real_root):
+        raise ServiceError(f"{target.name!r} leads outside its folder", status=403, kind="forbidden_path")
+
+
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+
+
+def _create_file(root: Path, folder: Path, name: str, data: bytes) -> Path:
+    """Write `data` under `name`, or ComfyUI's "name (1).ext", "name (2).ext"... when that is taken."""
+    stem, suffix = Path(name).stem, Path(name).suffix
+    for counter in range(10_000):
+        target = folder / (name if counter == 0 else f"{stem} ({counter}){suffix}")
+        if target.is_symlink():  # taken; never followed, whether it dangles or not
+            continue
+        _check_target(root, target)
+        try:
+            fd = os.open(target, _NEW_FILE, 0o644)
+        except FileExistsError:
+            continue
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        return target
+    raise ServiceError(f"too many files named like {name!r}", status=409, kind="name_taken")
+
+
+def _replace_file(root: Path, folder: Path, name: str, data: bytes) -> Path:
+    """Overwrite `name`: write a fresh file beside it and rename it over the old entry, so an existing
+    link is replaced, never written through (links leaving the folder are refused)."""
+    target = folder / name
+    _check_target(root, target)
+    temporary = folder / f".{uuid.uuid4().hex}.upload"
+    fd = os.open(temporary, _NEW_FILE, 0o644)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(temporary, target)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return target
+
+
+def _write_error(exc: OSError, name: str) -> ServiceError:
+    """An OSError from storing a file, as a clear error: the client's fault (4xx) or the disk's (5xx)."""
+    reason = exc.strerror or str(exc)
+    if exc.errno == errno.ENAMETOOLONG:
+        return ServiceError(f"{name!r}: {reason}", kind="name_too_long")
+    if exc.errno in (errno.EISDIR, errno.ENOTDIR, errno.EEXIST):
+        return ServiceError(f"{name!r}: {reason}", status=409, kind="name_taken")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.ELOOP):
+        return ServiceError(f"{name!r}: {reason}", status=403, kind="forbidden_path")
+    if exc.errno == errno.ENOSPC:
+        return ServiceError(f"cannot store {name!r}: {reason}", status=507, kind="no_space")
+    return ServiceError(f"cannot store {name!r}: {reason}", status=500, kind="write_failed")
 
 
 def _torch_version() -> str:
