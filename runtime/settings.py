@@ -53,6 +53,10 @@ class EngineSettings(BaseModel):
     node_timeout: float | None = Field(None, gt=0, description="seconds any one node may run (none: no limit)")
     output_cache_bytes: int | None = Field(None, ge=0,
                                            description="output cache budget (none: a share of available memory)")
+    max_input_frames: int | None = Field(None, ge=1, description="frames one image input may have "
+                                                                 "(none: LoadImage's default, 1024)")
+    max_input_pixels: int | None = Field(None, ge=1, description="pixels of one image input, all frames together "
+                                                                 "(none: LoadImage's default, 32 Mi)")
 
 
 def default_data_dir() -> Path:

@@ -243,17 +243,14 @@ class ImageInputTooLarge(TooLarge):
 
 
 def _input_limits() -> tuple[int, int, str]:
-    """(max frames, max pixels, how to raise them): the [engine] settings where they define these bounds,
-    else this module's constants."""
-    from runtime import settings as runtime_settings
+    """(max frames, max pixels, how to raise them): the [engine] settings where set, else this module's defaults."""
+    from runtime.settings import current
 
-    engine = runtime_settings.current().engine
-    frames, pixels = getattr(engine, "max_input_frames", None), getattr(engine, "max_input_pixels", None)
-    if frames is not None and pixels is not None:
-        return int(frames), int(pixels), ("raise max_input_frames / max_input_pixels under [engine] in the config "
-                                          "file (or NODEWEAVER_ENGINE__MAX_INPUT_PIXELS)")
-    return MAX_INPUT_FRAMES, MAX_INPUT_PIXELS, ("raise nodes.diffusion.image_nodes.MAX_INPUT_FRAMES / "
-                                                "MAX_INPUT_PIXELS")
+    engine = current().engine
+    frames = engine.max_input_frames if engine.max_input_frames is not None else MAX_INPUT_FRAMES
+    pixels = engine.max_input_pixels if engine.max_input_pixels is not None else MAX_INPUT_PIXELS
+    return frames, pixels, ("raise max_input_frames / max_input_pixels under [engine] in the config file "
+                            "(or NODEWEAVER_ENGINE__MAX_INPUT_FRAMES / NODEWEAVER_ENGINE__MAX_INPUT_PIXELS)")
 
 
 def _open_image(path, name: str):
