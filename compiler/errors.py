@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field
 
 from nodes.spec import SURROGATE as _SURROGATE
 from nodes.spec import json_safe, safe_text
@@ -48,8 +48,7 @@ class WorkflowError(BaseModel):
     input_name: str | None = None
     extra_info: dict[str, Any] = Field(default_factory=dict)
 
-    @model_validator(mode="after")
-    def _strict_json(self) -> WorkflowError:
+    def model_post_init(self, context: Any, /) -> None:
         """Errors echo input, which may hold lone surrogates, NaN, inf or values nested 990 deep: keep every
         report strict JSON that encodes as UTF-8 (one check of the texts, one copy of extra_info)."""
         texts = (self.message, self.details, self.node_id, self.class_type, self.input_name)
@@ -60,7 +59,6 @@ class WorkflowError(BaseModel):
                     setattr(self, name, safe_text(text))
         if self.extra_info:
             self.__dict__["extra_info"] = json_safe(self.extra_info, max_depth=REPORT_DEPTH)
-        return self
 
     def to_comfy(self) -> dict[str, Any]:
         extra = dict(self.extra_info)

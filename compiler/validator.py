@@ -12,7 +12,8 @@ import math
 import reprlib
 import traceback
 from collections import defaultdict, deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +57,10 @@ class ValidationResult(BaseModel):
         then `dependent_outputs_count` says how many there are, with `dependent_outputs_count_exact` false
         when that count is only a lower bound).
         """
+        with _gc_paused():  # 100,000 new dicts would set off full collections over every live error
+            return self._node_errors()
+
+    def _node_errors(self) -> dict[str, dict[str, Any]]:
         result: dict[str, dict[str, Any]] = {}
         for err in self.errors:
             if err.node_id is None:
@@ -65,8 +70,9 @@ class ValidationResult(BaseModel):
                 entry = result[err.node_id] = {"errors": [], "dependent_outputs": [], "class_type": err.class_type}
             entry["errors"].append(err.to_comfy())
         fallback: dict[str, Any] | None = None
+        dependents = self._dependents or {}  # private attributes are slow to read: once, not per entry
         for node_id, entry in result.items():
-            known = self._dependents.get(node_id) if self._dependents is not None else None
+            known = dependents.get(node_id)
             if known is None:
                 if fallback is None:  # a result built by hand: every failing output, abbreviated
                     good = set(self.good_outputs)
@@ -117,6 +123,8 @@ class _InputCheck:
     config: list | None = None
     skip_range: bool = False  # VALIDATE_INPUTS takes this input: it validates it itself
     default: Any = None       # filled in when a required widget input is left out
+    plain_text: bool = False  # a STRING without choices: any str passes unchanged
+    accepts: dict[frozenset[str], bool] = field(default_factory=dict)  # output types seen -> compatible?
 
 
 @dataclass(slots=True)
@@ -160,6 +168,7 @@ def _compile_class(spec: NodeSpec, cls: type | None) -> _ClassCheck:
                                                 ispec.options],
             skip_range=ispec.name in validate_args or validate_kwargs,
             default=_widget_default(ispec),
+            plain_text=ispec.type == "STRING" and choices is None,
         ))
     return _ClassCheck(
         spec=spec, inputs=checks, by_name={c.name: c for c in checks},
@@ -257,10 +266,17 @@ def validate(prompt: Any, registry: NodeRegistry, *, outputs: Iterable[str] | No
     The cyclic garbage collector is paused meanwhile: validation makes no reference cycles, and on a
     100,000-node workflow the collector's passes over the new containers cost as much as the checks.
     """
+    with _gc_paused():
+        return _validate(prompt, registry, outputs)
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic collector while building many containers that hold no reference cycles."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _validate(prompt, registry, outputs)
+        yield
     finally:
         if was_enabled:
             gc.enable()
@@ -402,9 +418,12 @@ class _Run:
                 link = _check_link(node_id, class_type, ic, value, nodes, self.class_checks, self.add)
                 if link is not None:
                     out_inputs[name] = link
-                source = _link_source(value, nodes)
-                if source is not None:
+                    ups.append(link[0])
+                elif (source := _link_source(value, nodes)) is not None:
                     ups.append(source)  # followed even when broken, so upstream problems show too
+                continue
+            if ic.plain_text and type(value) is str:  # the common case: text for a free text input
+                out_inputs[name] = value
                 continue
             ok, value = self._check_literal(node_id, class_type, ic, value)
             if ok:
@@ -602,7 +621,10 @@ def _check_link(node_id: str, class_type: str, ic: _InputCheck, value: list, nod
         src_chk = class_checks.get(nodes[value[0]][0])
         if src_chk is not None and 0 <= value[1] < len(src_chk.output_types):
             received = src_chk.output_types[value[1]]
-            if received is ic.types or types_compatible(received, ic.types):
+            accepted = ic.accepts.get(received)
+            if accepted is None:
+                accepted = ic.accepts[received] = types_compatible(received, ic.types)
+            if accepted:
                 return [value[0], value[1]]
     name = ic.name
     src_id = _id_text(value[0]) if len(value) == 2 else None
