@@ -26,6 +26,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -295,6 +296,40 @@ class _Guard:
         await response(scope, receive, send)
 
 
+class _BodyLimit:
+    """Bodies over `limit` bytes get a JSON 413 before any route reads them whole: at once when
+    Content-Length says so, else as soon as the bytes received pass the limit (chunked bodies)."""
+
+    def __init__(self, app: ASGIApp, *, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    def _refusal(self) -> StarletteHTTPException:
+        return StarletteHTTPException(413, f"the request body is larger than {self.limit} bytes "
+                                           "(settings: server.max_body_bytes)")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > self.limit:
+            refusal = self._refusal()
+            await StrictJSONResponse(_error_body("too_large", refusal.detail), status_code=413)(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise self._refusal()  # an HTTPException: FastAPI passes it on to the handler (413)
+            return message
+
+        await self.app(scope, counted, send)
+
+
 class _LastResort:
     """Any exception no handler claimed is logged with its traceback and answered as a JSON 500 without
     internals, and not re-raised: the connection stays usable and the server goes on. It should never fire."""
@@ -315,15 +350,16 @@ class _LastResort:
 
         try:
             await self.app(scope, receive, tracked_send)
-        except StarletteHTTPException:
-            raise  # the body limit's 413, answered further out
         except Exception as exc:
-            if started or (isinstance(exc, ExceptionGroup) and exc.split(StarletteHTTPException)[1] is None):
+            if started:
                 raise
-            log.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
-            response = StrictJSONResponse(_error_body("internal_error", "an internal error occurred; the server "
-                                                      "log has the details"), status_code=500)
-            await response(scope, receive, send)
+            if isinstance(exc, StarletteHTTPException):  # from a mounted app, which has no handlers
+                body, status = _error_body(_HTTP_KINDS.get(exc.status_code, "http_error"), exc.detail), exc.status_code
+            else:
+                log.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
+                body = _error_body("internal_error", "an internal error occurred; the server log has the details")
+                status = 500
+            await StrictJSONResponse(body, status_code=status)(scope, receive, send)
 
 
 # ---- the app -------------------------------------------------------------------------------------------
@@ -365,10 +401,10 @@ def create_app(service: NodeWeaverService, *, token: str | None = None, loopback
         else:
             yield
 
-    app = FastAPI(title="NodeWeaver", version="0.1.0", lifespan=lifespan, max_body_size=max_body_bytes,
-                  docs_url=None, redoc_url=None, default_response_class=StrictJSONResponse,
+    app = FastAPI(title="NodeWeaver", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None, default_response_class=StrictJSONResponse,
                   description="ComfyUI-compatible API plus planning from words. MCP streamable HTTP at /mcp/.")
     origins = list(allowed_origins or [])
+    app.add_middleware(_BodyLimit, limit=max_body_bytes)  # innermost: its 413s get CORS headers too
     app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST", "OPTIONS"],
                        allow_headers=["*"], max_age=600)
     app.add_middleware(_Guard, token=token, loopback=loopback, allowed_origins=origins)
