@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_serializer
 
 from nodes.spec import SURROGATE as _SURROGATE
 from nodes.spec import json_safe, safe_text
@@ -50,30 +50,35 @@ class WorkflowError(BaseModel):
 
     def model_post_init(self, context: Any, /) -> None:
         """Errors echo input, which may hold lone surrogates, NaN, inf or values nested 990 deep: keep every
-        report strict JSON that encodes as UTF-8 (one check of the texts, one copy of extra_info)."""
-        texts = (self.message, self.details, self.node_id, self.class_type, self.input_name)
-        if _SURROGATE.search("".join(t for t in texts if t)) is not None:
-            for name in ("message", "details", "node_id", "class_type", "input_name"):
-                text = getattr(self, name)
-                if text:
-                    setattr(self, name, safe_text(text))
+        report strict JSON that encodes as UTF-8 (one check of the texts, one copy of extra_info).
+
+        node_id, class_type and input_name stay as the workflow has them, so they still match its nodes;
+        they are made safe where they leave: model_dump, to_comfy, str and node_errors' keys."""
+        if _SURROGATE.search(self.message) is not None:
+            self.__dict__["message"] = safe_text(self.message)
+        if _SURROGATE.search(self.details) is not None:
+            self.__dict__["details"] = safe_text(self.details)
         if self.extra_info:
             self.__dict__["extra_info"] = json_safe(self.extra_info, max_depth=REPORT_DEPTH)
+
+    @field_serializer("node_id", "class_type", "input_name")
+    def _utf8(self, value: str | None) -> str | None:
+        return safe_text(value) if value is not None else None
 
     def to_comfy(self) -> dict[str, Any]:
         extra = dict(self.extra_info)
         if self.input_name is not None:
-            extra.setdefault("input_name", self.input_name)
+            extra.setdefault("input_name", safe_text(self.input_name))
         return {"type": self.type, "message": self.message, "details": self.details, "extra_info": extra}
 
     def __str__(self) -> str:
         where = ""
         if self.node_id is not None:
-            where = f"node {self.node_id}"
+            where = f"node {safe_text(self.node_id)}"
             if self.class_type:
-                where += f" ({self.class_type})"
+                where += f" ({safe_text(self.class_type)})"
             if self.input_name:
-                where += f", input '{self.input_name}'"
+                where += f", input '{safe_text(self.input_name)}'"
             where += ": "
         tail = f" [{self.details}]" if self.details and self.details not in self.message else ""
         return f"{where}{self.message}{tail} ({self.type})"

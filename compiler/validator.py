@@ -23,7 +23,7 @@ from rapidfuzz import fuzz, process
 from compiler.errors import WorkflowError
 from compiler.plan import Plan
 from nodes.registry import NodeRegistry
-from nodes.spec import ANY_TYPE, WIDGET_TYPES, NodeSpec
+from nodes.spec import ANY_TYPE, WIDGET_TYPES, NodeSpec, safe_text
 
 _NO_DEFAULT = object()
 _TRUE_STRINGS = {"true", "1", "yes", "on"}
@@ -61,17 +61,19 @@ class ValidationResult(BaseModel):
             return self._node_errors()
 
     def _node_errors(self) -> dict[str, dict[str, Any]]:
-        result: dict[str, dict[str, Any]] = {}
+        by_node: dict[str, dict[str, Any]] = {}  # keyed by the ids as the workflow has them
         for err in self.errors:
             if err.node_id is None:
                 continue
-            entry = result.get(err.node_id)
+            entry = by_node.get(err.node_id)
             if entry is None:
-                entry = result[err.node_id] = {"errors": [], "dependent_outputs": [], "class_type": err.class_type}
+                class_type = safe_text(err.class_type) if err.class_type is not None else None
+                entry = by_node[err.node_id] = {"errors": [], "dependent_outputs": [], "class_type": class_type}
             entry["errors"].append(err.to_comfy())
         fallback: dict[str, Any] | None = None
         dependents = self._dependents or {}  # private attributes are slow to read: once, not per entry
-        for node_id, entry in result.items():
+        result: dict[str, dict[str, Any]] = {}
+        for node_id, entry in by_node.items():
             known = dependents.get(node_id)
             if known is None:
                 if fallback is None:  # a result built by hand: every failing output, abbreviated
@@ -79,6 +81,7 @@ class ValidationResult(BaseModel):
                     fallback = _abbreviated([o for o in self.outputs if o not in good], exact=True)
                 known = fallback
             entry.update(known)
+            result[safe_text(node_id)] = entry  # lone surrogates in ids cannot leave as UTF-8
         return result
 
     def comfy_error(self) -> dict[str, Any] | None:
@@ -103,7 +106,7 @@ class ValidationResult(BaseModel):
 def _abbreviated(outputs: list[str], *, exact: bool, total: int | None = None) -> dict[str, Any]:
     """The `dependent_outputs` keys of one node_errors entry, the list cut at DEPENDENT_OUTPUTS_LIMIT."""
     total = len(outputs) if total is None else total
-    entry: dict[str, Any] = {"dependent_outputs": outputs[:DEPENDENT_OUTPUTS_LIMIT]}
+    entry: dict[str, Any] = {"dependent_outputs": [safe_text(o) for o in outputs[:DEPENDENT_OUTPUTS_LIMIT]]}
     if total > DEPENDENT_OUTPUTS_LIMIT:
         entry["dependent_outputs_count"] = total
         entry["dependent_outputs_count_exact"] = exact

@@ -145,9 +145,13 @@ def test_lone_surrogates_anywhere_give_a_utf8_report(registry):
           "2": {"class_type": "Unknown\ud800", "inputs": {}},
           "3": {"class_type": "PreviewAny", "inputs": {"source": ["1\ud800", 0]}}}
     result = validate(wf, registry)
+    assert not result.valid  # the bad value is still an error of a node that an output needs
+    assert ("1\ud800", "invalid_input_type") in {(e.node_id, e.type) for e in result.errors}
     body = report(result).decode("utf-8")
-    assert "1\\\\ud800" in body  # the surrogate is kept, written as an escape
-    assert str(result.errors[0])
+    node_errors = json.loads(body)["node_errors"]
+    assert node_errors["1\\ud800"]["dependent_outputs"] == ["3"]  # kept, written as an escape
+    assert node_errors["2"]["class_type"] == "Unknown\\ud800"
+    str(result.errors[0]).encode("utf-8")
 
 
 @pytest.mark.parametrize("node", [
