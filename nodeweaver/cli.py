@@ -24,7 +24,13 @@ LOG_PATH: Path | None = None
 
 
 def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+    """Readable UTF-8 JSON; escaped ASCII when the data holds text UTF-8 cannot carry (lone surrogates)."""
+    text = json.dumps(data, ensure_ascii=False, indent=2, default=str)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(data, ensure_ascii=True, indent=2, default=str)
+    sys.stdout.write(text + "\n")
 
 
 def _registry(args: argparse.Namespace):
@@ -780,6 +786,9 @@ def _setup_logging() -> Path | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # text from workflows may hold what UTF-8 cannot carry
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.command:

@@ -80,3 +80,16 @@ def test_plan_run_shows_progress_and_lands_in_history(isolated_folders):
     assert str(isolated_folders / "output") in history.stdout  # the picture it made, with its full path
     rows = json.loads(run_cli("history", "--json").stdout)
     assert len(rows) == 1 and rows[0]["status"] == "success"
+
+
+@pytest.mark.slow
+def test_cli_prints_workflows_with_lone_surrogates(tmp_path):
+    """Ids and texts that UTF-8 cannot carry are printed escaped, never an internal error."""
+    path = tmp_path / "odd.json"
+    path.write_text('{"\\ud800": {"class_type": "PreviewAny", "inputs": {"source": "x\\udfff"}}}', encoding="utf-8")
+    for args in (("run", str(path)), ("run", str(path), "--json"), ("validate", str(path), "--json"),
+                 ("history",)):
+        proc = run_cli(*args)
+        assert proc.returncode == 0, (args, proc.stderr)
+        assert "internal error" not in proc.stderr
+    assert json.loads(run_cli("validate", str(path), "--json").stdout)["outputs"] == ["\ud800"]
