@@ -14,7 +14,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
-from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
@@ -36,35 +35,50 @@ HISTORY_LIMIT = 10_000  # ComfyUI keeps at most this many history items
 MAX_NAME_BYTES = 200  # an upload name plus " (NNN)" stays under the 255-byte limit of common file systems
 _SQL_CHUNK = 500  # ids per DELETE: far below SQLite's limit on bound variables
 
-_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
-_NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
-_DEPTH_STEP = [0] * 256
-for _open, _close in (b"[]", b"{}"):
-    _DEPTH_STEP[_open], _DEPTH_STEP[_close] = 1, -1
+_STRUCTURE = b'"[]{}'
+_NOT_STRUCTURE = bytes(b for b in range(256) if b not in _STRUCTURE)
+_SCAN_CHUNK = 1 << 23  # bytes of structure scanned at a time: bounded memory for 100 MiB bodies
+_CONTAINERS = (dict, list, tuple)
 
 
 def json_text_too_deep(text: str | bytes, limit: int) -> bool:
     """Whether JSON text nests arrays/objects deeper than `limit`, found without recursion or parsing.
 
-    Strings are cut out first so brackets inside them do not count. Meant to run before `json.loads` and
-    the recursive code behind it ever see the text; invalid JSON gives a best-effort answer."""
+    Escapes are dropped, then only quotes and brackets kept; a bracket after an odd number of quotes is
+    inside a string and does not count. Meant to run before `json.loads` and the recursive code behind it
+    ever see the text; invalid JSON gives a best-effort answer."""
     data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else bytes(text)
     if data.count(b"[") + data.count(b"{") <= limit:  # cannot be deeper than the number of openers
         return False
-    brackets = _JSON_STRING.sub(b"", data).translate(None, _NOT_BRACKET)
-    return max(accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0) > limit
+    import numpy as np
+
+    structure = data.replace(b"\\\\", b"").replace(b'\\"', b"").translate(None, _NOT_STRUCTURE)
+    steps = np.zeros(256, np.int8)
+    steps[[ord("["), ord("{")]], steps[[ord("]"), ord("}")]] = 1, -1
+    depth, in_string = 0, 0
+    for at in range(0, len(structure), _SCAN_CHUNK):
+        chunk = np.frombuffer(structure, np.uint8, min(_SCAN_CHUNK, len(structure) - at), at)
+        inside = np.bitwise_xor.accumulate((chunk == ord('"')).view(np.uint8)) ^ in_string
+        step = steps[chunk]
+        step[inside == 1] = 0
+        depths = np.cumsum(step, dtype=np.int32) + depth
+        if int(depths.max()) > limit:
+            return True
+        depth, in_string = int(depths[-1]), int(inside[-1])
+    return False
 
 
 def object_too_deep(value: Any, limit: int) -> bool:
-    """Whether parsed JSON (dicts and lists) nests deeper than `limit`; iterative, for callers (MCP, CLI)
-    that hand over objects, not text."""
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        children = item.values() if isinstance(item, dict) else item
+    """Whether parsed JSON (dicts and lists) nests deeper than `limit`; iterative, level by level, for
+    callers (MCP, CLI) that hand over objects, not text."""
+    level, depth = [value] if isinstance(value, _CONTAINERS) else [], 1
+    while level:
         if depth > limit:
             return True
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list | tuple))
+        below: list[Any] = []
+        for item in level:
+            below += [c for c in (item.values() if isinstance(item, dict) else item) if isinstance(c, _CONTAINERS)]
+        level, depth = below, depth + 1
     return False
 
 
