@@ -8,6 +8,9 @@
   NOT_THREAD_SAFE classes run one at a time, USES_GPU classes share one device lock, and third-party
   packs that do not declare THREAD_SAFE = True share one lock (ComfyUI ran them one at a time).
 - Async node functions are awaited; per-node timeouts; interrupts between nodes and via check_interrupted().
+- Nodes that can hang are abandonable: third-party nodes, and any node with a time limit, run on worker
+  threads the scheduler can give up on (timeout, or an interrupt the node ignores); see `_Workers` and
+  `_Run._wait` for why the scheduler, not the worker, holds the locks.
 No recursion anywhere: 100,000-node chains run.
 """
 
@@ -15,10 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
+import contextvars
+import ctypes
 import inspect
 import itertools
 import logging
 import math
+import queue
 import threading
 import time
 import traceback
@@ -30,6 +36,7 @@ from compiler.plan import Plan
 from engine.cache import OutputCache
 from engine.events import EventBus, timestamp_ms
 from nodes.registry import NodeRegistry
+from runtime.errors import NodeWeaverError
 from runtime.progress import InterruptedExecution, NodeContext, current_node
 
 log = logging.getLogger(__name__)
@@ -45,8 +52,142 @@ class NodeExecutionError(Exception):
                          f"{payload.get('exception_type')}: {payload.get('exception_message')}")
 
 
-class NodeTimeout(Exception):
-    """A node ran past its time limit."""
+class NodeTimeout(NodeWeaverError):
+    """A node ran past its time limit (the per-class TIMEOUT or the server-wide node timeout)."""
+
+    kind = "node_timeout"
+    status = 504
+
+
+class NodeAbandoned(BaseException):
+    """Raised inside the thread of a node the scheduler gave up on (best effort, see `_Task.kill`).
+
+    A BaseException, like KeyboardInterrupt, so that a node's own `except Exception` does not swallow it.
+    """
+
+
+_IDLE_EXIT_S = 30.0   # an idle worker thread leaves after this long
+_POLL_S = 0.1         # how often a waiting scheduler looks at the interrupt flag
+_LOCK_POLL_S = 0.02   # how often it retries a lock held by another run
+
+
+class _Task:
+    """One node call handed to a worker: its future, and who may still touch it (state under `lock`)."""
+
+    __slots__ = ("fn", "args", "context", "future", "lock", "state", "thread")
+
+    def __init__(self, fn: Any, args: tuple) -> None:
+        self.fn, self.args = fn, args
+        self.context = contextvars.copy_context()  # context variables cross into the worker
+        self.future: cf.Future = cf.Future()
+        self.lock = threading.Lock()
+        self.state = "queued"  # queued | running | done | abandoned
+        self.thread: threading.Thread | None = None
+
+    def run(self) -> bool:
+        """Run the call; False when it was abandoned while running (its thread then leaves the pool)."""
+        with self.lock:
+            if self.state != "queued":
+                return True  # abandoned before it started: nothing ran, the thread is clean
+            self.state = "running"
+            self.thread = threading.current_thread()
+        self.future.set_running_or_notify_cancel()
+        try:
+            outcome, failed = self.context.run(self.fn, *self.args), False
+        except BaseException as exc:  # noqa: BLE001 - handed to the scheduler through the future
+            outcome, failed = exc, True
+        with self.lock:
+            if self.state == "abandoned":
+                return False
+            self.state = "done"
+        if failed:
+            self.future.set_exception(outcome)
+        else:
+            self.future.set_result(outcome)
+        return True
+
+    def abandon(self, kill: bool) -> bool:
+        """Give up on the call; with `kill`, raise NodeAbandoned in its thread. True when a thread was hit.
+
+        Killing is CPython's PyThreadState_SetAsyncExc: the exception arrives when the thread next runs
+        Python bytecode, so a node looping in Python stops; one blocked inside C code (a lock, a socket)
+        stops only when that call returns. Either way the thread never serves another node.
+        """
+        with self.lock:
+            was_running = self.state == "running"
+            self.state = "abandoned"
+            if not (kill and was_running and self.thread is not None and self.thread.ident is not None):
+                return False
+            hit = ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self.thread.ident),
+                                                             ctypes.py_object(NodeAbandoned))
+        return hit == 1
+
+    @property
+    def alive(self) -> bool:
+        """Whether the thread of an abandoned call is still inside it."""
+        return self.thread is not None and self.thread.is_alive()
+
+
+class _Workers:
+    """Daemon worker threads for node calls, such that an abandoned call never reduces capacity.
+
+    A thread pool (concurrent.futures) has a fixed number of threads: each hung node that is given up on
+    keeps one for ever, and after `max_workers` of them nothing runs. Here a submit takes an idle thread or
+    starts a new one, and a thread whose call was abandoned leaves the pool instead of coming back, so
+    abandoned threads only cost their own memory. Idle threads are kept (up to `max_idle`) so that handing
+    a node over costs a queue put, not a thread start; they leave after `_IDLE_EXIT_S` idle.
+    """
+
+    _STOP = object()
+
+    def __init__(self, max_idle: int, name: str = "nodeweaver-node") -> None:
+        self._tasks: queue.SimpleQueue = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0       # threads waiting for a task and not yet promised to one
+        self._max_idle = max_idle
+        self._name = name
+        self._serial = itertools.count()
+        self.started = 0     # threads ever started (observable: abandoned calls make it grow)
+
+    def submit(self, fn: Any, *args: Any) -> _Task:
+        task = _Task(fn, args)
+        with self._lock:
+            spawn = self._idle == 0
+            if not spawn:
+                self._idle -= 1
+            else:
+                self.started += 1
+        self._tasks.put(task)
+        if spawn:
+            threading.Thread(target=self._loop, name=f"{self._name}-{next(self._serial)}", daemon=True).start()
+        return task
+
+    def _loop(self) -> None:
+        try:
+            while True:
+                try:
+                    task = self._tasks.get(timeout=_IDLE_EXIT_S)
+                except queue.Empty:
+                    with self._lock:
+                        if self._idle > 0:  # nobody promised a task to this thread: leave
+                            self._idle -= 1
+                            return
+                    continue
+                if task is self._STOP or not task.run():
+                    return
+                with self._lock:
+                    if self._idle >= self._max_idle:
+                        return
+                    self._idle += 1
+        except NodeAbandoned:
+            log.debug("an abandoned node's thread stopped")  # the kill landed after the node returned
+
+    def shutdown(self) -> None:
+        """Let idle threads go (busy ones finish their call first)."""
+        with self._lock:
+            idle, self._idle = self._idle, 0
+        for _ in range(idle):
+            self._tasks.put(self._STOP)
 
 
 @dataclass
@@ -84,6 +225,7 @@ class _ClassInfo:
     accepts_kwargs: bool
     lock: threading.Lock | None
     timeout: float | None
+    trusted: bool  # a built-in pack: may run inline when alone (third-party nodes always run abandonable)
 
 
 def _hashable(value: Any) -> Any:
@@ -104,24 +246,53 @@ class Executor:
     """Runs plans; holds the output cache and the thread pool across runs."""
 
     def __init__(self, registry: NodeRegistry, *, cache: OutputCache | None = None, bus: EventBus | None = None,
-                 max_workers: int = 8) -> None:
+                 max_workers: int = 8, node_timeout: float | None = None, interrupt_grace: float = 1.0,
+                 kill_abandoned: bool = True) -> None:
+        """`node_timeout`: seconds any node may run, server-wide (a smaller per-class TIMEOUT wins).
+        `interrupt_grace`: how long after an interrupt a node still running may take to notice it (through
+        check_interrupted) before it is abandoned. `kill_abandoned`: raise NodeAbandoned in abandoned threads.
+        """
         self.registry = registry
         self.cache = cache if cache is not None else OutputCache()
         self.bus = bus or EventBus()
-        self._pool = cf.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="nodeweaver-node")
+        self.max_workers = max(1, max_workers)
+        self.node_timeout = node_timeout
+        self.interrupt_grace = interrupt_grace
+        self.kill_abandoned = kill_abandoned
+        self._workers = _Workers(max_idle=self.max_workers)
         self._class_info: dict[str, _ClassInfo] = {}
         self._class_locks: dict[str, threading.Lock] = {}
         self._device_lock = threading.Lock()
         self._legacy_lock = threading.Lock()
         self._interrupt = threading.Event()
+        self.abandoned = 0  # node calls given up on (timeout or ignored interrupt), ever
+        self._abandoned_tasks: list[_Task] = []
+        self._stats_lock = threading.Lock()
 
     # ---- control ------------------------------------------------------------------------------------
     def interrupt(self) -> None:
-        """Stop the running execution between nodes (and inside nodes that check)."""
+        """Stop the running execution between nodes, inside nodes that check, and abandon the others."""
         self._interrupt.set()
 
     def shutdown(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._workers.shutdown()
+
+    def stats(self) -> dict[str, int]:
+        """Abandoned node calls: how many ever, how many are still running in their threads, threads started."""
+        with self._stats_lock:
+            self._abandoned_tasks = [t for t in self._abandoned_tasks if t.alive]
+            running = len(self._abandoned_tasks)
+        return {"abandoned": self.abandoned, "abandoned_running": running, "threads_started": self._workers.started}
+
+    def _note_abandoned(self, task: _Task, node_id: str, class_type: str, why: str) -> None:
+        killed = task.abandon(self.kill_abandoned)
+        with self._stats_lock:
+            self.abandoned += 1
+            if task.alive:
+                self._abandoned_tasks.append(task)
+            total = self.abandoned
+        log.warning("abandoned node %s (%s) after %s%s; %d node call(s) abandoned so far", node_id, class_type,
+                    why, ", its thread was asked to stop" if killed else "", total)
 
     # ---- class facts -------------------------------------------------------------------------------------
     def _info(self, class_type: str) -> _ClassInfo:
@@ -154,6 +325,7 @@ class Executor:
             output_is_list=output_is_list, n_outputs=len(spec.outputs),
             is_changed=getattr(cls, "IS_CHANGED", None), accepts_kwargs=accepts_kwargs, lock=lock,
             timeout=getattr(cls, "TIMEOUT", None),
+            trusted=self.registry.pack_of(class_type).startswith("nodes."),
         )
         self._class_info[class_type] = info
         return info
@@ -207,6 +379,17 @@ class Executor:
             self._interrupt.clear()
 
 
+@dataclass(slots=True)
+class _Flight:
+    """A node running on a worker: when it must be done by, and the lock taken for it."""
+
+    node_id: str
+    deadline: float
+    lock: threading.Lock | None
+    task: _Task
+    timeout: float | None
+
+
 class _Run:
     """The state of one execution: the scheduler loop lives here."""
 
@@ -227,6 +410,12 @@ class _Run:
         self.dependents: dict[str, list[str]] = {}
         self.lazy_asked: dict[str, set[str]] = {}
         self.result = ExecutionResult(prompt_id=prompt_id, status="success")
+        self.in_flight: dict[cf.Future, _Flight] = {}
+        self.blocked: list[str] = []             # ready, but their lock is held elsewhere
+        self.failure: tuple[str, BaseException] | None = None
+        self.interrupted_at: str | None = None
+        self.interrupt_seen: float | None = None
+        self.abandoned_nodes: set[str] = set()
 
     # -- helpers --
     def _emit(self, event: str, **data: Any) -> None:
@@ -255,66 +444,145 @@ class _Run:
             return self._finish_error(None, exc, start)
         if self.result.cached:
             self._emit("execution_cached", nodes=list(self.result.cached), timestamp=timestamp_ms())
-        in_flight: dict[cf.Future, tuple[str, float]] = {}
-        failure: tuple[str, BaseException] | None = None
-        interrupted_at: str | None = None
-        while self.ready or in_flight:
-            while self.ready and failure is None and interrupted_at is None:
-                node_id = self.ready.pop(0)
-                if self.ex._interrupt.is_set():
-                    interrupted_at = node_id
-                    break
-                try:
-                    if not self._lazy_satisfied(node_id):
-                        continue
-                except BaseException as exc:  # noqa: BLE001 - check_lazy_status failed
-                    failure = (node_id, exc)
-                    break
-                info = self.ex._info(self.prompt[node_id]["class_type"])
-                timeout = info.timeout or self.node_timeout
-                if not in_flight and not self.ready and not timeout:
-                    try:
-                        self._complete(node_id, self._run_node(node_id, info))
-                    except BaseException as exc:  # noqa: BLE001 - reported as execution_error
-                        failure = (node_id, exc)
-                    continue
-                future = self.ex._pool.submit(_in_context(self._run_node), node_id, info)
-                in_flight[future] = (node_id, time.monotonic() + timeout if timeout else math.inf)
-            if not in_flight:
-                break
-            deadline = min(d for _, d in in_flight.values())
-            wait_for = None if deadline == math.inf else max(0.0, deadline - time.monotonic())
-            done, _ = cf.wait(list(in_flight), timeout=wait_for, return_when=cf.FIRST_COMPLETED)
-            if not done:
-                now = time.monotonic()
-                for future, (node_id, dl) in list(in_flight.items()):
-                    if dl <= now:
-                        in_flight.pop(future)
-                        if failure is None:
-                            limit = self.ex._info(self.prompt[node_id]["class_type"]).timeout or self.node_timeout
-                            failure = (node_id, NodeTimeout(f"node ran longer than its {limit:g} s limit"))
-                continue
-            for future in done:
-                node_id, _ = in_flight.pop(future)
-                try:
-                    outputs = future.result()
-                except BaseException as exc:  # noqa: BLE001
-                    if failure is None:
-                        failure = (node_id, exc)
-                    continue
-                self._complete(node_id, outputs)
+        while self.in_flight or ((self.ready or self.blocked) and not self._stopping()):
+            self._dispatch()
+            if self.in_flight or (self.blocked and not self._stopping()):
+                self._wait()
+        return self._finish(start)
+
+    def _stopping(self) -> bool:
+        return self.failure is not None or self.interrupted_at is not None
+
+    def _finish(self, start: float) -> ExecutionResult:
         self.result.node_outputs = self.results
         self.result.outputs = {n: self.ui[n] for n in self.plan.outputs if n in self.ui}
-        if failure is not None:
-            node_id, exc = failure
+        if self.failure is not None:
+            node_id, exc = self.failure
             if isinstance(exc, InterruptedExecution):
                 return self._finish_interrupted(node_id, start)
             return self._finish_error(node_id, exc, start)
-        if interrupted_at is not None:
-            return self._finish_interrupted(interrupted_at, start)
+        if self.interrupted_at is not None:
+            return self._finish_interrupted(self.interrupted_at, start)
         self.result.seconds = time.perf_counter() - start
         self._emit("execution_success", timestamp=timestamp_ms())
         return self.result
+
+    # -- handing nodes out --
+    def _timeout(self, info: _ClassInfo) -> float | None:
+        """The smallest of the class's TIMEOUT, this run's limit and the executor's (server-wide) limit."""
+        limits = [t for t in (info.timeout, self.node_timeout, self.ex.node_timeout) if t]
+        return min(limits) if limits else None
+
+    def _dispatch(self) -> None:
+        """Start what is ready (nodes that waited for a lock first), up to `max_workers` in flight."""
+        if self.blocked:
+            waiting, self.blocked = self.blocked, []
+            for node_id in waiting:
+                if self.ex._interrupt.is_set() and self.interrupted_at is None:
+                    self.interrupted_at = node_id
+                if self._stopping():
+                    return
+                self._start(node_id, self.ex._info(self.prompt[node_id]["class_type"]))
+        while self.ready and not self._stopping() and len(self.in_flight) < self.ex.max_workers:
+            node_id = self.ready.pop(0)
+            if self.ex._interrupt.is_set():
+                self.interrupted_at = node_id
+                return
+            try:
+                if not self._lazy_satisfied(node_id):
+                    continue
+            except BaseException as exc:  # noqa: BLE001 - check_lazy_status failed
+                self.failure = (node_id, exc)
+                return
+            self._start(node_id, self.ex._info(self.prompt[node_id]["class_type"]))
+
+    def _start(self, node_id: str, info: _ClassInfo) -> None:
+        """Run one node inline (a trusted node alone, without a time limit) or on an abandonable worker.
+
+        The scheduler takes the node's lock (device, class or third-party lock) on the node's behalf and
+        gives it back when the node finishes or is abandoned. Were the worker to hold it, a node that never
+        returns would hold it for ever and every later node sharing it would block behind the dead thread.
+        A node whose lock is busy waits in `blocked` and is retried; the scheduler never blocks on a lock.
+        """
+        lock = info.lock
+        if lock is not None and not lock.acquire(blocking=False):
+            self.blocked.append(node_id)
+            return
+        timeout = self._timeout(info)
+        if info.trusted and timeout is None and not self.in_flight and not self.ready and not self.blocked:
+            try:
+                self._complete(node_id, self._run_node(node_id, info))
+            except BaseException as exc:  # noqa: BLE001 - reported as execution_error
+                self.failure = (node_id, exc)
+            finally:
+                if lock is not None:
+                    lock.release()
+            return
+        task = self.ex._workers.submit(self._run_node, node_id, info)
+        deadline = time.monotonic() + timeout if timeout else math.inf
+        self.in_flight[task.future] = _Flight(node_id, deadline, lock, task, timeout)
+
+    # -- waiting for nodes in flight --
+    def _wait(self) -> None:
+        """Wait for a node to finish, a deadline to pass or an interrupt, whichever comes first.
+
+        The wait is cut into `_POLL_S` slices so an interrupt is seen even while every node in flight
+        ignores it; after `interrupt_grace` (time for nodes that call check_interrupted to stop on their
+        own) the rest are abandoned: their locks go back and the run ends as interrupted.
+        """
+        now = time.monotonic()
+        deadline = min((f.deadline for f in self.in_flight.values()), default=math.inf)
+        slice_s = _LOCK_POLL_S if self.blocked else _POLL_S
+        wait_for = max(0.0, min(deadline - now, slice_s))
+        if self.in_flight:
+            done, _ = cf.wait(list(self.in_flight), timeout=wait_for, return_when=cf.FIRST_COMPLETED)
+        else:
+            done = set()
+            time.sleep(wait_for)  # only nodes waiting for a lock another run holds
+        for future in done:
+            self._collect(future)
+        self._expire()
+        self._check_interrupt()
+
+    def _collect(self, future: cf.Future) -> None:
+        flight = self.in_flight.pop(future)
+        if flight.lock is not None:
+            flight.lock.release()
+        try:
+            produced = future.result()
+        except BaseException as exc:  # noqa: BLE001 - the node's failure, reported as execution_error
+            if self.failure is None:
+                self.failure = (flight.node_id, exc)
+            return
+        self._complete(flight.node_id, produced)
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        for future, flight in list(self.in_flight.items()):
+            if flight.deadline <= now:
+                self._abandon(future, f"its {flight.timeout:g} s time limit")
+                if self.failure is None:
+                    self.failure = (flight.node_id, NodeTimeout(f"node ran longer than its {flight.timeout:g} s limit"))
+
+    def _check_interrupt(self) -> None:
+        if not self.ex._interrupt.is_set() or not self.in_flight:
+            return
+        now = time.monotonic()
+        if self.interrupt_seen is None:
+            self.interrupt_seen = now
+        if now - self.interrupt_seen < self.ex.interrupt_grace:
+            return
+        for future, flight in list(self.in_flight.items()):
+            self._abandon(future, "an interrupt it did not act on")
+            self.interrupted_at = self.interrupted_at or flight.node_id
+
+    def _abandon(self, future: cf.Future, why: str) -> None:
+        """Give up on a node in flight: its lock goes back now, whatever its thread still does."""
+        flight = self.in_flight.pop(future)
+        self.abandoned_nodes.add(flight.node_id)
+        if flight.lock is not None:
+            flight.lock.release()
+        self.ex._note_abandoned(flight.task, flight.node_id, self.prompt[flight.node_id]["class_type"], why)
 
     # -- demand-driven scheduling --
     def _demand(self, root: str) -> None:
@@ -418,13 +686,11 @@ class _Run:
         self._emit("executing", node=node_id, display_node=node_id)
         started = time.perf_counter()
         values = self._gather(node_id, info)
-        token = current_node.set(NodeContext(self.prompt_id, node_id, self._progress, self.ex._interrupt.is_set))
+        interrupted = self.ex._interrupt.is_set
+        token = current_node.set(NodeContext(self.prompt_id, node_id, self._progress,
+                                             lambda: interrupted() or node_id in self.abandoned_nodes))
         try:
-            if info.lock is not None:
-                with info.lock:
-                    outputs, ui = self._call(info, values)
-            else:
-                outputs, ui = self._call(info, values)
+            outputs, ui = self._call(info, values)  # the scheduler holds info.lock for this call
         except NodeExecutionError:
             raise
         except InterruptedExecution:
@@ -488,7 +754,8 @@ class _Run:
         self._release(node_id)
 
     def _progress(self, value: float, total: float, prompt_id: str, node_id: str) -> None:
-        self._emit("progress", value=value, max=total, node=node_id)
+        if node_id not in self.abandoned_nodes:  # an abandoned node's thread may still report: drop it
+            self._emit("progress", value=value, max=total, node=node_id)
 
     # -- endings --
     def _error_payload(self, node_id: str | None, exc: BaseException, values: dict | None = None) -> dict[str, Any]:
@@ -539,15 +806,3 @@ def _describe_value(value: Any) -> Any:
         return f"{type(value).__name__}(shape={list(shape)}, dtype={getattr(value, 'dtype', '?')})"
     text = repr(value)
     return text if len(text) <= 200 else text[:200] + "..."
-
-
-def _in_context(fn):
-    """Run `fn` in a copy of the caller's context (context variables cross into pool threads)."""
-    import contextvars
-
-    ctx = contextvars.copy_context()
-
-    def wrapper(*args, **kwargs):
-        return ctx.run(fn, *args, **kwargs)
-
-    return wrapper

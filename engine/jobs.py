@@ -268,8 +268,8 @@ class JobQueue:
                  node_timeout: float | None = None) -> None:
         self.registry = registry
         self.store = JobStore(db_path)
-        self.executor = executor or Executor(registry)
-        self.node_timeout = node_timeout
+        self.executor = executor or Executor(registry, node_timeout=node_timeout)
+        self.node_timeout = node_timeout  # server-wide: applied to every run (a smaller class TIMEOUT wins)
         self.recovered = self.store.recover()
         self._wake = threading.Condition()
         self._stop = False
