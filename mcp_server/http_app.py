@@ -200,13 +200,38 @@ def strict_json(value: Any) -> Any:
     return holder[0]
 
 
+_JSON_KEYS = {True: "true", False: "false", None: "null"}
+
+
+def _json_key(key: Any) -> str:
+    """A dict key as json.dumps writes it; anything it would refuse raises TypeError (→ `strict_json`)."""
+    if isinstance(key, str):
+        return key
+    if isinstance(key, bool) or key is None:
+        return _JSON_KEYS[key]
+    if isinstance(key, int | float):
+        return json.dumps(key, allow_nan=False)
+    raise TypeError(f"key {key!r} is not JSON")
+
+
+def _encode(value: Any, levels: int) -> bytes:
+    """Containers in the top `levels` are encoded item by item. json.dumps holds the GIL for a whole call
+    (seconds for a 45 MB reply); many short calls let the event loop run between them."""
+    if levels and isinstance(value, dict):
+        return b"{" + b",".join(_encode(_json_key(k), 0) + b":" + _encode(v, levels - 1)
+                                for k, v in value.items()) + b"}"
+    if levels and isinstance(value, list | tuple):
+        return b"[" + b",".join(_encode(v, levels - 1) for v in value) + b"]"
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"),
+                      default=str).encode("utf-8")
+
+
 def encode_json(content: Any) -> bytes:
     """Strict JSON (RFC 8259) bytes for any reply; the fast path first, `strict_json` only when it fails."""
-    options: dict[str, Any] = {"ensure_ascii": False, "allow_nan": False, "separators": (",", ":")}
     try:
-        return json.dumps(content, default=str, **options).encode("utf-8")
+        return _encode(content, 2)
     except (ValueError, TypeError, UnicodeEncodeError, RecursionError):
-        return json.dumps(strict_json(content), **options).encode("utf-8")
+        return _encode(strict_json(content), 2)
 
 
 class StrictJSONResponse(JSONResponse):
