@@ -1,6 +1,7 @@
 """Plan in, results and events out: the executor, its cache, jobs with history, and the model cache."""
 
 from engine.events import EventBus, ExecutionEvent
-from engine.executor import ExecutionResult, Executor, NodeExecutionError
+from engine.executor import ExecutionResult, Executor, NodeAbandoned, NodeExecutionError, NodeTimeout
 
-__all__ = ["EventBus", "ExecutionEvent", "ExecutionResult", "Executor", "NodeExecutionError"]
+__all__ = ["EventBus", "ExecutionEvent", "ExecutionResult", "Executor", "NodeAbandoned", "NodeExecutionError",
+           "NodeTimeout"]

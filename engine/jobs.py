@@ -112,9 +112,9 @@ def _json_text(value: Any) -> str:
     something (a NaN, a non-string key, an arbitrary object).
     """
     try:
-        return json.dumps(value, ensure_ascii=True, allow_nan=False)
+        return json.dumps(value, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError):
-        return json.dumps(json_safe(value), ensure_ascii=True)
+        return json.dumps(json_safe(value), ensure_ascii=True, separators=(",", ":"))
 
 
 def _sqlite_text(value: str | None) -> str | None:

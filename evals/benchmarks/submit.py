@@ -1,8 +1,11 @@
 """Benchmark: what it costs to submit a big workflow, per node, with and without the HTTP layer.
 
 A 5,000-node chain of cheap built-in nodes (StringConcatenate) goes through `JobQueue.submit` (validate,
-plan, store in SQLite) and through POST /prompt of the HTTP app (`fastapi.testclient.TestClient`). The
-compiler alone is timed too, so the overhead of queueing and serving shows as the difference.
+plan, store in SQLite) and through POST /prompt of the HTTP app, both with `fastapi.testclient.TestClient`
+and straight into the ASGI app (the server's own cost: body parsing, validation, queueing, without the
+client's encoding and thread hand-offs). The compiler alone is timed too, so the overhead of queueing and
+serving shows as the difference. Profiles (--profile) cover the calling thread only; the TestClient runs
+the app in another thread, so profile the ASGI path to see the server side.
 Goal: at most 20 µs/node end to end (POST /prompt); the compiler alone needs about 5 µs/node.
 
 Run: python -m evals.benchmarks.submit [--nodes 5000] [--repeat 3] [--profile]
@@ -11,8 +14,10 @@ Run: python -m evals.benchmarks.submit [--nodes 5000] [--repeat 3] [--profile]
 from __future__ import annotations
 
 import argparse
+import asyncio
 import cProfile
 import io
+import json
 import pstats
 import tempfile
 import time
@@ -68,7 +73,9 @@ def main(argv: list[str] | None = None) -> None:
         }
         client = _http_client(Path(tmp), registry)
         if client is not None:
-            paths["POST /prompt (HTTP app)"] = lambda: _post(client, workflow)
+            paths["POST /prompt (TestClient)"] = lambda: _post(client, workflow)
+            body = json.dumps({"prompt": workflow}).encode()
+            paths["POST /prompt (ASGI, no client)"] = lambda: asyncio.run(_asgi_post(client.app, body))
         print(f"{args.nodes}-node chain of StringConcatenate, best of {args.repeat}:")
         for name, fn in paths.items():
             fn()  # warm: class facts, imports
@@ -95,6 +102,28 @@ def _http_client(tmp: Path, registry: NodeRegistry) -> Any:
     settings = load_settings({"data_dir": str(tmp / "http-data")})
     service = NodeWeaverService(registry, settings=settings, start_worker=False)
     return TestClient(create_app(service, mount_mcp=False), base_url="http://127.0.0.1").__enter__()
+
+
+async def _asgi_post(app: Any, body: bytes) -> None:
+    """One POST /prompt straight into the ASGI app: the server's own cost, without an HTTP client's."""
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+             "scheme": "http", "path": "/prompt", "raw_path": b"/prompt", "query_string": b"", "root_path": "",
+             "headers": [(b"host", b"127.0.0.1"), (b"content-type", b"application/json"),
+                         (b"content-length", str(len(body)).encode())],
+             "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8188)}
+    incoming = [{"type": "http.request", "body": body, "more_body": False}]
+    status: list[int] = []
+
+    async def receive() -> dict[str, Any]:
+        return incoming.pop(0) if incoming else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            status.append(message["status"])
+
+    await app(scope, receive, send)
+    if status != [200]:
+        raise SystemExit(f"POST /prompt (ASGI) answered {status}")
 
 
 def _post(client: Any, workflow: dict[str, Any]) -> None:
