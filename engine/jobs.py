@@ -220,18 +220,33 @@ class JobStore:
             row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return self._row(row) if row else None
 
-    def list(self, statuses: tuple[str, ...] | None = None, limit: int = 200, newest_first: bool = True) -> list[Job]:
+    def list(self, statuses: tuple[str, ...] | None = None, limit: int = 200, newest_first: bool = True,
+             offset: int = 0) -> list[Job]:
+        """Jobs with these statuses, newest first (or in queue order), `offset` rows skipped."""
         query = "SELECT * FROM jobs"
         params: list[Any] = []
         if statuses:
             query += f" WHERE status IN ({', '.join('?' * len(statuses))})"
             params.extend(statuses)
         query += " ORDER BY number DESC" if newest_first else " ORDER BY priority DESC, number ASC"
-        query += " LIMIT ?"
-        params.append(limit)
+        query += " LIMIT ? OFFSET ?"
+        params.extend((limit, max(0, offset)))
         with self._lock:
             rows = self._db.execute(query, params).fetchall()
         return [self._row(r) for r in rows]
+
+    def count(self, statuses: tuple[str, ...] | None = None) -> int:
+        query, params = "SELECT COUNT(*) FROM jobs", list(statuses or ())
+        if statuses:
+            query += f" WHERE status IN ({', '.join('?' * len(statuses))})"
+        with self._lock:
+            return int(self._db.execute(query, params).fetchone()[0])
+
+    def client_of(self, job_id: str) -> str | None:
+        """Only the client id: the websocket asks for every event's job, so the prompt is not parsed for it."""
+        with self._lock:
+            row = self._db.execute("SELECT client_id FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return row[0] if row else None
 
     def recover(self) -> list[str]:
         """After a restart: jobs left running were interrupted by the restart."""
@@ -245,13 +260,17 @@ class JobStore:
         return [r["id"] for r in rows]
 
     def delete(self, job_ids: list[str] | None = None, statuses: tuple[str, ...] | None = None) -> int:
+        """Forget finished jobs: the listed ones, or those with these statuses. Queued and running jobs stay
+        (cancel them first), so clearing history never drops work."""
+        finished = ", ".join(f"'{s}'" for s in FINISHED)
         with self._lock:
             if job_ids is not None:
                 cur = self._db.execute(f"DELETE FROM jobs WHERE id IN ({', '.join('?' * len(job_ids))}) "
-                                       "AND status != 'running'", job_ids)
+                                       f"AND status IN ({finished})", job_ids)
             elif statuses:
-                cur = self._db.execute(f"DELETE FROM jobs WHERE status IN ({', '.join('?' * len(statuses))})",
-                                       list(statuses))
+                wanted = [s for s in statuses if s in FINISHED]
+                cur = self._db.execute(f"DELETE FROM jobs WHERE status IN ({', '.join('?' * len(wanted))})",
+                                       wanted)
             else:
                 return 0
         return cur.rowcount
@@ -324,8 +343,9 @@ class JobQueue:
     def running(self) -> list[Job]:
         return self.store.list(("running",), limit=10)
 
-    def history(self, limit: int = 200) -> list[Job]:
-        return self.store.list(FINISHED, limit=limit)
+    def history(self, limit: int = 200, offset: int = 0) -> list[Job]:
+        """Finished jobs, newest first."""
+        return self.store.list(FINISHED, limit=limit, offset=offset)
 
     def wait(self, job_id: str, timeout: float | None = None) -> Job:
         deadline = None if timeout is None else time.monotonic() + timeout

@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 from agent.planner import PlanResult, plan
 from compiler import WorkflowFormatError, load_workflow, validate
 from engine import EventBus, Executor
+from engine.cache import OutputCache
 from engine.jobs import FINISHED, Job, JobNotFound, JobQueue, WorkflowInvalid
 from nodes.registry import NodeRegistry, default_registry
 from nodeweaver import __version__
@@ -130,7 +131,9 @@ class NodeWeaverService:
         self.registry = registry or default_registry()
         self.settings = settings or current()
         self.bus = EventBus()
-        self.executor = Executor(self.registry, bus=self.bus)
+        engine = self.settings.engine
+        self.executor = Executor(self.registry, bus=self.bus, node_timeout=engine.node_timeout,
+                                 cache=OutputCache(max_bytes=engine.output_cache_bytes))
         self.queue = JobQueue(self.registry, self.settings.data_dir / "jobs.sqlite3", executor=self.executor,
                               node_timeout=self.settings.engine.node_timeout)
         self.tools_dir = self.settings.data_dir / "tools"
@@ -431,16 +434,17 @@ class NodeWeaverService:
         count = HISTORY_LIMIT if max_items is None else max(0, min(max_items, HISTORY_LIMIT))
         if offset is None or offset < 0:
             jobs = self.queue.history(limit=count)[::-1]
-        else:
-            jobs = self.queue.history(limit=HISTORY_LIMIT)[::-1][offset:offset + count]
+        else:  # the oldest `offset` are skipped: read newest first from the matching end
+            total = self.queue.store.count(FINISHED)
+            first = max(0, total - offset - count)
+            jobs = self.queue.history(limit=max(0, min(count, total - offset)), offset=first)[::-1]
         return {j.id: self.comfy_history_item(j) for j in jobs}
 
     def queue_remaining(self) -> int:
         return len(self.queue.pending()) + len(self.queue.running())
 
     def client_of(self, prompt_id: str) -> str | None:
-        job = self.queue.store.get(prompt_id)
-        return job.client_id if job else None
+        return self.queue.store.client_of(prompt_id)
 
 
 def _inside(path: Path, root: Path) -> bool:

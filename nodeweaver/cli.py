@@ -400,7 +400,8 @@ class _QueueRunner:
         from engine.executor import Executor
         from engine.jobs import JobQueue
 
-        self.executor = Executor(registry, cache=OutputCache(enabled=use_cache))
+        self.executor = Executor(registry, node_timeout=settings.engine.node_timeout,
+                                 cache=OutputCache(enabled=use_cache, max_bytes=settings.engine.output_cache_bytes))
         self.queue = JobQueue(registry, settings.data_dir / "jobs.sqlite3", executor=self.executor,
                               node_timeout=settings.engine.node_timeout)
         self.show_progress = show_progress

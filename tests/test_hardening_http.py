@@ -177,6 +177,15 @@ def test_history_max_items_and_offset_like_comfyui(isolated_folders):
         svc.close()
 
 
+def test_history_delete_and_clear_never_drop_queued_work(client, service):
+    """ComfyUI's /history delete and clear act on history only: a queued prompt stays queued."""
+    queued = client.post("/prompt", json={"prompt": TEXT_WF}).json()["prompt_id"]
+    assert client.post("/history", json={"delete": [queued]}).status_code == 200
+    assert client.post("/history", json={"clear": True}).status_code == 200
+    assert [item[1] for item in client.get("/queue").json()["queue_pending"]] == [queued]
+    assert service.get_job(queued).status == "queued"
+
+
 def test_prompt_posted_without_a_json_content_type_is_read_as_json(client, service):
     for content_type in ("text/plain;charset=UTF-8", "application/x-www-form-urlencoded"):
         answer = _post(client, "/prompt", json.dumps({"prompt": TEXT_WF, "client_id": "plain"}), content_type)
