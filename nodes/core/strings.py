@@ -1,24 +1,51 @@
 """String nodes with ComfyUI's names and inputs (StringConcatenate, StringReplace, RegexMatch, RegexExtract)
-plus NodeWeaver's TextTemplate."""
+plus NodeWeaver's TextTemplate.
+
+Patterns come from users, so they run with the `regex` package under a time bound (REGEX_TIMEOUT_S) and
+without holding the GIL: a pattern that backtracks catastrophically fails its node with a clear error and the
+server keeps answering. StringReplace replaces literal text (as ComfyUI's does), so it needs no bound."""
 
 from __future__ import annotations
 
 import json
 import re
 import string
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import regex
+
+from runtime.errors import BadRequest, NodeWeaverError
 
 REGEX_MODES = ["First Match", "All Matches", "First Group", "All Groups"]
+# User patterns run with the `regex` package, which gives up after this many seconds and releases the GIL while
+# it matches: a catastrophically backtracking pattern fails its node instead of freezing the whole server.
+REGEX_TIMEOUT_S: float = 2.0
+
+T = TypeVar("T")
+
+
+class InvalidRegex(BadRequest):
+    """A pattern that does not compile; VALIDATE_INPUTS catches literal ones, this linked ones at run time."""
+
+    kind = "invalid_regex"
+
+
+class RegexTimeout(NodeWeaverError):
+    """A user pattern ran past REGEX_TIMEOUT_S (usually nested quantifiers backtracking on a long text)."""
+
+    kind = "regex_timeout"
+    status = 400
 
 
 def _flags(case_insensitive: bool, multiline: bool, dotall: bool) -> int:
     flags = 0
     if case_insensitive:
-        flags |= re.IGNORECASE
+        flags |= regex.IGNORECASE
     if multiline:
-        flags |= re.MULTILINE
+        flags |= regex.MULTILINE
     if dotall:
-        flags |= re.DOTALL
+        flags |= regex.DOTALL
     return flags
 
 
@@ -26,10 +53,31 @@ def _check_pattern(regex_pattern: Any) -> bool | str:
     if regex_pattern is None:  # linked: known only at run time
         return True
     try:
-        re.compile(str(regex_pattern))
-    except re.error as exc:
+        regex.compile(str(regex_pattern))
+    except regex.error as exc:
         return f"invalid regular expression {regex_pattern!r}: {exc}"
     return True
+
+
+def _compile(regex_pattern: str, flags: int) -> regex.Pattern:
+    """Compile at run time too: a linked pattern was never seen by VALIDATE_INPUTS."""
+    try:
+        return regex.compile(regex_pattern, flags)
+    except regex.error as exc:
+        raise InvalidRegex(f"invalid regular expression {regex_pattern!r}: {exc}",
+                           details={"pattern": regex_pattern}) from None
+
+
+def _bounded(pattern: regex.Pattern, work: Callable[[float], T]) -> T:
+    """Run `work(timeout)` and turn the regex engine's timeout into a clear node error."""
+    limit = REGEX_TIMEOUT_S
+    try:
+        return work(limit)
+    except TimeoutError:
+        shown = pattern.pattern if len(pattern.pattern) <= 200 else pattern.pattern[:200] + "..."
+        raise RegexTimeout(f"pattern {shown!r} took longer than {limit:g} s; it may backtrack catastrophically "
+                           "(nested quantifiers such as (a+)+ on a long text)",
+                           details={"pattern": pattern.pattern, "timeout_s": limit}) from None
 
 
 class StringConcatenate:
@@ -91,8 +139,8 @@ class RegexMatch:
 
     def execute(self, string: str, regex_pattern: str, case_insensitive: bool = True, multiline: bool = False,
                 dotall: bool = False) -> tuple[bool]:
-        pattern = re.compile(regex_pattern, _flags(case_insensitive, multiline, dotall))
-        return (pattern.search(string) is not None,)
+        pattern = _compile(regex_pattern, _flags(case_insensitive, multiline, dotall))
+        return (_bounded(pattern, lambda limit: pattern.search(string, timeout=limit)) is not None,)
 
 
 class RegexExtract:
@@ -119,25 +167,21 @@ class RegexExtract:
 
     def execute(self, string: str, regex_pattern: str, mode: str = "First Match", case_insensitive: bool = True,
                 multiline: bool = False, dotall: bool = False, group_index: int = 1) -> tuple[str]:
-        pattern = re.compile(regex_pattern, _flags(case_insensitive, multiline, dotall))
-
-        def group(match: re.Match) -> str | None:
-            if group_index <= (pattern.groups or 0):
-                return match.group(group_index)
-            return None
-
-        if mode == "First Match":
-            match = pattern.search(string)
-            return (match.group(0) if match else "",)
-        if mode == "All Matches":
-            return ("\n".join(m.group(0) for m in pattern.finditer(string)),)
-        if mode == "First Group":
-            match = pattern.search(string)
-            found = group(match) if match else None
-            return (found or "",)
-        if mode == "All Groups":
-            return ("\n".join(g for m in pattern.finditer(string) if (g := group(m))),)
-        raise ValueError(f"unknown mode {mode!r}; expected one of {REGEX_MODES}")
+        if mode not in REGEX_MODES:
+            raise BadRequest(f"unknown mode {mode!r}; expected one of {REGEX_MODES}", kind="invalid_mode")
+        pattern = _compile(regex_pattern, _flags(case_insensitive, multiline, dotall))
+        if mode.startswith("First"):
+            match = _bounded(pattern, lambda limit: pattern.search(string, timeout=limit))
+            matches = [match] if match else []
+        else:  # the timeout covers the whole scan, not each match
+            matches = _bounded(pattern, lambda limit: list(pattern.finditer(string, timeout=limit)))
+        if mode in ("First Match", "All Matches"):
+            found = [m.group(0) for m in matches]
+        elif group_index <= pattern.groups:
+            found = [g for m in matches if (g := m.group(group_index))]
+        else:
+            found = []
+        return ("\n".join(found),)
 
 
 class TemplateValuesError(ValueError):
