@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.builder import WorkflowBuilder
-from agent.offline.extract import SEED_LIST, Facts, extract
+from agent.offline.extract import FILE_NAME, SEED_LIST, Facts, extract
 
 IMAGE_EXT = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 TEXT_EXT = (".txt", ".md", ".json", ".csv")
@@ -84,14 +84,14 @@ class Intents:
 # ---- text helpers -------------------------------------------------------------------------------------
 _PARAMS = [
     SEED_LIST, r"\b\d+\s+(?:different\s+|distinct\s+)?(?:images|pictures|photos|variations|versions)\b",
-    r"[\w\-./]+\.(?:png|jpe?g|webp|bmp|txt|md|json|csv)", r"(?:with|using)\s+(?:the\s+)?\S*\s*lora\b",
+    FILE_NAME, r"(?:with|using)\s++(?:the\s++)?\S*\s*lora\b",
     r"\blora\b", r"(?:with|using|by)\s+(?:dashscope\s+)?(?:wanx|万相)", r"用\s*(?:通义)?万相", r"用\s*sdxl",
-    r"\bsdxl\b", r"横版|竖版", r"\b\d{2,4}\s*[x×*]\s*\d{2,4}\b", r"\d{2,4}\s*[x×*]\s*\d{2,4}", r"\b\d+\s*steps?\b", r"步数\s*[::]?\s*\d+",
-    r"\d+\s*步", r"\bseeds?\s*[:=]?\s*\d+(\s*(and|,)\s*\d+)?", r"(随机)?种子\s*[::]?\s*\d+(\s*(和|与|、)\s*\d+)?",
-    r"\bcfg(\s*scale)?\s*[:=]?\s*\d+(\.\d+)?", r"using the \w+ sampler", r"with the \w+ scheduler",
+    r"\bsdxl\b", r"横版|竖版", r"\b\d{2,4}\s*[x×*]\s*\d{2,4}\b", r"\d{2,4}\s*[x×*]\s*\d{2,4}", r"\b\d+\s*steps?\b", r"步数\s*+[::]?\s*+\d+",
+    r"(?<!\d)\d+\s*步", r"\bseeds?\s*+[:=]?\s*+\d+(\s*(and|,)\s*\d+)?", r"(随机)?种子\s*+[::]?\s*+\d+(\s*(和|与|、)\s*\d+)?",
+    r"\bcfg(\s*+scale)?\s*+[:=]?\s*+\d+(\.\d+)?", r"using the \w+ sampler", r"with the \w+ scheduler",
     r"\b(euler_ancestral|euler|dpmpp_2m|karras|exponential)\b", r"(use|using|with) the checkpoint \S+",
-    r"with the lora \S+( at strength \d+(\.\d+)?)?", r"\S+\.safetensors", r"at strength \d+(\.\d+)?",
-    r"(avoid|without|negative prompt:?)\s+[^.。;]+", r"(不要|避免)[^。;,,]+", r"\d+\s*张", r"生成\s*[一二两三四五六七八九十\d]+\s*张",
+    r"with the lora \S+( at strength \d+(\.\d+)?)?", r"(?<!\S)\S+\.safetensors", r"at strength \d+(\.\d+)?",
+    r"(avoid|without|negative prompt:?)\s+[^.。;]+", r"(不要|避免)[^。;,,]+", r"(?<!\d)\d+\s*张", r"生成\s*[一二两三四五六七八九十\d]+\s*张",
     r"重绘幅度\s*\d+(\.\d+)?", r"\bdenoise\s*\d+(\.\d+)?",
 ]
 _LEAD = [r"^(please\s+)?(make|generate|create|draw|render|paint|produce)\s+(me\s+)?(a|an)?\s*(\d+\s*x\s*\d+\s*)?"
@@ -106,14 +106,32 @@ def subject_text(f: Facts) -> str:
     text = f.text
     for pattern in _PARAMS:
         text = re.sub(pattern, " ", text, flags=re.IGNORECASE)
-    text = re.sub(r"\s*[,,]\s*(?=[,,.。]|$)", "", text)
-    text = re.sub(r"\s+", " ", text).strip(_EDGE_PUNCTUATION)
+    # spaces are collapsed before commas are tidied, not after: \s*[,,] would try a long run of spaces from
+    # each of its characters (quadratic), and removed parameters leave such runs behind
+    text = re.sub(r"\s+", " ", text)
+    text = re.sub(r"\s*[,,]\s*(?=[,,.。]|$)", "", text).strip(_EDGE_PUNCTUATION)
     for pattern in _LEAD:
         text = re.sub(pattern, "", text, flags=re.IGNORECASE).strip()
     text = re.sub(r"^(of|a|an)\s+", "", text, flags=re.IGNORECASE).strip(_EDGE_PUNCTUATION)
-    while (trimmed := re.sub(r"\s+(with|and|of|at|in|using|by|for|to)$", "", text, flags=re.IGNORECASE)) != text:
-        text = trimmed.strip(_EDGE_PUNCTUATION)  # words left dangling by removed parameters
-    return text or f.text
+    return _trim_dangling(text) or f.text
+
+
+_DANGLING = {"with", "and", "of", "at", "in", "using", "by", "for", "to"}
+
+
+def _trim_dangling(text: str) -> str:
+    """Drop words left dangling at the end by removed parameters ("a fox with and"), one word at a time from
+    the end by index, so a long tail of them costs linear time rather than one scan of the text per word."""
+    end = len(text)
+    while True:
+        start = end
+        while start > 0 and not text[start - 1].isspace():
+            start -= 1
+        if start == 0 or text[start:end].lower() not in _DANGLING:
+            return text[:end]
+        end = start
+        while end > 0 and (text[end - 1].isspace() or text[end - 1] in _EDGE_PUNCTUATION):
+            end -= 1
 
 
 def pick_checkpoint(f: Facts, checkpoints: list[str]) -> str | None:
@@ -127,12 +145,35 @@ def pick_checkpoint(f: Facts, checkpoints: list[str]) -> str | None:
 
 
 def template_values(f: Facts, template: str) -> str:
-    names = re.findall(r"\{(\w+)\}", template)
-    lines = []
-    for name in names:
-        m = re.search(rf"\b{name}\s*(?:是|为|=|:|:|is)\s*([^\s,,。;;]+)", f.text, re.IGNORECASE)
-        lines.append(f"{name}={m.group(1) if m else name}")
-    return "\n".join(lines)
+    """`name=value` lines for a template's placeholders, each value as the request states it ("name is Bo",
+    "age=3", "名字是小明"); a placeholder the request gives no value keeps its own name."""
+    names = list(dict.fromkeys(re.findall(r"\{(\w+)\}", template)))
+    found = _assignments(f.text, {name.lower() for name in names})
+    return "\n".join(f"{name}={found.get(name.lower(), name)}" for name in names)
+
+
+_ASSIGNMENT = re.compile(r"\s*(?:是|为|=|:|:|is)\s*([^\s,,。;;]+)", re.IGNORECASE)
+_SEPARATOR_IN_WORD = re.compile(r"is|是|为", re.IGNORECASE)
+
+
+def _assignments(text: str, wanted: set[str]) -> dict[str, str]:
+    """The first value stated for each wanted (lower-cased) name: the name opening a word, then a separator
+    (=, :, is, 是, 为) and the value. One pass over the words; a search per name would be quadratic when a
+    template has thousands of placeholders. The separator may be inside the word ("名字是小明")."""
+    found: dict[str, str] = {}
+    lengths = {len(name) for name in wanted}
+    reach = max(lengths, default=0) + 2
+    for word in re.finditer(r"\w+", text):
+        if len(found) == len(wanted):
+            break
+        value = word.group()
+        cuts = [m.start() for m in _SEPARATOR_IN_WORD.finditer(value, 1, reach)] + [len(value)]
+        for cut in cuts:
+            if cut not in lengths or (key := value[:cut].lower()) not in wanted or key in found:
+                continue
+            if m := _ASSIGNMENT.match(text, word.start() + cut):
+                found[key] = m.group(1)
+    return found
 
 
 def _provider_for(model: str) -> str:
@@ -208,7 +249,7 @@ def _text_flow(b: WorkflowBuilder, f: Facts, intents: Intents) -> OfflineResult:
                              template="llm-json-regex")
     steps = []
     if intents.summarize:
-        bullets = re.search(r"(\d+|three|five|three|三|五)\s*(bullet|点|条)", f.text, re.IGNORECASE)
+        bullets = re.search(r"((?<!\d)\d+|three|five|三|五)\s*(bullet|点|条)", f.text, re.IGNORECASE)
         how = f" in {bullets.group(1)} bullet points" if bullets else ""
         steps.append(f"Summarize the text{how}.")
     if intents.translate:
