@@ -18,6 +18,9 @@ from agent.offline.compose import plan_offline
 from compiler import format_text, validate
 from nodes.registry import NodeRegistry, default_registry
 from runtime import folders
+from runtime.errors import TooLarge
+
+MAX_REQUEST_CHARS = 20_000  # far past any description of a workflow; bounds the time one plan can take
 
 
 class PlanResult(BaseModel):
@@ -50,8 +53,11 @@ def _checkpointer(path: Path):
 def plan(request: str, *, provider: str | None = None, model: str | None = None, chat_model: Any = None,
          registry: NodeRegistry | None = None, run: bool = False, answers: dict[str, str] | None = None,
          max_repairs: int = 3, executor: Any = None, checkpoint_path: Path | None = None,
-         on_step: Any = None) -> PlanResult:
-    """Plan a request. `chat_model` (a LangChain chat model) or `provider` selects the LLM planner."""
+         on_step: Any = None, max_request_chars: int = MAX_REQUEST_CHARS) -> PlanResult:
+    """Plan a request. `chat_model` (a LangChain chat model) or `provider` selects the LLM planner.
+
+    Raises TooLarge (kind "request_too_large") for a request over `max_request_chars`, before any work."""
+    check_request_size(request, max_request_chars)
     registry = registry or default_registry()
     started = time.perf_counter()
     answers = resolve_answers(answers)
@@ -66,6 +72,15 @@ def plan(request: str, *, provider: str | None = None, model: str | None = None,
                            checkpoint_path=checkpoint_path, on_step=on_step)
     result.seconds = round(time.perf_counter() - started, 3)
     return result
+
+
+def check_request_size(request: Any, limit: int = MAX_REQUEST_CHARS) -> None:
+    """Refuse an over-long request up front: planning reads the whole text (and an LLM planner would send it),
+    so its length is what bounds the time and the tokens one request can cost."""
+    if isinstance(request, str) and len(request) > limit:
+        raise TooLarge(f"the request is {len(request):,} characters long; the planner accepts at most {limit:,}. "
+                       "Describe the workflow in fewer words.", kind="request_too_large",
+                       details={"length": len(request), "limit": limit})
 
 
 DEMO_CHOICE = "demo checkpoint"
