@@ -1,6 +1,8 @@
-"""Benchmark: planning latency per request (offline planner, or an LLM provider when named), over suites.
+"""Benchmark: planning latency per request (offline planner, or an LLM provider when named), over suites;
+and with --scaling, how the offline extraction's time grows with the request's length on adversarial texts.
 
 Run: python -m evals.benchmarks.planner [SUITE.yaml ...] [--provider NAME] [--repeat 5]
+     python -m evals.benchmarks.planner --scaling [--sizes 1000 4000 16000 64000]
 """
 
 from __future__ import annotations
@@ -9,8 +11,11 @@ import argparse
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+from agent.offline.compose import Intents, subject_text, template_values
+from agent.offline.extract import extract, quoted_passages
 from agent.planner import plan
 from evals.environment import environment
 from evals.suite import load_suite
@@ -20,12 +25,64 @@ DEFAULT_SUITES = [Path(__file__).resolve().parents[2].parent / "shared" / "evals
                   Path(__file__).resolve().parents[1] / "suites" / "nodeweaver.yaml"]
 
 
+def _template(n: int) -> str:
+    fields = "".join(f"{{f{i}}}" for i in range(n // 12))
+    return (f'fill the template "{fields}" with ' + " ".join(f"f{i}=v{i}," for i in range(n // 12)))[:n]
+
+
+# Texts that made the extraction quadratic before its patterns were anchored (each maps a length to a text).
+SHAPES: dict[str, Callable[[int], str]] = {
+    "digits": lambda n: "1" * n,
+    "chinese": lambda n: ("画一只猫在月光下,不要模糊" * n)[:n],
+    "repeated words": lambda n: ("a cat with " * n)[:n],
+    "dangling words": lambda n: "a cat" + " with" * (n // 5),
+    "1x1x1x": lambda n: ("1x" * n)[:n],
+    "quotes": lambda n: ("「a“b" * n)[:n],
+    "commas": lambda n: (", " * n)[:n],
+    "space, comma": lambda n: "a" + " " * (n - 4) + ", b",
+    "spaces": lambda n: "seed cfg denoise " + " " * n + "x",
+    "file names": lambda n: ("a." * n)[:n],
+    "placeholders": _template,
+}
+
+
+def read_request(text: str) -> None:
+    """Everything the offline planner reads from a request before it builds a workflow."""
+    facts = extract(text, checkpoints=["v1-5-pruned-emaonly.safetensors"], loras=["pixel-art.safetensors"],
+                    inputs=["photo.png"])
+    Intents(facts, ["photo.png"])
+    subject_text(facts)
+    for quoted in quoted_passages(text)[:1]:
+        template_values(facts, quoted)
+
+
+def best_time(text: str, repeat: int = 3) -> float:
+    """The fastest of `repeat` reads, in seconds (the least disturbed by other work on the machine)."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        read_request(text)
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def scaling(sizes: list[int], repeat: int) -> None:
+    print(f"{'text':<16}" + "".join(f"{n:>10,}" for n in sizes) + "   (ms to read a request of that many chars)")
+    for name, make in SHAPES.items():
+        print(f"{name:<16}" + "".join(f"{best_time(make(n), repeat) * 1000:>10.1f}" for n in sizes), flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("suites", nargs="*", type=Path)
     parser.add_argument("--provider")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--scaling", action="store_true", help="time the extraction on long adversarial texts")
+    parser.add_argument("--sizes", nargs="+", type=int, default=[1000, 4000, 16000, 64000])
     args = parser.parse_args(argv)
+    if args.scaling:
+        scaling(args.sizes, min(args.repeat, 3))
+        return 0
     registry = NodeRegistry()
     registry.load_builtin_packs()
     print(f"{'suite':<14}{'requests':>9}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}{'planned':>9}")
