@@ -762,8 +762,11 @@ class _Run:
         if isinstance(exc, NodeExecutionError):
             return exc.payload
         class_type = self.prompt[node_id]["class_type"] if node_id else None
-        log.error("node %s (%s) failed:\n%s", node_id, class_type,
-                  "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+        if isinstance(exc, NodeWeaverError):  # an expected, explained refusal: one line is enough
+            log.warning("node %s (%s) failed: %s: %s", node_id, class_type, exc.kind, exc)
+        else:
+            log.error("node %s (%s) failed:\n%s", node_id, class_type,
+                      "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
         hidden = self.ex._class_info[class_type].hidden if class_type in self.ex._class_info else {}
         inputs = {name: [_describe_value(v) for v in items[:4]]
                   for name, items in (values or {}).items() if name not in hidden}

@@ -27,10 +27,13 @@ from engine.jobs import FINISHED, Job, JobNotFound, JobQueue, WorkflowInvalid
 from nodes.registry import NodeRegistry, default_registry
 from nodeweaver import __version__
 from runtime import folders
-from runtime.errors import NodeWeaverError, TooLarge
+from runtime.errors import NodeWeaverError
 from runtime.settings import Settings, current
 
 TOOL_NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
+# NodeWeaver's own MCP tools: a saved workflow may not take one of these names.
+RESERVED_TOOL_NAMES = frozenset({"plan_workflow", "validate_workflow", "run_workflow", "search_nodes", "get_node",
+                                 "get_job", "list_jobs", "cancel_job"})
 
 HISTORY_LIMIT = 10_000  # ComfyUI keeps at most this many history items
 MAX_NAME_BYTES = 200  # an upload name plus " (NNN)" stays under the 255-byte limit of common file systems
@@ -175,11 +178,8 @@ class NodeWeaverService:
     # ---- planning and validation ------------------------------------------------------------------------
     def plan(self, request: str, *, provider: str | None = None, model: str | None = None, run: bool = False,
              answers: dict[str, str] | None = None, timeout: float = 600) -> dict[str, Any]:
-        limit = self.settings.server.max_plan_chars
-        if len(request) > limit:
-            raise TooLarge(f"the request is {len(request)} characters long; at most {limit} (settings: "
-                           "server.max_plan_chars)")
-        result: PlanResult = plan(request, provider=provider, model=model, registry=self.registry, answers=answers)
+        result: PlanResult = plan(request, provider=provider, model=model, registry=self.registry, answers=answers,
+                                  max_request_chars=self.settings.server.max_plan_chars)
         data = result.model_dump()
         if run and result.status == "valid" and result.workflow:
             job = self.run(result.workflow, timeout=timeout)
@@ -367,6 +367,9 @@ class NodeWeaverService:
     def save_tool(self, tool: WorkflowTool) -> WorkflowTool:
         if not TOOL_NAME.match(tool.name):
             raise ServiceError("a tool name is lower case letters, digits and _ (start with a letter)")
+        if tool.name in RESERVED_TOOL_NAMES:
+            raise ServiceError(f"{tool.name!r} is the name of one of NodeWeaver's own tools; choose another",
+                               kind="tool_name_taken", status=409)
         prompt = self.load(tool.workflow)
         for name, param in tool.params.items():
             if param.node not in prompt:

@@ -619,7 +619,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
                       file=sys.stderr)
             result = plan(args.request, provider=provider, model=args.model, registry=registry, run=args.run,
                           executor=runner, answers=answers, max_repairs=args.max_repairs, on_step=on_step,
-                          checkpoint_path=checkpoints if provider else None)
+                          checkpoint_path=checkpoints if provider else None,
+                          max_request_chars=settings.server.max_plan_chars)
     finally:
         if runner is not None:
             runner.close()

@@ -16,7 +16,7 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 
 from mcp_server.mcp_app import build_mcp, register_workflow_tool
-from mcp_server.service import NodeWeaverService, WorkflowTool
+from mcp_server.service import RESERVED_TOOL_NAMES, NodeWeaverService, ServiceError, WorkflowTool
 from nodeweaver import __version__
 
 BUILT_IN = {"plan_workflow", "validate_workflow", "run_workflow", "search_nodes", "get_node", "get_job",
@@ -208,9 +208,11 @@ def test_saving_a_workflow_tool_again_replaces_it_and_builtins_stay(service):
     second = WorkflowTool(name="greeter", description="Greets", workflow=TEXT_WF,
                           params={"greeting": {"node": "2", "input": "string_b", "type": "string",
                                                "description": "the 2nd word"}})
-    clash = WorkflowTool(name="run_workflow", description="Clashes", workflow=TEXT_WF)
-    for tool in (first, second, clash):
+    for tool in (first, second):
         register_workflow_tool(mcp, service, service.save_tool(tool))
+    with pytest.raises(ServiceError, match="NodeWeaver's own tools") as refused:
+        service.save_tool(WorkflowTool(name="run_workflow", description="Clashes", workflow=TEXT_WF))
+    assert refused.value.status == 409
 
     async def main():
         async with Client(mcp) as client:
@@ -220,6 +222,7 @@ def test_saving_a_workflow_tool_again_replaces_it_and_builtins_stay(service):
     assert list(tools["greeter"].input_schema["properties"]) == ["greeting"]
     assert tools["greeter"].input_schema["properties"]["greeting"]["description"] == "the 2nd word"
     assert "workflow" in tools["run_workflow"].input_schema["properties"]
+    assert set(tools) - {"greeter"} == RESERVED_TOOL_NAMES  # the reserved names are exactly the built-ins
 
 
 def test_outputs_resource_of_an_unknown_job_is_not_found(service):
