@@ -148,6 +148,7 @@ class _Workers:
         self._name = name
         self._serial = itertools.count()
         self.started = 0     # threads ever started (observable: abandoned calls make it grow)
+        self._threads: set[threading.Thread] = set()
 
     def submit(self, fn: Any, *args: Any) -> _Task:
         task = _Task(fn, args)
@@ -159,7 +160,11 @@ class _Workers:
                 self.started += 1
         self._tasks.put(task)
         if spawn:
-            threading.Thread(target=self._loop, name=f"{self._name}-{next(self._serial)}", daemon=True).start()
+            thread = threading.Thread(target=self._loop, name=f"{self._name}-{next(self._serial)}", daemon=True)
+            with self._lock:
+                self._threads = {t for t in self._threads if t.is_alive()}
+                self._threads.add(thread)
+            thread.start()
         return task
 
     def _loop(self) -> None:
@@ -182,12 +187,21 @@ class _Workers:
         except NodeAbandoned:
             log.debug("an abandoned node's thread stopped")  # the kill landed after the node returned
 
-    def shutdown(self) -> None:
-        """Let idle threads go (busy ones finish their call first)."""
+    def shutdown(self, wait: float = 0.0) -> None:
+        """Let idle threads go (busy ones finish their call first); wait up to `wait` seconds for them to end,
+        so a process that exits next does not tear down native libraries under a thread still leaving."""
         with self._lock:
             idle, self._idle = self._idle, 0
+            threads = list(self._threads)
         for _ in range(idle):
             self._tasks.put(self._STOP)
+        deadline = time.monotonic() + wait
+        for thread in threads:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            if thread is not threading.current_thread():
+                thread.join(remaining)
 
 
 @dataclass
@@ -274,8 +288,9 @@ class Executor:
         """Stop the running execution between nodes, inside nodes that check, and abandon the others."""
         self._interrupt.set()
 
-    def shutdown(self) -> None:
-        self._workers.shutdown()
+    def shutdown(self, wait: float = 0.0) -> None:
+        """Release the worker threads; with `wait`, give them that long to end (abandoned ones never do)."""
+        self._workers.shutdown(wait)
 
     def stats(self) -> dict[str, int]:
         """Abandoned node calls: how many ever, how many are still running in their threads, threads started."""

@@ -1,12 +1,13 @@
 """A suite's `environment`: placeholder model files and small real input files in a scratch folder, with
-the NODEWEAVER_* folders pointed at them, so names in the requests exist as on a user's machine."""
+NodeWeaver's folder settings pointed at them, so names in the requests exist as on a user's machine."""
 
 from __future__ import annotations
 
-import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from runtime.settings import current, using
 
 KIND_FOLDERS = {"checkpoints": "checkpoints", "loras": "loras", "vae": "vae", "upscale_models": "upscale_models",
                 "text_encoders": "text_encoders", "diffusion_models": "diffusion_models", "embeddings": "embeddings"}
@@ -64,17 +65,9 @@ def build_environment(spec: dict[str, Any], root: Path, *, runnable: bool = Fals
 
 @contextmanager
 def environment(spec: dict[str, Any], root: Path, *, runnable: bool = False):
-    """Build the environment and point NodeWeaver at it for the duration."""
+    """Build the environment and point NodeWeaver's settings at it for the duration."""
     folders = build_environment(spec, root, runnable=runnable)
-    saved = {k: os.environ.get(k) for k in ("NODEWEAVER_MODELS_DIR", "NODEWEAVER_INPUT_DIR", "NODEWEAVER_OUTPUT_DIR")}
-    os.environ["NODEWEAVER_MODELS_DIR"] = str(folders["models"])
-    os.environ["NODEWEAVER_INPUT_DIR"] = str(folders["input"])
-    os.environ["NODEWEAVER_OUTPUT_DIR"] = str(folders["output"])
-    try:
+    scratch = current().model_copy(update={"models_dir": folders["models"], "input_dir": folders["input"],
+                                           "output_dir": folders["output"]})
+    with using(scratch):
         yield folders
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value

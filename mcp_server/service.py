@@ -151,7 +151,7 @@ class NodeWeaverService:
 
     def close(self) -> None:
         self.queue.close()
-        self.executor.shutdown()
+        self.executor.shutdown(wait=2.0)
 
     # ---- reading workflows --------------------------------------------------------------------------------
     def load(self, workflow: Any) -> dict[str, Any]:

@@ -435,7 +435,7 @@ class _QueueRunner:
 
     def close(self) -> None:
         self.queue.close()
-        self.executor.shutdown()
+        self.executor.shutdown(wait=2.0)
 
 
 def _print_unreadable(args: argparse.Namespace, exc) -> int:

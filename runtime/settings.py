@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -169,3 +171,16 @@ def activate(settings: Settings | None) -> None:
 def current() -> Settings:
     """The active settings, or (when no entry point activated any) settings read afresh."""
     return _active if _active is not None else load_settings()
+
+
+@contextmanager
+def using(settings: Settings) -> Iterator[Settings]:
+    """Activate `settings` for a block, then restore what was active (the eval runner points NodeWeaver at
+    its scratch folders this way)."""
+    global _active
+    previous = _active
+    _active = settings
+    try:
+        yield settings
+    finally:
+        _active = previous

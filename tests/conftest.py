@@ -36,7 +36,10 @@ def isolated_folders(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("NODEWEAVER_DATA_DIR", str(root / "data"))
     monkeypatch.setenv("NODEWEAVER_CONFIG", str(root / "no-config.toml"))
     monkeypatch.delenv("NODEWEAVER_CUSTOM_NODES", raising=False)
-    return root
+    yield root
+    from runtime.settings import activate
+
+    activate(None)  # a test that ran an entry point in-process leaves no settings behind
 
 
 @pytest.fixture

@@ -210,7 +210,9 @@ def test_bodies_over_the_limit_get_413(service):
 def test_an_over_long_plan_request_is_refused(client, service):
     too_long = "x" * (service.settings.server.max_plan_chars + 1)
     answer = client.post("/api/plan", json={"request": too_long})
-    assert answer.status_code == 413 and "max_plan_chars" in answer.json()["error"]["message"]
+    error = answer.json()["error"]
+    assert answer.status_code == 413 and error["type"] == "request_too_large"
+    assert "20,001 characters" in error["message"] and error["details"]["limit"] == len(too_long) - 1
 
 
 def test_bad_parameters_and_unknown_routes_are_structured(client):
