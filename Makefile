@@ -40,6 +40,8 @@ bench: install-dev
 	$(BIN)/python -m evals.benchmarks.compiler
 	$(BIN)/python -m evals.benchmarks.engine
 	$(BIN)/python -m evals.benchmarks.planner
+	$(BIN)/python -m evals.benchmarks.submit
+	$(BIN)/python -m evals.benchmarks.responsiveness
 	$(BIN)/python -m evals.benchmarks.diffusion --size tiny --res 64
 	$(BIN)/python -m evals.templates_report
 
