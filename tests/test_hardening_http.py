@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import threading
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-import uvicorn
+from conftest import ServerThread
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -386,31 +385,6 @@ def test_docs_reference_only_local_assets_and_they_are_served(service):
 
 
 # ---- real servers: a slow request stalls nobody, a bug keeps the connection --------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class _Server:
-    def __init__(self, app):
-        port = _free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.url = f"http://127.0.0.1:{port}"
-
-    def __enter__(self):
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started and time.monotonic() < deadline:
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc):
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-
-
 def _spy(service: NodeWeaverService, name: str) -> tuple[threading.Event, threading.Event]:
     """Events set when service.<name> starts and ends; the call itself is unchanged."""
     started, finished = threading.Event(), threading.Event()
@@ -433,7 +407,7 @@ def _spy(service: NodeWeaverService, name: str) -> tuple[threading.Event, thread
 def test_system_stats_answers_while_a_huge_workflow_is_checked(service, path, method, key):
     huge = {str(i): {"class_type": "PreviewAny", "inputs": {}} for i in range(20_000)}  # 20,000 errors
     started, finished = _spy(service, method)
-    with _Server(create_app(service, mount_mcp=False)) as server, httpx.Client(base_url=server.url,
+    with ServerThread(create_app(service, mount_mcp=False)) as server, httpx.Client(base_url=server.url,
                                                                               timeout=120) as http:
         assert http.get("/system_stats").status_code == 200  # first call: imports torch, when installed
         result: dict = {}
@@ -459,7 +433,7 @@ def test_a_bug_gives_a_json_500_without_internals_and_keeps_the_connection(servi
         raise RuntimeError("secret internals /etc/shadow")
 
     service.system_stats = broken
-    with _Server(create_app(service, mount_mcp=False)) as server, \
+    with ServerThread(create_app(service, mount_mcp=False)) as server, \
             httpx.Client(base_url=server.url, limits=httpx.Limits(max_connections=1)) as http:
         first = http.get("/queue")
         crashed = http.get("/system_stats")

@@ -4,14 +4,13 @@ holding the GIL; the offline planner reads a request in time linear in its lengt
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
 
 import httpx
 import pytest
-from conftest import REPO, run_cli
+from conftest import REPO, free_port, run_cli
 
 import nodes.core.strings as strings
 from agent.offline.compose import plan_offline, template_values
@@ -96,7 +95,7 @@ def test_regex_flags_keep_comfyui_semantics(registry, mode, flags, expected):
 
 @pytest.mark.slow
 def test_a_redos_prompt_leaves_a_real_server_answering(isolated_folders):
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "nodeweaver.cli", "serve", "--port", str(port)], cwd=REPO,
                             env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -123,12 +122,6 @@ def test_a_redos_prompt_leaves_a_real_server_answering(isolated_folders):
         except subprocess.TimeoutExpired:  # a server frozen by a pattern holding the GIL ignores SIGTERM
             proc.kill()
             proc.wait(timeout=10)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _wait_until_serving(http: httpx.Client) -> None:

@@ -6,15 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import sys
-import threading
 import time
 
 import httpx
 import pytest
-import uvicorn
-from conftest import REPO, run_cli
+from conftest import REPO, ServerThread, free_port, run_cli
 from PIL import Image
 
 from mcp_server.http_app import create_app
@@ -30,30 +27,6 @@ IMAGE_WF = {"1": {"class_type": "LoadImage", "inputs": {"image": "photo.png"}, "
             "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "inv"}}}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class _Server:
-    def __init__(self, app, port: int):
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.url = f"http://127.0.0.1:{port}"
-
-    def __enter__(self):
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc):
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-
-
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
     os.environ["NODEWEAVER_DATA_DIR"] = str(tmp_path_factory.mktemp("svc"))
@@ -64,7 +37,7 @@ def service(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(service):
-    with _Server(create_app(service), _free_port()) as running:
+    with ServerThread(create_app(service), free_port()) as running:
         yield running
 
 
@@ -124,7 +97,7 @@ def test_bad_requests_get_clear_errors_and_the_server_keeps_serving(server):
 
 
 def test_token_is_required_when_set(service):
-    with _Server(create_app(service, token=TOKEN, mount_mcp=False), _free_port()) as running, \
+    with ServerThread(create_app(service, token=TOKEN, mount_mcp=False), free_port()) as running, \
             httpx.Client(base_url=running.url) as http:
         assert http.get("/queue").status_code == 401
         assert http.get("/queue", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
@@ -132,7 +105,7 @@ def test_token_is_required_when_set(service):
 
 @pytest.mark.slow
 def test_serve_refuses_a_public_bind_without_token():
-    proc = run_cli("serve", "--host", "0.0.0.0", "--port", str(_free_port()), env={"NODEWEAVER_TOKEN": ""})
+    proc = run_cli("serve", "--host", "0.0.0.0", "--port", str(free_port()), env={"NODEWEAVER_TOKEN": ""})
     assert proc.returncode == 2 and "without a token" in proc.stderr
 
 
