@@ -17,7 +17,7 @@ import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
@@ -55,6 +55,12 @@ class EngineSettings(BaseModel):
     node_timeout: float | None = Field(None, gt=0, description="seconds any one node may run (none: no limit)")
     output_cache_bytes: int | None = Field(None, ge=0,
                                            description="output cache budget (none: a share of available memory)")
+    device: Literal["cuda", "mps", "cpu"] | None = Field(None, description="force a torch device "
+                                                                         "(none: the best available)")
+    cache: Literal["lru", "none", "classic"] = Field("lru", description="output cache policy, as ComfyUI's "
+                                                                         "--cache-lru/--cache-none/--cache-classic")
+    cache_lru_size: int | None = Field(None, ge=0, description="most entries the output cache keeps (none: "
+                                                               "bounded by output_cache_bytes only)")
     max_input_frames: int | None = Field(None, ge=1, description="frames one image input may have "
                                                                  "(none: LoadImage's default, 1024)")
     max_input_pixels: int | None = Field(None, ge=1, description="pixels of one image input, all frames together "

@@ -55,7 +55,10 @@ def quiet_libraries() -> None:
 
 
 def pick_device() -> str:
-    forced = os.environ.get("NODEWEAVER_DEVICE")
+    """The device setting ([engine] device, --cpu), else NODEWEAVER_DEVICE, else the best available."""
+    from runtime.settings import current
+
+    forced = current().engine.device or os.environ.get("NODEWEAVER_DEVICE")
     if forced:
         return forced
     from runtime.models import best_device
