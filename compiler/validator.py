@@ -6,6 +6,7 @@ the work is a handful of dict lookups against a check table compiled once per cl
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import inspect
 import math
@@ -13,6 +14,7 @@ import reprlib
 import traceback
 from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,10 +38,17 @@ report stays linear in the number of errors however the failing nodes fan out.""
 DETAILS_LIMIT = 50
 """How many errors the top-level `details` text of `comfy_error()` spells out (node_errors has them all)."""
 _COUNT_BUDGET_PER_ITEM = 4
+_WHOLE_PROMPT_ERRORS = frozenset({"missing_node_type", "invalid_prompt"})
+"""Errors for which ComfyUI refuses the whole prompt, good outputs or not (an unknown or malformed node)."""
 
 
 class ValidationResult(BaseModel):
-    """The verdict on a workflow; `plan` is set when there is no error."""
+    """The verdict on a workflow.
+
+    `plan` is set when there is no error, and also when `valid` is False but some outputs (`good_outputs`)
+    need no failing node: it then runs just those, as ComfyUI queues the valid outputs of such a prompt and
+    reports the rest in node_errors. Callers that run only valid workflows check `valid`, not `plan`.
+    """
 
     valid: bool
     errors: list[WorkflowError] = Field(default_factory=list)
@@ -125,6 +134,7 @@ class _InputCheck:
     choices_list: list | None = None
     config: list | None = None
     skip_range: bool = False  # VALIDATE_INPUTS takes this input: it validates it itself
+    skip_link_type: bool = False  # VALIDATE_INPUTS takes input_types: it judges linked types itself
     default: Any = None       # filled in when a required widget input is left out
     plain_text: bool = False  # a STRING without choices: any str passes unchanged
     accepts: dict[frozenset[str], bool] = field(default_factory=dict)  # output types seen -> compatible?
@@ -170,6 +180,7 @@ def _compile_class(spec: NodeSpec, cls: type | None) -> _ClassCheck:
             choices_list=ispec.choices, config=[ispec.choices if ispec.choices is not None else ispec.type,
                                                 ispec.options],
             skip_range=ispec.name in validate_args or validate_kwargs,
+            skip_link_type="input_types" in validate_args,
             default=_widget_default(ispec),
             plain_text=ispec.type == "STRING" and choices is None,
         ))
@@ -303,7 +314,7 @@ def _validate(prompt: Any, registry: NodeRegistry, outputs: Iterable[str] | None
     order = run.order(needed)
     run.custom_validation(order if len(order) == len(needed) else [n for n in run.nodes if n in needed])
     if run.errors:
-        return run.failure(output_ids)
+        return run.failure(order, output_ids)
     return run.success(order, output_ids)
 
 
@@ -450,6 +461,8 @@ class _Run:
         """Convert and range-check a literal like ComfyUI; (False, _) after reporting why it is bad."""
         kind, name = ic.kind, ic.name
         if kind not in WIDGET_TYPES:
+            if ic.skip_range:  # VALIDATE_INPUTS takes this input: ComfyUI leaves the literal to it
+                return True, value
             if kind != ANY_TYPE and any(t.strip() in self.registry.socket_types() for t in kind.split(",")):
                 self.add(WorkflowError(
                     type="literal_for_link_input", node_id=node_id, class_type=class_type, input_name=name,
@@ -568,15 +581,26 @@ class _Run:
                                    self.class_checks, self.add, quiet_exceptions=nid in self.node_error_ids)
 
     # ---- 7. verdict -----------------------------------------------------------------------------------
-    def failure(self, output_ids: list[str]) -> ValidationResult:
+    def failure(self, order: list[str], output_ids: list[str]) -> ValidationResult:
+        """Invalid: every error, and (as ComfyUI queues the outputs that validate) a plan for the good outputs
+        when some are good and no error spoils the whole prompt."""
         bad = {e.node_id for e in self.errors if e.node_id is not None}
         good, dependents = _dependent_outputs(output_ids, self.edges, bad)
+        plan = None
+        if good and not any(e.node_id is None or e.type in _WHOLE_PROMPT_ERRORS for e in self.errors):
+            needed = self.needed_by(good)  # no failing node is upstream of a good output
+            plan = self._plan([n for n in order if n in needed], good)
         result = ValidationResult(valid=False, errors=self.errors, warnings=self.warnings, outputs=output_ids,
-                                  good_outputs=good)
+                                  good_outputs=good, plan=plan)
         result._dependents = dependents
         return result
 
     def success(self, order: list[str], output_ids: list[str]) -> ValidationResult:
+        return ValidationResult(valid=True, errors=[], warnings=self.warnings, outputs=output_ids,
+                                good_outputs=output_ids, plan=self._plan(order, output_ids))
+
+    def _plan(self, order: list[str], output_ids: list[str]) -> Plan:
+        """The Plan running `order` (topological, checked nodes only) for `output_ids`."""
         prompt, nodes, normalised = self.prompt, self.nodes, self.normalised
         plan_prompt: dict[str, dict[str, Any]] = {}
         for nid in order:
@@ -586,9 +610,7 @@ class _Run:
             if isinstance(meta, dict):
                 entry["_meta"] = meta
             plan_prompt[nid] = entry
-        plan = Plan.model_construct(prompt=plan_prompt, order=order, outputs=output_ids, extra={})
-        return ValidationResult(valid=True, errors=[], warnings=self.warnings, outputs=output_ids,
-                                good_outputs=output_ids, plan=plan)
+        return Plan.model_construct(prompt=plan_prompt, order=order, outputs=output_ids, extra={})
 
 
 def _find_meta(prompt: dict, nid: str) -> Any:
@@ -656,7 +678,7 @@ def _check_link(node_id: str, class_type: str, ic: _InputCheck, value: list, nod
                           extra_info={"input_name": name, "linked_node": [src_id, slot], "output_count": count}))
         return None
     received = src_chk.output_types[slot]
-    if not types_compatible(received, ic.types):
+    if not ic.skip_link_type and not types_compatible(received, ic.types):
         received_text = ",".join(sorted(received))
         add(WorkflowError(type="return_type_mismatch", node_id=node_id, class_type=class_type, input_name=name,
                           message="Return type mismatch between linked nodes",
@@ -678,7 +700,7 @@ def _run_custom_validation(nid: str, class_type: str, chk: _ClassCheck, normalis
             if isinstance(value, list) and len(value) == 2 and isinstance(value[0], str):
                 src = class_checks.get(nodes[value[0]][0])
                 if src is not None and value[1] < len(src.output_types):
-                    received_types[ic.name] = ",".join(sorted(src.output_types[value[1]]))
+                    received_types[ic.name] = src.spec.outputs[value[1]].type  # as RETURN_TYPES spells it
                 value = None  # linked: the value is known only at run time
             if ic.name in chk.validate_args or chk.validate_kwargs:
                 args[ic.name] = [value] if chk.input_is_list else value
@@ -686,6 +708,8 @@ def _run_custom_validation(nid: str, class_type: str, chk: _ClassCheck, normalis
         args["input_types"] = [received_types] if chk.input_is_list else received_types
     try:
         result = chk.validate_fn(**args)
+        if inspect.isawaitable(result):  # an async VALIDATE_INPUTS, as ComfyUI allows
+            result = _await(result)
     except Exception as exc:
         if quiet_exceptions:  # the node already has errors that explain missing arguments
             return
@@ -706,6 +730,20 @@ def _run_custom_validation(nid: str, class_type: str, chk: _ClassCheck, normalis
                               input_name=input_name, message=f"Custom validation failed for node: {details}",
                               details=details, extra_info={"input_name": input_name}))
             return
+
+
+def _await(awaitable: Any) -> Any:
+    """The value of a coroutine from sync code: on a fresh event loop here, or on a worker thread when this
+    thread already runs a loop (validate() called inside async code), which cannot be re-entered."""
+    async def wrapped() -> Any:
+        return await awaitable
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(wrapped())
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="validate-async") as pool:
+        return pool.submit(asyncio.run, wrapped()).result()
 
 
 def _topological_order(needed: set[str], edges: dict[str, list[str]], prompt_order: list[str]) -> list[str]:
