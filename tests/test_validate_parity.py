@@ -126,3 +126,57 @@ def test_no_partial_plan_when_every_output_fails_or_a_node_type_is_unknown(reg):
     unknown["stray"] = {"class_type": "NoSuchNodeAnywhere", "inputs": {}}
     refused = validate(unknown, reg)
     assert "missing_node_type" in _types(refused) and refused.plan is None
+
+
+# ---- images -----------------------------------------------------------------------------------------------
+def _saved_pixels(outcome, node_id: str) -> list:
+    import numpy as np
+    from PIL import Image
+
+    from runtime import folders
+
+    pixels = []
+    for entry in outcome.outputs[node_id]["images"]:
+        root = folders.output_dir() if entry["type"] == "output" else folders.temp_dir()
+        with Image.open(root / entry["subfolder"] / entry["filename"]) as picture:
+            pixels.append(np.asarray(picture))
+    return pixels
+
+
+@pytest.mark.parametrize("saver", ["SaveImage", "PreviewImage"])
+def test_8_bit_conversion_truncates_like_comfyui(reg, saver):
+    pytest.importorskip("torch")
+    # 0.5 * 255 = 127.5 and 0.999 * 255 = 254.7: ComfyUI truncates them to 127 and 254 (rounding gave 128, 255)
+    wf = {"img": {"class_type": "ParityImageBatches", "inputs": {"sizes": "4", "start": -0.5, "step": 0.5}},
+          "img2": {"class_type": "ParityImageBatches", "inputs": {"sizes": "1", "start": 0.999, "step": 0.0}},
+          "save": {"class_type": saver, "inputs": {"images": ["img", 0]}},
+          "save2": {"class_type": saver, "inputs": {"images": ["img2", 0]}}}
+    outcome = Executor(reg).execute(validate(wf, reg).plan)
+    assert outcome.status == "success", outcome.error
+    greys = [int(p.min()) for p in _saved_pixels(outcome, "save")] + [int(_saved_pixels(outcome, "save2")[0].max())]
+    assert greys == [0, 0, 127, 255, 254]  # -0.5 and 1.0 clip to 0 and 255
+
+
+def test_rebatch_images_regroups_every_incoming_batch_in_order(reg):
+    pytest.importorskip("torch")
+    wf = {"img": {"class_type": "ParityImageBatches", "inputs": {"sizes": "2,3", "start": 0.0, "step": 0.25}},
+          "rb": {"class_type": "RebatchImages", "inputs": {"images": ["img", 0], "batch_size": 2}},
+          "save": {"class_type": "SaveImage", "inputs": {"images": ["rb", 0], "filename_prefix": "rebatch"}}}
+    result = validate(wf, reg)
+    assert result.valid, result.errors
+    outcome = Executor(reg).execute(result.plan)
+    assert outcome.status == "success", outcome.error
+    batches = outcome.node_outputs["rb"][0]
+    assert [b.shape[0] for b in batches] == [2, 2, 1]
+    assert [round(float(b[i].mean()), 2) for b in batches for i in range(b.shape[0])] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert [int(p.max()) for p in _saved_pixels(outcome, "save")] == [0, 63, 127, 191, 255]
+
+
+def test_rebatch_images_declares_comfyui_sockets(reg):
+    spec = reg.spec("RebatchImages")
+    assert [(i.name, i.type) for i in spec.inputs] == [("images", "IMAGE"), ("batch_size", "INT")]
+    assert [o.type for o in spec.outputs] == ["IMAGE"]
+    bad = {"img": {"class_type": "ParityImageBatches", "inputs": {}},
+           "rb": {"class_type": "RebatchImages", "inputs": {"images": ["img", 0], "batch_size": 0}},
+           "save": {"class_type": "SaveImage", "inputs": {"images": ["rb", 0]}}}
+    assert _types(validate(bad, reg)) == ["value_smaller_than_min"]

@@ -1,5 +1,6 @@
 """Latent and image nodes: EmptyLatentImage, VAEDecode/Encode, latent and image scaling, LoadImage,
-SaveImage, PreviewImage, ImageInvert. IMAGE is a float tensor [B, H, W, C] in 0..1, as in ComfyUI."""
+SaveImage, PreviewImage, ImageInvert, RebatchImages. IMAGE is a float tensor [B, H, W, C] in 0..1, as in
+ComfyUI."""
 
 from __future__ import annotations
 
@@ -16,6 +17,15 @@ MAX_RESOLUTION = 16384
 LATENT_METHODS = ["nearest-exact", "bilinear", "area", "bicubic", "bislerp"]
 IMAGE_METHODS = ["nearest-exact", "bilinear", "area", "bicubic", "lanczos"]
 CROP = ["disabled", "center"]
+
+
+def to_uint8(pixels):
+    """Float pixels in 0..1 (a tensor or array) as 8-bit, truncating like ComfyUI (0.5 -> 127, not 128), so
+    saved files match ComfyUI's byte for byte."""
+    import numpy as np
+
+    array = pixels.detach().cpu().numpy() if hasattr(pixels, "detach") else np.asarray(pixels)
+    return np.clip(255.0 * array, 0, 255).astype(np.uint8)
 
 
 def _center_crop(samples, width: int, height: int):
@@ -40,7 +50,7 @@ def upscale(samples, width: int, height: int, method: str, crop: str):
 
         out = []
         for item in samples:
-            array = (item.movedim(0, -1).clamp(0, 1).cpu().numpy() * 255).round().astype("uint8")
+            array = to_uint8(item.movedim(0, -1))
             image = Image.fromarray(array.squeeze(-1) if array.shape[-1] == 1 else array)
             image = image.resize((width, height), resample=Image.Resampling.LANCZOS)
             tensor = torch.from_numpy(np.asarray(image).astype("float32") / 255.0)
@@ -229,6 +239,37 @@ class ImageInvert:
         return (1.0 - image,)
 
 
+class RebatchImages:
+    """ComfyUI's RebatchImages: the images of every incoming batch, regrouped into batches of batch_size."""
+
+    DESCRIPTION = "Regroups a list of image batches into batches of the given size (the last may be smaller)."
+    RETURN_TYPES = ("IMAGE",)
+    INPUT_IS_LIST = True
+    OUTPUT_IS_LIST = (True,)
+    FUNCTION = "rebatch"
+    CATEGORY = "image/batch"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        return {"required": {"images": ("IMAGE",), "batch_size": ("INT", {"default": 1, "min": 1, "max": 4096})}}
+
+    def rebatch(self, images: list, batch_size: list[int]):
+        torch = torch_or_error()
+        size = batch_size[0]
+        if size < 1:
+            raise ValueError(f"RebatchImages: batch_size must be at least 1 (got {size})")
+        singles = [one for batch in images for one in batch.split(1)]  # [1, H, W, C] views, in order
+        batches = []
+        for start in range(0, len(singles), size):
+            group = singles[start:start + size]
+            shapes = {tuple(one.shape[1:]) for one in group}
+            if len(shapes) > 1:
+                raise ValueError(f"RebatchImages: images of different sizes cannot share a batch: "
+                                 f"{', '.join('x'.join(map(str, s)) for s in sorted(shapes))}")
+            batches.append(torch.cat(group, dim=0))
+        return (batches,)
+
+
 # Bounds on one LoadImage input, checked from the file's header before any frame is decoded: a 160 KB GIF
 # can hold 60 frames of 1024x1024, and every pixel costs 16 bytes as float32 RGB plus mask (about 1 GB there).
 # The defaults admit a 4096x4096 still and a 60-frame 512x512 animation (at most 512 MiB of tensors).
@@ -390,14 +431,12 @@ class LoadImage:
 
 
 def _save_png(images, prefix: str, prompt: Any, extra_pnginfo: Any, temp: bool) -> list[dict]:
-    import numpy as np
     from PIL import Image
     from PIL.PngImagePlugin import PngInfo
 
     results = []
     for image in images:
-        array = (image.clamp(0, 1).cpu().numpy() * 255.0).round().astype(np.uint8)
-        picture = Image.fromarray(array)
+        picture = Image.fromarray(to_uint8(image))
         metadata = PngInfo()
         if prompt is not None:
             metadata.add_text("prompt", json.dumps(prompt))
@@ -453,10 +492,12 @@ NODE_CLASS_MAPPINGS = {
     "EmptyLatentImage": EmptyLatentImage, "LatentUpscale": LatentUpscale, "LatentUpscaleBy": LatentUpscaleBy,
     "VAEDecode": VAEDecode, "VAEEncode": VAEEncode, "ImageScale": ImageScale, "ImageScaleBy": ImageScaleBy,
     "ImageInvert": ImageInvert, "LoadImage": LoadImage, "SaveImage": SaveImage, "PreviewImage": PreviewImage,
+    "RebatchImages": RebatchImages,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "EmptyLatentImage": "Empty Latent Image", "LatentUpscale": "Upscale Latent",
     "LatentUpscaleBy": "Upscale Latent By", "VAEDecode": "VAE Decode", "VAEEncode": "VAE Encode",
     "ImageScale": "Upscale Image", "ImageScaleBy": "Upscale Image By", "ImageInvert": "Invert Image",
     "LoadImage": "Load Image", "SaveImage": "Save Image", "PreviewImage": "Preview Image",
+    "RebatchImages": "Rebatch Images",
 }

@@ -93,8 +93,35 @@ class ParityAsyncValidate:
         return (value,)
 
 
+class ParityImageBatches:
+    """Solid grey image batches, OUTPUT_IS_LIST: `sizes` "2,3" gives batches of 2 and 3 images whose greys
+    step from `start` by `step`, one per image, so their order after a rebatch can be read back."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"sizes": ("STRING", {"default": "1"}), "start": ("FLOAT", {"default": 0.0}),
+                             "step": ("FLOAT", {"default": 0.0})}}
+
+    RETURN_TYPES = ("IMAGE",)
+    OUTPUT_IS_LIST = (True,)
+    FUNCTION = "make"
+    CATEGORY = "test/parity"
+
+    def make(self, sizes, start, step):
+        import torch
+
+        batches, grey = [], start
+        for count in (int(c) for c in sizes.split(",")):
+            batch = torch.ones([count, 4, 4, 3])
+            for i in range(count):
+                batch[i] *= grey
+                grey += step
+            batches.append(batch)
+        return (batches,)
+
+
 NODE_CLASS_MAPPINGS = {
     "ParityIntSource": ParityIntSource, "ParityFloatSource": ParityFloatSource,
     "ParitySocketLiteral": ParitySocketLiteral, "ParityInputTypes": ParityInputTypes,
-    "ParityAsyncValidate": ParityAsyncValidate,
+    "ParityAsyncValidate": ParityAsyncValidate, "ParityImageBatches": ParityImageBatches,
 }
