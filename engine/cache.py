@@ -109,6 +109,10 @@ class OutputCache:
             self.hits += 1
             return entry
 
+    def contains(self, key: Any) -> bool:
+        """Whether `key` is cached, without counting a hit or refreshing its place (for execution_cached)."""
+        return self.enabled and key in self._entries
+
     def put(self, key: Any, outputs: list[list[Any]], ui: dict[str, Any] | None) -> None:
         if not self.enabled:
             return

@@ -36,6 +36,7 @@ from compiler.plan import Plan
 from engine.cache import OutputCache
 from engine.events import EventBus, timestamp_ms
 from nodes.registry import NodeRegistry
+from runtime.comfy_graph import ExecutionBlocker, GraphBuilder, is_link
 from runtime.errors import NodeWeaverError
 from runtime.progress import InterruptedExecution, NodeContext, current_node
 
@@ -50,6 +51,10 @@ class NodeExecutionError(Exception):
         self.payload = payload
         super().__init__(f"{payload.get('node_type')} (node {payload.get('node_id')}): "
                          f"{payload.get('exception_type')}: {payload.get('exception_message')}")
+
+
+class ExecutionBlocked(Exception):
+    """A node was fed an ExecutionBlocker that carries a message: the run fails with that message."""
 
 
 class NodeTimeout(NodeWeaverError):
@@ -240,6 +245,71 @@ class _ClassInfo:
     lock: threading.Lock | None
     timeout: float | None
     trusted: bool  # a built-in pack: may run inline when alone (third-party nodes always run abandonable)
+    keyed_by_id: bool = False  # UNIQUE_ID or NOT_IDEMPOTENT: the node id is part of the cache signature
+    output_node: bool = False
+
+
+@dataclass(slots=True)
+class _Called:
+    """What the calls of one node returned before merging: one row per call (a tuple of output values,
+    possibly links into an expansion, or an ExecutionBlocker), the expansions, and the ui."""
+
+    rows: list[Any]
+    expanded: list[bool]
+    graphs: list[dict[str, Any]]
+    ui: dict[str, list] | None
+    error: ExecutionBlocker | None = None  # a blocker with a message reached this node
+
+
+class _AsyncLoop:
+    """One event loop thread per executor on which every async node function and check_lazy_status runs.
+
+    The node's worker thread waits for its coroutine; while it awaits, other coroutines run, so async nodes
+    overlap as in ComfyUI. The wait is sliced so that NodeAbandoned (timeout, ignored interrupt) lands in the
+    waiting thread, which then cancels the coroutine.
+    """
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+
+    def _ensure(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+                threading.Thread(target=self._loop.run_forever, name="nodeweaver-async", daemon=True).start()
+            return self._loop
+
+    def run(self, coro: Any) -> Any:
+        loop = self._ensure()
+        context = contextvars.copy_context()  # the node's context (current_node, graph prefix) goes along
+        done: cf.Future = cf.Future()
+        holder: list[asyncio.Task] = []
+
+        def start() -> None:
+            task = loop.create_task(coro, context=context)
+            holder.append(task)
+            task.add_done_callback(lambda t: _settle(t, done))
+
+        loop.call_soon_threadsafe(start)
+        try:
+            while True:
+                try:
+                    return done.result(timeout=_POLL_S)
+                except cf.TimeoutError:
+                    continue
+        except NodeAbandoned:
+            loop.call_soon_threadsafe(lambda: holder and holder[0].cancel())
+            raise
+
+
+def _settle(task: asyncio.Task, done: cf.Future) -> None:
+    if task.cancelled():
+        done.set_exception(InterruptedExecution("the node's coroutine was cancelled"))
+    elif task.exception() is not None:
+        done.set_exception(task.exception())
+    else:
+        done.set_result(task.result())
 
 
 def _hashable(value: Any) -> Any:
@@ -282,6 +352,7 @@ class Executor:
         self.abandoned = 0  # node calls given up on (timeout or ignored interrupt), ever
         self._abandoned_tasks: list[_Task] = []
         self._stats_lock = threading.Lock()
+        self._async = _AsyncLoop()
 
     # ---- control ------------------------------------------------------------------------------------
     def interrupt(self) -> None:
@@ -326,8 +397,9 @@ class Executor:
             lock = self._device_lock
         elif getattr(cls, "NOT_THREAD_SAFE", False):
             lock = self._class_locks.setdefault(class_type, threading.Lock())
-        elif not self.registry.pack_of(class_type).startswith("nodes.") and not getattr(cls, "THREAD_SAFE", False):
-            lock = self._legacy_lock
+        elif (not self.registry.pack_of(class_type).startswith("nodes.") and not getattr(cls, "THREAD_SAFE", False)
+              and not inspect.iscoroutinefunction(getattr(cls, function))):
+            lock = self._legacy_lock  # async functions run on the event loop: they may overlap, as in ComfyUI
         output_is_list = tuple(bool(x) for x in getattr(cls, "OUTPUT_IS_LIST", ())) or tuple(
             False for _ in spec.outputs)
         info = _ClassInfo(
@@ -341,6 +413,9 @@ class Executor:
             is_changed=getattr(cls, "IS_CHANGED", None), accepts_kwargs=accepts_kwargs, lock=lock,
             timeout=getattr(cls, "TIMEOUT", None),
             trusted=self.registry.pack_of(class_type).startswith("nodes."),
+            keyed_by_id="UNIQUE_ID" in {i.type for i in spec.inputs if i.section == "hidden"}
+            or bool(getattr(cls, "NOT_IDEMPOTENT", False)),
+            output_node=bool(getattr(cls, "OUTPUT_NODE", False)),
         )
         self._class_info[class_type] = info
         return info
@@ -349,23 +424,26 @@ class Executor:
     def signatures(self, plan: Plan) -> dict[str, Any]:
         """Cache keys: class, literal inputs, upstream signatures and IS_CHANGED, in dependency order."""
         sigs: dict[str, Any] = {}
-        prompt = plan.prompt
         for node_id in plan.order:
-            node = prompt[node_id]
-            class_type = node["class_type"]
-            info = self._info(class_type)
-            parts = []
-            for name, value in node["inputs"].items():
-                if type(value) is list and len(value) == 2 and type(value[0]) is str and value[0] in sigs:
-                    parts.append((name, sigs[value[0]], value[1]))
-                else:
-                    parts.append((name, _hashable(value)))
-            parts.sort(key=lambda p: p[0])
-            changed: Any = None
-            if info.is_changed is not None:
-                changed = self._is_changed(info, node["inputs"], node_id)
-            sigs[node_id] = hash((class_type, tuple(parts), changed))
+            sigs[node_id] = self.signature(node_id, plan.prompt[node_id], sigs)
         return sigs
+
+    def signature(self, node_id: str, node: dict[str, Any], sigs: dict[str, Any]) -> Any:
+        """One node's cache key, its inputs' sources already in `sigs`. Nodes that see their own id
+        (UNIQUE_ID) or say NOT_IDEMPOTENT are keyed by id too, so two identical ones are never shared."""
+        class_type = node["class_type"]
+        info = self._info(class_type)
+        parts = []
+        for name, value in node["inputs"].items():
+            if type(value) is list and len(value) == 2 and type(value[0]) is str and value[0] in sigs:
+                parts.append((name, sigs[value[0]], value[1]))
+            else:
+                parts.append((name, _hashable(value)))
+        parts.sort(key=lambda p: p[0])
+        changed: Any = None
+        if info.is_changed is not None:
+            changed = self._is_changed(info, node["inputs"], node_id)
+        return hash((class_type, tuple(parts), changed, node_id if info.keyed_by_id else None))
 
     def _is_changed(self, info: _ClassInfo, inputs: dict, node_id: str) -> Any:
         literals = {k: v for k, v in inputs.items() if not (isinstance(v, list) and len(v) == 2
@@ -412,7 +490,7 @@ class _Run:
                  node_timeout: float | None) -> None:
         self.ex = executor
         self.plan = plan
-        self.prompt = plan.prompt
+        self.prompt = dict(plan.prompt)  # expansions add ephemeral nodes to this run's copy only
         self.prompt_id = prompt_id
         self.extra_data = extra_data
         self.node_timeout = node_timeout
@@ -431,6 +509,9 @@ class _Run:
         self.interrupted_at: str | None = None
         self.interrupt_seen: float | None = None
         self.abandoned_nodes: set[str] = set()
+        self.display: dict[str, str] = {}                  # ephemeral node -> the node shown for it
+        self.expanding: dict[str, tuple[_Called, float]] = {}  # expanded, waiting for its result links
+        self.extra_outputs: list[str] = []                 # output nodes that expansions added
 
     # -- helpers --
     def _emit(self, event: str, **data: Any) -> None:
@@ -453,12 +534,13 @@ class _Run:
         self.ready: list[str] = []
         try:
             self.sigs = self.ex.signatures(self.plan)
+            if self.emitting:  # as ComfyUI: every node of the prompt whose outputs are cached, even none
+                cached = [n for n in self.plan.order if self.ex.cache.contains(self.sigs[n])]
+                self._emit("execution_cached", nodes=cached, timestamp=timestamp_ms())
             for out in self.plan.outputs:
                 self._demand(out)
         except Exception as exc:  # a catalog-only node, or IS_CHANGED machinery failing
             return self._finish_error(None, exc, start)
-        if self.result.cached:
-            self._emit("execution_cached", nodes=list(self.result.cached), timestamp=timestamp_ms())
         while self.in_flight or ((self.ready or self.blocked) and not self._stopping()):
             self._dispatch()
             if self.in_flight or (self.blocked and not self._stopping()):
@@ -470,7 +552,7 @@ class _Run:
 
     def _finish(self, start: float) -> ExecutionResult:
         self.result.node_outputs = self.results
-        self.result.outputs = {n: self.ui[n] for n in self.plan.outputs if n in self.ui}
+        self.result.outputs = {n: self.ui[n] for n in (*self.plan.outputs, *self.extra_outputs) if n in self.ui}
         if self.failure is not None:
             node_id, exc = self.failure
             if isinstance(exc, InterruptedExecution):
@@ -503,6 +585,9 @@ class _Run:
             if self.ex._interrupt.is_set():
                 self.interrupted_at = node_id
                 return
+            if node_id in self.expanding:
+                self._resolve(node_id)
+                continue
             try:
                 if not self._lazy_satisfied(node_id):
                     continue
@@ -510,6 +595,17 @@ class _Run:
                 self.failure = (node_id, exc)
                 return
             self._start(node_id, self.ex._info(self.prompt[node_id]["class_type"]))
+
+    def _resolve(self, node_id: str) -> None:
+        """An expanded node whose result links are all done: its outputs are what they point at."""
+        called, seconds = self.expanding.pop(node_id)
+        info = self.ex._info(self.prompt[node_id]["class_type"])
+        try:
+            outputs = self._merge(info, called)
+        except (LookupError, TypeError, ValueError) as exc:  # a result link to a socket its node lacks
+            self.failure = (node_id, exc)
+            return
+        self._finish_node(node_id, outputs, called.ui, seconds)
 
     def _start(self, node_id: str, info: _ClassInfo) -> None:
         """Run one node inline (a trusted node alone, without a time limit) or on an abandonable worker.
@@ -612,7 +708,7 @@ class _Run:
                 self.results[node_id] = hit.outputs
                 if hit.ui is not None:
                     self.ui[node_id] = hit.ui
-                    self._emit("executed", node=node_id, display_node=node_id, output=hit.ui)
+                    self._emit("executed", node=node_id, display_node=self._display(node_id), output=hit.ui)
                 self.result.cached.append(node_id)
                 self._release(node_id)
                 continue
@@ -649,7 +745,7 @@ class _Run:
         try:
             needed = instance.check_lazy_status(**args)
             if inspect.iscoroutine(needed):
-                needed = asyncio.run(needed)
+                needed = self.ex._async.run(needed)
         except Exception as exc:
             raise NodeExecutionError(self._error_payload(node_id, exc)) from exc
         needed = [n for n in (needed or []) if n in info.lazy]
@@ -697,15 +793,15 @@ class _Run:
                 values[name] = [self.extra_data.get(kind.lower())]
         return values
 
-    def _run_node(self, node_id: str, info: _ClassInfo) -> tuple[list[list[Any]], dict | None, float]:
-        self._emit("executing", node=node_id, display_node=node_id)
+    def _run_node(self, node_id: str, info: _ClassInfo) -> tuple[_Called, float]:
+        self._emit("executing", node=node_id, display_node=self._display(node_id))
         started = time.perf_counter()
         values = self._gather(node_id, info)
         interrupted = self.ex._interrupt.is_set
         token = current_node.set(NodeContext(self.prompt_id, node_id, self._progress,
                                              lambda: interrupted() or node_id in self.abandoned_nodes))
         try:
-            outputs, ui = self._call(info, values)  # the scheduler holds info.lock for this call
+            called = self._call(node_id, info, values)  # the scheduler holds info.lock for this call
         except NodeExecutionError:
             raise
         except InterruptedExecution:
@@ -714,59 +810,180 @@ class _Run:
             raise NodeExecutionError(self._error_payload(node_id, exc, values)) from exc
         finally:
             current_node.reset(token)
-        return outputs, ui, time.perf_counter() - started
+        if called.error is not None:
+            blocked = ExecutionBlocked(f"Execution Blocked: {called.error.message}")
+            raise NodeExecutionError(self._error_payload(node_id, blocked, values))
+        return called, time.perf_counter() - started
 
-    def _call(self, info: _ClassInfo, values: dict[str, list[Any]]) -> tuple[list[list[Any]], dict | None]:
-        instance = info.cls()
-        function = getattr(instance, info.function)
+    @staticmethod
+    def _calls(info: _ClassInfo, values: dict[str, list[Any]]) -> list[dict[str, Any]]:
+        """The keyword sets to call the function with: ComfyUI's mapping of list inputs over calls."""
         if info.input_is_list:
-            calls = [values]
-        elif not values:
-            calls = [{}]
-        else:
-            length = max(len(v) for v in values.values())
-            if any(len(v) == 0 for v in values.values()):
-                length = 0
-            calls = [{k: v[i if i < len(v) else -1] for k, v in values.items()} for i in range(length)]
-        outputs: list[list[Any]] = [[] for _ in range(info.n_outputs)]
-        ui: dict[str, list] | None = None
-        for kwargs in calls:
-            result = function(**kwargs)
+            return [values]
+        if not values:
+            return [{}]
+        length = max(len(v) for v in values.values())
+        if any(len(v) == 0 for v in values.values()):
+            length = 0
+        return [{k: v[i if i < len(v) else -1] for k, v in values.items()} for i in range(length)]
+
+    @staticmethod
+    def _blocker_in(kwargs: dict[str, Any], input_is_list: bool) -> ExecutionBlocker | None:
+        for value in kwargs.values():
+            if isinstance(value, ExecutionBlocker):
+                return value
+            if input_is_list and isinstance(value, list):
+                for item in value:
+                    if isinstance(item, ExecutionBlocker):
+                        return item
+        return None
+
+    def _call(self, node_id: str, info: _ClassInfo, values: dict[str, list[Any]]) -> _Called:
+        """Call the node once per input set; a set holding a blocker is not called and yields the blocker."""
+        called = _Called(rows=[], expanded=[], graphs=[], ui=None)
+        for index, kwargs in enumerate(self._calls(info, values)):
+            blocker = self._blocker_in(kwargs, info.input_is_list)
+            if blocker is not None:
+                if blocker.message is not None:
+                    called.error = blocker
+                    return called
+                called.rows.append(blocker)
+                called.expanded.append(False)
+                continue
+            GraphBuilder.set_default_prefix(node_id, index, 0)  # expansions get ids unique to this call
+            result = getattr(info.cls(), info.function)(**kwargs)
             if inspect.iscoroutine(result):
-                result = asyncio.run(result)
+                result = self.ex._async.run(result)
+            expanded = False
             if isinstance(result, dict):
-                if "expand" in result:
-                    raise NotImplementedError("node expansion (returning 'expand') is not supported")
+                if result.get("expand") is not None:
+                    called.graphs.append(result["expand"])
+                    expanded = True
                 if result.get("ui"):
-                    ui = ui or {}
+                    called.ui = called.ui or {}
                     for key, items in result["ui"].items():
-                        ui.setdefault(key, []).extend(items if isinstance(items, list) else [items])
+                        called.ui.setdefault(key, []).extend(items if isinstance(items, list) else [items])
                 result = result.get("result", ())
             if result is None:
                 result = ()
+            if isinstance(result, ExecutionBlocker):
+                called.rows.append(result)
+                called.expanded.append(False)
+                continue
             if not isinstance(result, tuple | list):
                 raise TypeError(f"{info.cls.__name__}.{info.function} must return a tuple, got {type(result).__name__}")
             if len(result) < info.n_outputs:
                 raise TypeError(f"{info.cls.__name__}.{info.function} returned {len(result)} value(s) for "
                                 f"{info.n_outputs} output(s)")
-            for slot in range(info.n_outputs):
-                if slot < len(info.output_is_list) and info.output_is_list[slot]:
-                    outputs[slot].extend(result[slot])
-                else:
-                    outputs[slot].append(result[slot])
-        return outputs, ui
+            called.rows.append(tuple(result))
+            called.expanded.append(expanded)
+        return called
 
-    def _complete(self, node_id: str, produced: tuple[list[list[Any]], dict | None, float]) -> None:
-        outputs, ui, seconds = produced
+    def _merge(self, info: _ClassInfo, called: _Called) -> list[list[Any]]:
+        """One list of values per output; links of an expansion's result are replaced by what they point at."""
+        outputs: list[list[Any]] = [[] for _ in range(info.n_outputs)]
+        for row, expanded in zip(called.rows, called.expanded, strict=True):
+            for slot in range(info.n_outputs):
+                value = row if isinstance(row, ExecutionBlocker) else row[slot]
+                if expanded and is_link(value):
+                    outputs[slot].extend(self.results[value[0]][int(value[1])])
+                elif (slot < len(info.output_is_list) and info.output_is_list[slot]
+                      and not isinstance(value, ExecutionBlocker)):
+                    outputs[slot].extend(value)
+                else:
+                    outputs[slot].append(value)
+        return outputs
+
+    def _complete(self, node_id: str, produced: tuple[_Called, float]) -> None:
+        called, seconds = produced
+        if called.graphs:
+            try:
+                self._expand(node_id, called, seconds)
+            except Exception as exc:  # noqa: BLE001 - a bad expansion fails its node, reported as execution_error
+                self.failure = (node_id, exc)
+            return
+        info = self.ex._info(self.prompt[node_id]["class_type"])
+        self._finish_node(node_id, self._merge(info, called), called.ui, seconds)
+
+    def _finish_node(self, node_id: str, outputs: list[list[Any]], ui: dict | None, seconds: float) -> None:
         self.results[node_id] = outputs
         self.result.executed.append(node_id)
         self.result.timings[node_id] = seconds
         if ui is not None:
             self.ui[node_id] = ui
-            self._emit("executed", node=node_id, display_node=node_id, output=ui)
+            self._emit("executed", node=node_id, display_node=self._display(node_id), output=ui)
         self.ex.cache.put(self.sigs[node_id], outputs, ui)
         self.state[node_id] = "done"
         self._release(node_id)
+
+    # -- node expansion --
+    def _display(self, node_id: str) -> str:
+        return self.display.get(node_id, node_id)
+
+    def _expand(self, node_id: str, called: _Called, seconds: float) -> None:
+        """Add the expansion's nodes to this run (ephemeral: shown as the expanding node), run what its
+        result links and output nodes need, and come back to `node_id` to resolve its outputs after."""
+        new: dict[str, dict[str, Any]] = {}
+        for graph in called.graphs:
+            for new_id, node in graph.items():
+                if new_id in self.prompt or new_id in new:
+                    raise ValueError(f"node expansion adds a duplicate node id {new_id!r}; use GraphBuilder "
+                                     "so ids are unique and deterministic")
+                if not isinstance(node, dict) or "class_type" not in node:
+                    raise ValueError(f"expanded node {new_id!r} has no class_type")
+                new[new_id] = node
+        shown = self._display(node_id)
+        for new_id, node in new.items():
+            self.prompt[new_id] = {"class_type": node["class_type"], "inputs": dict(node.get("inputs") or {})}
+            self.display[new_id] = node.get("override_display_id") or shown
+        self._sign(list(new))
+        self.expanding[node_id] = (called, seconds)
+        links = {row[slot][0] for row, expanded in zip(called.rows, called.expanded, strict=True) if expanded
+                 for slot in range(len(row)) if is_link(row[slot])}
+        unknown = [link for link in links if link not in self.prompt]
+        if unknown:
+            raise ValueError(f"node expansion result links to unknown node(s) {sorted(unknown)}")
+        for new_id in new:
+            if self.ex._info(self.prompt[new_id]["class_type"]).output_node:
+                self.extra_outputs.append(new_id)
+        missing = [link for link in links if self.state.get(link) != "done"]
+        self.state[node_id] = "waiting"
+        self.pending[node_id] = len(missing)
+        for dep in missing:
+            self.dependents.setdefault(dep, []).append(node_id)
+        for dep in missing:
+            self._demand(dep)
+        for new_id in new:
+            if new_id in self.extra_outputs:
+                self._demand(new_id)
+        if not missing:
+            self.state[node_id] = "ready"
+            self.ready.append(node_id)
+
+    def _sign(self, new_ids: list[str]) -> None:
+        """Signatures of expanded nodes in dependency order (Kahn's algorithm: no recursion)."""
+        wanted = set(new_ids)
+        deps: dict[str, set[str]] = {}
+        users: dict[str, list[str]] = {}
+        for new_id in new_ids:
+            sources = set(self._links(new_id))
+            absent = [src for src in sources if src not in self.prompt]
+            if absent:
+                raise ValueError(f"expanded node {new_id!r} links to unknown node(s) {sorted(absent)}")
+            deps[new_id] = sources & wanted
+            for src in deps[new_id]:
+                users.setdefault(src, []).append(new_id)
+        todo = [n for n in new_ids if not deps[n]]
+        while todo:
+            new_id = todo.pop()
+            self.sigs[new_id] = self.ex.signature(new_id, self.prompt[new_id], self.sigs)
+            for user in users.get(new_id, ()):
+                deps[user].discard(new_id)
+                if not deps[user]:
+                    todo.append(user)
+        unsigned = [n for n in new_ids if n not in self.sigs]
+        if unsigned:
+            raise ValueError(f"node expansion has a cycle through {sorted(unsigned)[:5]}")
 
     def _progress(self, value: float, total: float, prompt_id: str, node_id: str) -> None:
         if node_id not in self.abandoned_nodes:  # an abandoned node's thread may still report: drop it

@@ -1,0 +1,188 @@
+"""Nodes for the ComfyUI-parity engine tests: blockers, expansion (nested, with outputs), UNIQUE_ID, async."""
+
+import asyncio
+import time
+
+from runtime.comfy_graph import ExecutionBlocker, GraphBuilder
+
+CALLS = {"PKeyed": 0, "PPlain": 0}
+SPANS = []  # (start, end) of PAsyncSleep runs
+
+_INT = ("INT", {"default": 0, "min": -10**9, "max": 10**9})
+
+
+class PBlock:
+    """Passes its value through, or blocks it (with a message when one is given)."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"value": _INT, "block": ("BOOLEAN", {"default": False})},
+                "optional": {"message": ("STRING", {"default": ""})}}
+
+    RETURN_TYPES = ("INT",)
+    FUNCTION = "run"
+    CATEGORY = "test"
+
+    def run(self, value, block, message=""):
+        return (ExecutionBlocker(message or None),) if block else (value,)
+
+
+class PMakeList:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"value1": _INT}, "optional": {"value2": _INT, "value3": _INT}}
+
+    RETURN_TYPES = ("INT",)
+    OUTPUT_IS_LIST = (True,)
+    FUNCTION = "run"
+    CATEGORY = "test"
+
+    def run(self, value1, value2=None, value3=None):
+        return ([v for v in (value1, value2, value3) if v is not None],)
+
+
+class PEquals:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"a": _INT, "b": _INT}}
+
+    RETURN_TYPES = ("BOOLEAN",)
+    FUNCTION = "run"
+    CATEGORY = "test"
+
+    def run(self, a, b):
+        return (a == b,)
+
+
+class PCollect:
+    """An output node showing every value it is given."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"value": _INT}}
+
+    RETURN_TYPES = ()
+    OUTPUT_NODE = True
+    FUNCTION = "run"
+    CATEGORY = "test"
+
+    def run(self, value):
+        return {"ui": {"values": [value]}}
+
+
+class PKeyed:
+    """Sees its own id: two identical ones must both run."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"value": _INT}, "hidden": {"unique_id": "UNIQUE_ID"}}
+
+    RETURN_TYPES = ("INT",)
+    FUNCTION = "run"
+    CATEGORY = "test"
+
+    def run(self, value, unique_id):
+        CALLS["PKeyed"] += 1
+        return (value,)
+
+
+class PPlain:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"value": _INT}}
+
+    RETURN_TYPES = ("INT",)
+    FUNCTION = "run"
+    CATEGORY = "test"
+
+    def run(self, value):
+        CALLS["PPlain"] += 1
+        return (value,)
+
+
+class PAsyncSleep:
+    """An async third-party node (no THREAD_SAFE): several of them must overlap."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"value": _INT, "seconds": ("FLOAT", {"default": 0.3, "min": 0.0, "max": 10.0})},
+                "hidden": {"unique_id": "UNIQUE_ID"}}
+
+    RETURN_TYPES = ("INT",)
+    FUNCTION = "run"
+    CATEGORY = "test"
+
+    async def run(self, value, seconds, unique_id):
+        start = time.monotonic()
+        await asyncio.sleep(seconds)
+        SPANS.append((start, time.monotonic()))
+        return (value,)
+
+
+class PExpandAdd:
+    """Expands into PAdd nodes that add `a`, `b` and 1 (a two-node subgraph), its result a link into it."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"a": _INT, "b": _INT}}
+
+    RETURN_TYPES = ("INT",)
+    FUNCTION = "run"
+    CATEGORY = "test"
+
+    def run(self, a, b):
+        g = GraphBuilder()
+        first = g.node("PAdd", a=a, b=b)
+        second = g.node("PAdd", a=first.out(0), b=1)
+        return {"result": (second.out(0),), "expand": g.finalize()}
+
+
+class PExpandNested:
+    """Expands into a PExpandAdd (so into an expansion inside an expansion) and a PCollect output node."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"a": _INT}}
+
+    RETURN_TYPES = ("INT", "INT")
+    FUNCTION = "run"
+    CATEGORY = "test"
+
+    def run(self, a):
+        g = GraphBuilder()
+        inner = g.node("PExpandAdd", a=a, b=10)
+        g.node("PCollect", value=inner.out(0))
+        return {"result": (inner.out(0), a), "expand": g.finalize()}
+
+
+class PExpandDuplicate:
+    """A broken expansion: a fixed node id, added twice by two calls."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"a": _INT}}
+
+    RETURN_TYPES = ("INT",)
+    FUNCTION = "run"
+    CATEGORY = "test"
+
+    def run(self, a):
+        return {"result": (["fixed", 0],), "expand": {"fixed": {"class_type": "PAdd", "inputs": {"a": a, "b": 0}}}}
+
+
+class PAdd:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"a": _INT, "b": _INT}}
+
+    RETURN_TYPES = ("INT",)
+    FUNCTION = "run"
+    CATEGORY = "test"
+
+    def run(self, a, b):
+        return (a + b,)
+
+
+NODE_CLASS_MAPPINGS = {cls.__name__: cls for cls in (
+    PBlock, PMakeList, PEquals, PCollect, PKeyed, PPlain, PAsyncSleep, PExpandAdd, PExpandNested, PExpandDuplicate,
+    PAdd)}
