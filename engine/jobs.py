@@ -300,10 +300,27 @@ class JobQueue:
     def submit(self, prompt: dict[str, Any], *, priority: int = 0, extra_data: dict | None = None,
                client_id: str | None = None, outputs: list[str] | None = None, job_id: str | None = None) -> Job:
         """Validate and queue; raises WorkflowInvalid with every error when the workflow is not valid."""
+        return self.submit_partial(prompt, priority=priority, extra_data=extra_data, client_id=client_id,
+                                   outputs=outputs, job_id=job_id, allow_partial=False)[0]
+
+    def submit_partial(self, prompt: dict[str, Any], *, priority: int = 0, extra_data: dict | None = None,
+                       client_id: str | None = None, outputs: list[str] | None = None,
+                       job_id: str | None = None, allow_partial: bool = True) -> tuple[Job, dict[str, Any]]:
+        """Validate and queue, as ComfyUI's /prompt does: when only some outputs are invalid, the job runs the
+        good ones and the bad ones come back as `node_errors` (the second item). Raises WorkflowInvalid when
+        no output is valid (or any error when `allow_partial` is false)."""
         result = validate(prompt, self.registry, outputs=outputs)
+        node_errors: dict[str, Any] = {}
+        if not result.valid and allow_partial and result.good_outputs:
+            narrowed = validate(prompt, self.registry, outputs=result.good_outputs)
+            if narrowed.valid:
+                node_errors, result = result.node_errors(), narrowed
         if not result.valid or result.plan is None:
             raise WorkflowInvalid(result)
-        plan = result.plan
+        return self._enqueue(prompt, result.plan, priority, extra_data, client_id, job_id), node_errors
+
+    def _enqueue(self, prompt: dict[str, Any], plan: Plan, priority: int, extra_data: dict | None,
+                 client_id: str | None, job_id: str | None) -> Job:
         # the plan's fields as they are: model_dump would deep-copy every node of a big workflow
         plan_data = {"prompt": plan.prompt, "order": plan.order, "outputs": plan.outputs, "extra": plan.extra}
         job = Job(id=job_id or str(uuid.uuid4()), number=-1, priority=priority, status="queued", prompt=prompt,
@@ -397,6 +414,9 @@ class JobQueue:
                               error={"exception_type": type(exc).__name__, "exception_message": str(exc)})
         finally:
             self._running_id = None
+            # ComfyUI's end-of-prompt signal, sent only once the history holds the result (clients read
+            # /history as soon as they see it), and before waiters wake
+            self.executor.bus.emit("executing", node=None, display_node=None, prompt_id=job.id)
             self._notify_done()
         return self.get(job.id)
 

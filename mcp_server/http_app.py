@@ -75,6 +75,8 @@ class PromptRequest(BaseModel):
     number: float | None = None
     front: bool | None = None
     extra_data: dict[str, Any] = Field(default_factory=dict)
+    partial_execution_targets: list[Any] | None = Field(
+        default=None, max_length=HISTORY_LIMIT, description="run only these output nodes (and what they need)")
 
 
 class QueueEdit(BaseModel):
@@ -482,9 +484,10 @@ def _comfy_routes(app: FastAPI, service: NodeWeaverService, offload: _Offload) -
         body: PromptRequest = await read_json(request, PromptRequest)
         if not isinstance(body.prompt, dict | str):
             raise ServiceError("'prompt' must be a workflow object", kind="no_prompt")
-        job = await offload.heavy(lambda: service.submit(
-            body.prompt, client_id=body.client_id, priority=1 if body.front else 0, extra_data=body.extra_data))
-        return await reply({"prompt_id": job.id, "number": job.number, "node_errors": {}})
+        job, node_errors = await offload.heavy(lambda: service.submit_prompt(
+            body.prompt, client_id=body.client_id, priority=1 if body.front else 0, extra_data=body.extra_data,
+            targets=body.partial_execution_targets))
+        return await reply({"prompt_id": job.id, "number": job.number, "node_errors": node_errors})
 
     @app.get("/prompt")
     async def get_prompt_status() -> Response:
@@ -603,6 +606,57 @@ def _nodeweaver_routes(app: FastAPI, service: NodeWeaverService, offload: _Offlo
         return await reply(service.job_summary(job))
 
 
+class ProgressStates:
+    """ComfyUI's `progress_state` messages: per prompt, every node that has started, with its state
+    (running, finished, error) and progress; rebuilt from the execution events one websocket receives."""
+
+    def __init__(self) -> None:
+        self._prompts: dict[str, dict[str, dict[str, Any]]] = {}
+
+    def update(self, kind: str, data: dict[str, Any]) -> dict[str, Any] | None:
+        """Apply one event; the progress_state message to send, or None when nothing changed."""
+        prompt_id = data.get("prompt_id")
+        if not isinstance(prompt_id, str):
+            return None
+        if kind == "executing" and data.get("node") is None:
+            self._prompts.pop(prompt_id, None)
+            return None
+        nodes = self._prompts.setdefault(prompt_id, {})
+        if kind == "execution_start":
+            nodes.clear()
+            return None
+        changed = self._apply(kind, data, prompt_id, nodes)
+        if not changed:
+            return None
+        return {"type": "progress_state", "data": {"prompt_id": prompt_id,
+                                                   "nodes": {k: dict(v) for k, v in nodes.items()}}}
+
+    @staticmethod
+    def _apply(kind: str, data: dict[str, Any], prompt_id: str, nodes: dict[str, dict[str, Any]]) -> bool:
+        def node(node_id: Any) -> dict[str, Any]:
+            key = str(node_id)
+            return nodes.setdefault(key, {"value": 0.0, "max": 1.0, "state": "pending", "node_id": key,
+                                          "prompt_id": prompt_id, "display_node_id": key,
+                                          "parent_node_id": None, "real_node_id": key})
+
+        if kind == "executing" and data.get("node") is not None:
+            node(data["node"]).update(state="running", value=0.0, max=1.0)
+        elif kind == "progress" and data.get("node") is not None:
+            node(data["node"]).update(state="running", value=float(data.get("value") or 0),
+                                      max=float(data.get("max") or 1))
+        elif kind == "executed" and data.get("node") is not None:
+            entry = node(data["node"])
+            entry.update(state="finished", value=entry["max"])
+        elif kind == "execution_cached" and data.get("nodes"):
+            for node_id in data["nodes"]:
+                node(node_id).update(state="finished", value=1.0, max=1.0)
+        elif kind == "execution_error" and data.get("node_id") is not None:
+            node(data["node_id"])["state"] = "error"
+        else:
+            return False
+        return True
+
+
 def _ws_route(app: FastAPI, service: NodeWeaverService, *, token: str | None, loopback: bool,
               allowed: set[str]) -> None:
     """/ws: ComfyUI's progress messages, each client seeing its own prompts' events."""
@@ -620,16 +674,21 @@ def _ws_route(app: FastAPI, service: NodeWeaverService, *, token: str | None, lo
         outbox: asyncio.Queue = asyncio.Queue()
         owners: dict[str, str | None] = {}
 
+        progress = ProgressStates()
+
         def forward(event) -> None:
             prompt_id = event.data.get("prompt_id")
             if prompt_id not in owners:
                 owners[prompt_id] = service.client_of(prompt_id) if prompt_id else None
             owner = owners[prompt_id]
+            finished = event.type == "executing" and event.data.get("node") is None
             if owner in (None, client_id):
+                state = progress.update(event.type, event.data)
+                if state is not None:
+                    loop.call_soon_threadsafe(outbox.put_nowait, state)
                 loop.call_soon_threadsafe(outbox.put_nowait, event.to_comfy())
-                if event.type in ("execution_success", "execution_error", "execution_interrupted"):
-                    done = {"type": "executing", "data": {"node": None, "prompt_id": prompt_id}}
-                    loop.call_soon_threadsafe(outbox.put_nowait, done)
+            if finished:  # the job queue's last word on this prompt (sent after its history is stored)
+                owners.pop(prompt_id, None)
 
         unsubscribe = service.bus.subscribe(forward)
         try:

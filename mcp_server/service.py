@@ -136,7 +136,7 @@ class NodeWeaverService:
         self.bus = EventBus()
         engine = self.settings.engine
         self.executor = Executor(self.registry, bus=self.bus, node_timeout=engine.node_timeout,
-                                 cache=OutputCache(max_bytes=engine.output_cache_bytes))
+                                 cache=_output_cache(self.settings))
         self.queue = JobQueue(self.registry, self.settings.data_dir / "jobs.sqlite3", executor=self.executor,
                               node_timeout=self.settings.engine.node_timeout)
         self.tools_dir = self.settings.data_dir / "tools"
@@ -200,16 +200,44 @@ class NodeWeaverService:
     # ---- jobs -----------------------------------------------------------------------------------------
     def submit(self, workflow: Any, *, client_id: str | None = None, priority: int = 0,
                extra_data: dict | None = None) -> Job:
+        """Validate and queue the whole workflow; any error refuses it."""
+        return self.submit_prompt(workflow, client_id=client_id, priority=priority, extra_data=extra_data,
+                                  allow_partial=False)[0]
+
+    def submit_prompt(self, workflow: Any, *, client_id: str | None = None, priority: int = 0,
+                      extra_data: dict | None = None, targets: list[Any] | None = None,
+                      allow_partial: bool = True) -> tuple[Job, dict[str, Any]]:
+        """ComfyUI's POST /prompt: queue the valid outputs (only those named in `targets`, its
+        partial_execution_targets, when given) and return the job with the invalid outputs' node_errors."""
         prompt = self.load(workflow)
         extra_data = extra_data or {}
         if object_too_deep(extra_data, self.max_json_depth):
             raise ServiceError(f"extra_data nests deeper than {self.max_json_depth} levels", kind="too_deep")
+        outputs = None if targets is None else self._target_outputs(prompt, targets)
         try:
             with _depth_guard():
-                return self.queue.submit(prompt, client_id=client_id, priority=priority, extra_data=extra_data)
+                return self.queue.submit_partial(prompt, client_id=client_id, priority=priority,
+                                                 extra_data=extra_data, outputs=outputs,
+                                                 allow_partial=allow_partial)
         except UnicodeEncodeError:  # the job store holds UTF-8 text; a lone surrogate cannot be stored
             raise ServiceError("the request holds text that is not valid Unicode (a lone surrogate such as "
                                "\\ud800)", kind="invalid_text") from None
+
+    def _target_outputs(self, prompt: dict[str, Any], targets: list[Any]) -> list[str]:
+        """The output nodes named in partial_execution_targets; as in ComfyUI, other ids are ignored and
+        none left is "Prompt has no outputs"."""
+        wanted = {str(t) for t in targets if isinstance(t, str | int) and not isinstance(t, bool)}
+        chosen = []
+        for node_id, node in prompt.items():
+            class_type = node.get("class_type") if isinstance(node, dict) else None
+            if node_id in wanted and isinstance(class_type, str) and class_type in self.registry \
+                    and self.registry.spec(class_type).output_node:
+                chosen.append(node_id)
+        if not chosen:
+            raise ServiceError("Prompt has no outputs: partial_execution_targets names no output node of the "
+                               "workflow", kind="prompt_no_outputs",
+                               details={"partial_execution_targets": [str(t)[:200] for t in targets[:50]]})
+        return chosen
 
     def run(self, workflow: Any, *, timeout: float = 600, client_id: str | None = None) -> Job:
         job = self.submit(workflow, client_id=client_id)
@@ -448,6 +476,17 @@ class NodeWeaverService:
 
     def client_of(self, prompt_id: str) -> str | None:
         return self.queue.store.client_of(prompt_id)
+
+
+def _output_cache(settings: Settings) -> OutputCache:
+    """The executor's cache under ComfyUI's policies: "none" keeps nothing between prompts, "lru" keeps at
+    most cache_lru_size entries (when set), "classic" keeps what the memory budget allows."""
+    engine = settings.engine
+    if engine.cache == "none":
+        return OutputCache(max_bytes=engine.output_cache_bytes, enabled=False)
+    if engine.cache == "lru" and engine.cache_lru_size is not None:
+        return OutputCache(max_entries=engine.cache_lru_size, max_bytes=engine.output_cache_bytes)
+    return OutputCache(max_bytes=engine.output_cache_bytes)
 
 
 def _inside(path: Path, root: Path) -> bool:

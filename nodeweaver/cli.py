@@ -116,13 +116,34 @@ def _server_parsers(sub) -> None:
 
     p = sub.add_parser("serve", help="HTTP API (ComfyUI-compatible + /api/plan) with MCP at /mcp/")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1; others need --token)")
+    p.add_argument("--listen", nargs="?", const="0.0.0.0", metavar="HOST",
+                   help="ComfyUI's name for --host; bare --listen binds 0.0.0.0 (needs --token)")
     p.add_argument("--port", type=int, default=8188)
     p.add_argument("--token", default=os.environ.get("NODEWEAVER_TOKEN"),
                    help="bearer token clients must send (env NODEWEAVER_TOKEN)")
     p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
                    help="a browser origin allowed to call the API besides the server's own (repeatable)")
     _node_timeout_flag(p)
+    _comfyui_launch_flags(p)
     _common_flags(p)
+
+
+def _comfyui_launch_flags(parser: argparse.ArgumentParser) -> None:
+    """ComfyUI's `main.py` flags, so scripts that start ComfyUI can start NodeWeaver unchanged."""
+    group = parser.add_argument_group("ComfyUI launch flags")
+    group.add_argument("--output-directory", dest="output_dir", help="ComfyUI's name for --output-dir")
+    group.add_argument("--input-directory", dest="input_dir", help="ComfyUI's name for --input-dir")
+    group.add_argument("--extra-model-paths-config", action="append", default=[], metavar="YAML",
+                       help="ComfyUI's extra_model_paths.yaml: its custom_nodes folders are loaded, a section's "
+                            "base_path is searched as a ComfyUI installation (repeatable)")
+    group.add_argument("--cpu", action="store_true", help="run on the CPU even when a GPU is available")
+    cache = group.add_mutually_exclusive_group()
+    cache.add_argument("--cache-lru", type=int, metavar="N", help="keep at most N cached node outputs")
+    cache.add_argument("--cache-none", action="store_true", help="cache no node outputs between prompts")
+    cache.add_argument("--cache-classic", action="store_true",
+                       help="cache node outputs within the memory budget (no entry limit)")
+    group.add_argument("--disable-all-custom-nodes", action="store_true",
+                       help="load no custom node packs (flags, environment and config file alike)")
 
 
 def _catalog_parsers(sub) -> None:
@@ -185,11 +206,72 @@ def _activate_settings(args: argparse.Namespace) -> Settings:
     """Build the one settings object from the flags (over environment, config file and defaults), install it."""
     overrides: dict[str, Any] = {key: getattr(args, key, None) for key in
                                  ("comfyui_dir", "models_dir", "input_dir", "output_dir", "custom_nodes")}
-    if getattr(args, "node_timeout", None) is not None:
-        overrides["engine"] = {"node_timeout": args.node_timeout}
+    engine = _engine_overrides(args)
+    if engine:
+        overrides["engine"] = engine
+    for config in getattr(args, "extra_model_paths_config", None) or []:
+        _apply_extra_model_paths(Path(config), overrides)
     settings = load_settings(overrides)
+    if getattr(args, "disable_all_custom_nodes", False):
+        settings = settings.model_copy(update={"custom_nodes": []})
     activate(settings)
     return settings
+
+
+def _engine_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """[engine] settings from --node-timeout and ComfyUI's --cpu and cache flags."""
+    engine: dict[str, Any] = {}
+    if getattr(args, "node_timeout", None) is not None:
+        engine["node_timeout"] = args.node_timeout
+    if getattr(args, "cpu", False):
+        engine["device"] = "cpu"
+    if getattr(args, "cache_none", False):
+        engine["cache"] = "none"
+    elif getattr(args, "cache_classic", False):
+        engine["cache"] = "classic"
+    elif getattr(args, "cache_lru", None) is not None:
+        engine.update(cache="lru", cache_lru_size=args.cache_lru)
+    return engine
+
+
+class ExtraModelPathsError(NodeWeaverError):
+    """--extra-model-paths-config names a file that is not ComfyUI's extra_model_paths YAML."""
+
+    kind = "config_error"
+
+
+def _apply_extra_model_paths(path: Path, overrides: dict[str, Any]) -> None:
+    """Map one ComfyUI extra_model_paths.yaml onto the folder overrides. As in ComfyUI, relative paths are
+    taken from the file's folder (or the section's base_path); a value may list several paths, one a line.
+    custom_nodes folders are added to the packs; a base_path becomes the ComfyUI installation searched for
+    models (the first one, unless --comfyui-dir was given). Other model kinds have no NodeWeaver folder of
+    their own: they are named on stderr, not silently dropped."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ExtraModelPathsError(f"cannot read --extra-model-paths-config {path}: {exc}") from None
+    if not isinstance(data, dict) or not all(isinstance(v, dict | None) for v in data.values()):
+        raise ExtraModelPathsError(f"{path}: expected sections of folder names (ComfyUI's extra_model_paths)")
+    here = path.resolve().parent
+    packs = list(overrides.get("custom_nodes") or [])
+    for name, section in data.items():
+        section = section or {}
+        base = here / str(section["base_path"]).strip() if section.get("base_path") else None
+        if base is not None and not overrides.get("comfyui_dir"):
+            overrides["comfyui_dir"] = str(base)
+        for kind, value in section.items():
+            if kind in ("base_path", "is_default"):
+                continue
+            folders = [here / (base or "") / line.strip() for line in str(value).splitlines() if line.strip()]
+            if kind == "custom_nodes":
+                packs += [str(folder) for folder in folders]
+            elif base is None or str(base) != overrides.get("comfyui_dir") \
+                    or any(folder != base / "models" / kind for folder in folders):
+                print(f"note: {path}: [{name}] {kind} folders are not used (NodeWeaver searches "
+                      f"models/{kind} under --models-dir and --comfyui-dir)", file=sys.stderr)
+    overrides["custom_nodes"] = packs
 
 
 def _read_source(file: str) -> Path | str:
@@ -743,19 +825,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from mcp_server.http_app import create_app, is_loopback
     from mcp_server.service import NodeWeaverService
 
-    loopback = is_loopback(args.host)
+    host = args.listen or args.host
+    loopback = is_loopback(host)
     if not loopback and not args.token:
-        print(f"refusing to listen on {args.host} without a token: pass --token or set NODEWEAVER_TOKEN "
-              "(anyone who can reach the port could run workflows)", file=sys.stderr)
+        print(f"refusing to listen on {host} without a token: pass --token or set NODEWEAVER_TOKEN (anyone "
+              "who can reach the port could run workflows); to serve only this machine use --listen "
+              "127.0.0.1", file=sys.stderr)
         return EXIT_UNREADABLE
     settings = current()
     service = NodeWeaverService(_registry(args), settings=settings)
     app = create_app(service, token=args.token, loopback=loopback,
                      allowed_origins=[*settings.server.allowed_origins, *args.allow_origin])
-    print(f"NodeWeaver on http://{args.host}:{args.port}  (API docs /docs, MCP /mcp/, websocket /ws)",
+    print(f"NodeWeaver on http://{host}:{args.port}  (API docs /docs, MCP /mcp/, websocket /ws)",
           file=sys.stderr)
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+        uvicorn.run(app, host=host, port=args.port, log_level="warning")
     finally:
         service.close()
     return EXIT_OK
