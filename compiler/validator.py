@@ -461,8 +461,8 @@ class _Run:
         """Convert and range-check a literal like ComfyUI; (False, _) after reporting why it is bad."""
         kind, name = ic.kind, ic.name
         if kind not in WIDGET_TYPES:
-            if ic.skip_range:  # VALIDATE_INPUTS takes this input: ComfyUI leaves the literal to it
-                return True, value
+            if ic.skip_range or ic.skip_link_type:  # VALIDATE_INPUTS takes this input or judges input types:
+                return True, value                    # ComfyUI leaves the literal to the node
             if kind != ANY_TYPE and any(t.strip() in self.registry.socket_types() for t in kind.split(",")):
                 self.add(WorkflowError(
                     type="literal_for_link_input", node_id=node_id, class_type=class_type, input_name=name,

@@ -54,7 +54,7 @@ def test_literal_on_socket_input_without_validate_inputs_is_still_refused(reg):
 def test_input_types_lets_validate_inputs_judge_link_types(reg):
     def wf(source: str) -> dict:
         return {"s": {"class_type": source, "inputs": {"value": 3}},
-                "v": {"class_type": "ParityInputTypes", "inputs": {"value": ["s", 0]}},
+                "v": {"class_type": "ParityInputTypes", "inputs": {"value": ["s", 0], "scale": 2.0}},
                 "out": {"class_type": "PreviewAny", "inputs": {"source": ["v", 0]}}}
 
     refused = validate(wf("ParityIntSource"), reg)
@@ -62,7 +62,10 @@ def test_input_types_lets_validate_inputs_judge_link_types(reg):
     assert _types(refused) == ["custom_validation_failed"]
     assert "Invalid type of value: INT" in refused.errors[0].message
     accepted = validate(wf("ParityFloatSource"), reg)
-    assert accepted.valid, accepted.errors
+    assert accepted.valid, accepted.errors  # the literal on `scale` is left to the node too, as in ComfyUI
+    outcome = Executor(reg).execute(accepted.plan)
+    assert outcome.status == "success", outcome.error
+    assert outcome.output_value("v") == 6.0
 
 
 def test_without_input_types_a_mismatched_link_is_refused(reg):

@@ -55,7 +55,7 @@ class ParityInputTypes:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"value": ("IMAGE,FLOAT",)}}
+        return {"required": {"value": ("IMAGE,FLOAT",), "scale": ("IMAGE,FLOAT",)}}
 
     RETURN_TYPES = ("FLOAT",)
     FUNCTION = "same"
@@ -67,8 +67,8 @@ class ParityInputTypes:
             return f"Invalid type of value: {input_types['value']}"
         return True
 
-    def same(self, value):
-        return (float(value),)
+    def same(self, value, scale):
+        return (float(value) * scale,)
 
 
 class ParityAsyncValidate:
