@@ -205,8 +205,8 @@ def test_shims_never_shadow_a_real_module(tmp_path, monkeypatch):
     real = tmp_path / "comfy"
     real.mkdir()
     (real / "__init__.py").write_text("REAL = True\n")
+    install_shims()  # every shim name is in sys.modules now, so monkeypatch puts each back afterwards
     monkeypatch.syspath_prepend(str(tmp_path))
-    install_shims()  # so that every shim name is in sys.modules now, and monkeypatch puts it back afterwards
     for name in [n for modules in SHIMS.values() for n, _ in modules]:
         monkeypatch.delitem(sys.modules, name, raising=False)
     installed = install_shims()
