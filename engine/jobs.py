@@ -66,6 +66,9 @@ class Job(BaseModel):
     created_at: float
     started_at: float | None = None
     finished_at: float | None = None
+    # set by JobQueue.submit only, never stored: the node_errors of the outputs left out of a partly valid
+    # workflow (ComfyUI's /prompt answers with them)
+    node_errors: dict[str, Any] = Field(default_factory=dict, exclude=True)
 
     @property
     def finished(self) -> bool:
@@ -298,26 +301,22 @@ class JobQueue:
 
     # ---- submitting -----------------------------------------------------------------------------------
     def submit(self, prompt: dict[str, Any], *, priority: int = 0, extra_data: dict | None = None,
-               client_id: str | None = None, outputs: list[str] | None = None, job_id: str | None = None) -> Job:
-        """Validate and queue; raises WorkflowInvalid with every error when the workflow is not valid."""
-        return self.submit_partial(prompt, priority=priority, extra_data=extra_data, client_id=client_id,
-                                   outputs=outputs, job_id=job_id, allow_partial=False)[0]
+               client_id: str | None = None, outputs: list[str] | None = None, job_id: str | None = None,
+               partial: bool = False) -> Job:
+        """Validate and queue; raises WorkflowInvalid with every error when the workflow is not valid.
 
-    def submit_partial(self, prompt: dict[str, Any], *, priority: int = 0, extra_data: dict | None = None,
-                       client_id: str | None = None, outputs: list[str] | None = None,
-                       job_id: str | None = None, allow_partial: bool = True) -> tuple[Job, dict[str, Any]]:
-        """Validate and queue, as ComfyUI's /prompt does: when only some outputs are invalid, the job runs the
-        good ones and the bad ones come back as `node_errors` (the second item). Raises WorkflowInvalid when
-        no output is valid (or any error when `allow_partial` is false)."""
+        With `partial`, as ComfyUI's /prompt: when only some outputs are invalid the job runs the good ones
+        and the bad ones come back in the job's `node_errors`; WorkflowInvalid only when none is valid."""
         result = validate(prompt, self.registry, outputs=outputs)
         node_errors: dict[str, Any] = {}
-        if not result.valid and allow_partial and result.good_outputs:
+        if not result.valid and partial and result.good_outputs:
             narrowed = validate(prompt, self.registry, outputs=result.good_outputs)
             if narrowed.valid:
                 node_errors, result = result.node_errors(), narrowed
         if not result.valid or result.plan is None:
             raise WorkflowInvalid(result)
-        return self._enqueue(prompt, result.plan, priority, extra_data, client_id, job_id), node_errors
+        job = self._enqueue(prompt, result.plan, priority, extra_data, client_id, job_id)
+        return job.model_copy(update={"node_errors": node_errors}) if node_errors else job
 
     def _enqueue(self, prompt: dict[str, Any], plan: Plan, priority: int, extra_data: dict | None,
                  client_id: str | None, job_id: str | None) -> Job:

@@ -484,10 +484,10 @@ def _comfy_routes(app: FastAPI, service: NodeWeaverService, offload: _Offload) -
         body: PromptRequest = await read_json(request, PromptRequest)
         if not isinstance(body.prompt, dict | str):
             raise ServiceError("'prompt' must be a workflow object", kind="no_prompt")
-        job, node_errors = await offload.heavy(lambda: service.submit_prompt(
+        job = await offload.heavy(lambda: service.submit(
             body.prompt, client_id=body.client_id, priority=1 if body.front else 0, extra_data=body.extra_data,
-            targets=body.partial_execution_targets))
-        return await reply({"prompt_id": job.id, "number": job.number, "node_errors": node_errors})
+            targets=body.partial_execution_targets, partial=True))
+        return await reply({"prompt_id": job.id, "number": job.number, "node_errors": job.node_errors})
 
     @app.get("/prompt")
     async def get_prompt_status() -> Response:

@@ -199,16 +199,10 @@ class NodeWeaverService:
 
     # ---- jobs -----------------------------------------------------------------------------------------
     def submit(self, workflow: Any, *, client_id: str | None = None, priority: int = 0,
-               extra_data: dict | None = None) -> Job:
-        """Validate and queue the whole workflow; any error refuses it."""
-        return self.submit_prompt(workflow, client_id=client_id, priority=priority, extra_data=extra_data,
-                                  allow_partial=False)[0]
-
-    def submit_prompt(self, workflow: Any, *, client_id: str | None = None, priority: int = 0,
-                      extra_data: dict | None = None, targets: list[Any] | None = None,
-                      allow_partial: bool = True) -> tuple[Job, dict[str, Any]]:
-        """ComfyUI's POST /prompt: queue the valid outputs (only those named in `targets`, its
-        partial_execution_targets, when given) and return the job with the invalid outputs' node_errors."""
+               extra_data: dict | None = None, targets: list[Any] | None = None, partial: bool = False) -> Job:
+        """Validate and queue. `targets` (ComfyUI's partial_execution_targets) picks the outputs to run; with
+        `partial` (ComfyUI's /prompt) the valid outputs run and the invalid ones' errors are in the job's
+        `node_errors`, otherwise any error refuses the workflow."""
         prompt = self.load(workflow)
         extra_data = extra_data or {}
         if object_too_deep(extra_data, self.max_json_depth):
@@ -216,9 +210,8 @@ class NodeWeaverService:
         outputs = None if targets is None else self._target_outputs(prompt, targets)
         try:
             with _depth_guard():
-                return self.queue.submit_partial(prompt, client_id=client_id, priority=priority,
-                                                 extra_data=extra_data, outputs=outputs,
-                                                 allow_partial=allow_partial)
+                return self.queue.submit(prompt, client_id=client_id, priority=priority, extra_data=extra_data,
+                                         outputs=outputs, partial=partial)
         except UnicodeEncodeError:  # the job store holds UTF-8 text; a lone surrogate cannot be stored
             raise ServiceError("the request holds text that is not valid Unicode (a lone surrogate such as "
                                "\\ud800)", kind="invalid_text") from None
