@@ -103,9 +103,6 @@ class NodeRegistry:
 
     def load_custom_nodes(self, paths: Iterable[Path]) -> None:
         """Load every pack in each folder (or a pack path given directly), ComfyUI's custom_nodes style."""
-        from nodes.comfy_compat import install_shims
-
-        install_shims()
         for root in paths:
             root = Path(root)
             if not root.exists():
@@ -119,7 +116,14 @@ class NodeRegistry:
                 self.load_pack_path(pack_path)
 
     def load_pack_path(self, path: Path) -> list[str]:
-        """Import one pack (a module file or a package folder); failures are recorded by pack name."""
+        """Import one pack (a module file or a package folder); failures are recorded by pack name.
+
+        ComfyUI's modules (comfy, comfy_execution, comfy_api, server, folder_paths) are put in place first,
+        unless real ones are importable, so the pack's own imports of them work.
+        """
+        from nodes.comfy_compat import install_shims
+
+        install_shims()
         pack = path.stem if path.is_file() else path.name
         try:
             module = _import_pack(path)

@@ -218,6 +218,14 @@ def test_shims_never_shadow_a_real_module(tmp_path, monkeypatch):
     assert install_shims() == []  # idempotent
 
 
+def test_loading_one_pack_directly_installs_the_shims(registry, monkeypatch):
+    install_shims()  # so monkeypatch can put every name back afterwards
+    for name in [n for modules in SHIMS.values() for n, _ in modules] + ["compat_pack", "compat_pack.compat_nodes"]:
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    added = registry.load_pack_path(DATA / "compat_pack")
+    assert registry.load_errors == [] and "CompatEnvironment" in added
+
+
 def test_nodes_serves_as_comfyuis_nodes_module(registry):
     import nodes
 
