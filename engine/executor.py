@@ -71,6 +71,7 @@ class NodeAbandoned(BaseException):
     """
 
 
+_EXTRA_DATA_KINDS = frozenset({"AUTH_TOKEN_COMFY_ORG", "API_KEY_COMFY_ORG"})  # hidden kinds from extra_data
 _IDLE_EXIT_S = 30.0   # an idle worker thread leaves after this long
 _POLL_S = 0.1         # how often a waiting scheduler looks at the interrupt flag
 _LOCK_POLL_S = 0.02   # how often it retries a lock held by another run
@@ -246,6 +247,7 @@ class _ClassInfo:
     timeout: float | None
     trusted: bool  # a built-in pack: may run inline when alone (third-party nodes always run abandonable)
     keyed_by_id: bool = False  # UNIQUE_ID or NOT_IDEMPOTENT: the node id is part of the cache signature
+    raw_links: frozenset[str] = frozenset()  # inputs declared rawLink: given the link itself, not its value
     output_node: bool = False
 
 
@@ -416,6 +418,7 @@ class Executor:
             keyed_by_id="UNIQUE_ID" in {i.type for i in spec.inputs if i.section == "hidden"}
             or bool(getattr(cls, "NOT_IDEMPOTENT", False)),
             output_node=bool(getattr(cls, "OUTPUT_NODE", False)),
+            raw_links=frozenset(i.name for i in spec.inputs if i.options.get("rawLink")),
         )
         self._class_info[class_type] = info
         return info
@@ -510,6 +513,7 @@ class _Run:
         self.interrupt_seen: float | None = None
         self.abandoned_nodes: set[str] = set()
         self.display: dict[str, str] = {}                  # ephemeral node -> the node shown for it
+        self.parents: dict[str, str] = {}                  # ephemeral node -> the node that expanded into it
         self.expanding: dict[str, tuple[_Called, float]] = {}  # expanded, waiting for its result links
         self.extra_outputs: list[str] = []                 # output nodes that expansions added
 
@@ -772,7 +776,7 @@ class _Run:
         for name, value in self.prompt[node_id]["inputs"].items():
             if name not in info.inputs and not info.accepts_kwargs:
                 continue
-            if type(value) is list and len(value) == 2 and type(value[0]) is str:
+            if type(value) is list and len(value) == 2 and type(value[0]) is str and name not in info.raw_links:
                 src = self.results.get(value[0])
                 if src is None:
                     if allow_missing or name in info.lazy:
@@ -784,13 +788,16 @@ class _Run:
                 values[name] = [value]
         for name, kind in info.hidden.items():
             if kind == "PROMPT":
-                values[name] = [self.prompt]
+                values[name] = [self.plan.prompt]  # the prompt as sent, as ComfyUI: no expanded nodes
+            elif kind == "DYNPROMPT":
+                values[name] = [_DynamicPrompt(self)]
             elif kind == "EXTRA_PNGINFO":
                 values[name] = [self.extra_data.get("extra_pnginfo")]
             elif kind == "UNIQUE_ID":
                 values[name] = [node_id]
-            else:
+            elif name not in values and kind in _EXTRA_DATA_KINDS:
                 values[name] = [self.extra_data.get(kind.lower())]
+            # else a hidden socket with a type ("*",): an input only when the prompt fills it (ComfyUI's loops)
         return values
 
     def _run_node(self, node_id: str, info: _ClassInfo) -> tuple[_Called, float]:
@@ -936,6 +943,7 @@ class _Run:
         for new_id, node in new.items():
             self.prompt[new_id] = {"class_type": node["class_type"], "inputs": dict(node.get("inputs") or {})}
             self.display[new_id] = node.get("override_display_id") or shown
+            self.parents[new_id] = node_id
         self._sign(list(new))
         self.expanding[node_id] = (called, seconds)
         links = {row[slot][0] for row, expanded in zip(called.rows, called.expanded, strict=True) if expanded
@@ -1028,6 +1036,39 @@ class _Run:
         self._emit("execution_interrupted", node_id=node_id, node_type=class_type,
                    executed=list(self.result.executed))
         return self.result
+
+
+class _DynamicPrompt:
+    """ComfyUI's DYNPROMPT hidden input: the run's prompt including the nodes expansions added so far."""
+
+    def __init__(self, run: _Run) -> None:
+        self._run = run
+
+    def get_node(self, node_id: str) -> dict[str, Any]:
+        node = self._run.prompt.get(node_id)
+        if node is None:
+            raise KeyError(f"node {node_id!r} is not in this prompt")
+        return node
+
+    def has_node(self, node_id: str) -> bool:
+        return node_id in self._run.prompt
+
+    def all_node_ids(self) -> set[str]:
+        return set(self._run.prompt)
+
+    def get_original_prompt(self) -> dict[str, Any]:
+        return self._run.plan.prompt
+
+    def get_display_node_id(self, node_id: str) -> str:
+        return self._run.display.get(node_id, node_id)
+
+    def get_parent_node_id(self, node_id: str) -> str | None:
+        return self._run.parents.get(node_id)
+
+    def get_real_node_id(self, node_id: str) -> str:
+        while node_id in self._run.parents:
+            node_id = self._run.parents[node_id]
+        return node_id
 
 
 def _describe_value(value: Any) -> Any:

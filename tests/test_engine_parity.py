@@ -122,6 +122,27 @@ def test_duplicate_expansion_ids_fail_cleanly(reg):
     assert "duplicate node id 'fixed'" in result.error["exception_message"]
 
 
+def test_expansion_nests_many_levels(reg):
+    wf = {"c": {"class_type": "PCountdown", "inputs": {"n": 40}},
+          "out": {"class_type": "PCollect", "inputs": {"value": ["c", 0]}}}
+    result = Executor(reg).execute(plan_of(reg, wf))
+    assert result.status == "success", result.error
+    assert result.outputs["out"] == {"values": [40]}
+    assert len(result.executed) == 2 + 40 * 2  # every level: one PCountdown and one PAdd
+
+
+def test_raw_link_dynprompt_and_filled_hidden_socket(reg):
+    wf = {"a": {"class_type": "PAdd", "inputs": {"a": 1, "b": 2}},
+          "r": {"class_type": "PRawSource", "inputs": {"source": ["a", 0]}},
+          "filled": {"class_type": "PRawSource", "inputs": {"source": ["a", 0], "extra": 9}},
+          "o1": {"class_type": "PShowText", "inputs": {"text": ["r", 0]}},
+          "o2": {"class_type": "PShowText", "inputs": {"text": ["filled", 0]}}}
+    result = Executor(reg).execute(plan_of(reg, wf))
+    assert result.status == "success", result.error
+    assert result.outputs["o1"] == {"text": ["a:0:PAdd:none"]}  # the link itself, the hidden socket left out
+    assert result.outputs["o2"] == {"text": ["a:0:PAdd:9"]}
+
+
 # ---- cache keys and execution_cached ------------------------------------------------------------------------
 def test_unique_id_nodes_are_not_shared(reg, pack):
     pack.CALLS.update(PKeyed=0, PPlain=0)

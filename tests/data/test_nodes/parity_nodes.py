@@ -183,6 +183,57 @@ class PAdd:
         return (a + b,)
 
 
+class PCountdown:
+    """Counts n down by expanding into a PCountdown of n - 1 plus a PAdd: n levels of nested expansion."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"n": _INT}}
+
+    RETURN_TYPES = ("INT",)
+    FUNCTION = "run"
+    CATEGORY = "test"
+
+    def run(self, n):
+        if n <= 0:
+            return (0,)
+        g = GraphBuilder()
+        inner = g.node("PCountdown", n=n - 1)
+        plus = g.node("PAdd", a=inner.out(0), b=1)
+        return {"result": (plus.out(0),), "expand": g.finalize()}
+
+
+class PRawSource:
+    """Reports which node feeds it (a rawLink input) and that node's class (through DYNPROMPT); its hidden
+    typed socket `extra` is an input only when the prompt fills it."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"source": ("INT", {"rawLink": True})},
+                "hidden": {"dynprompt": "DYNPROMPT", "extra": ("INT",)}}
+
+    RETURN_TYPES = ("STRING",)
+    FUNCTION = "run"
+    CATEGORY = "test"
+
+    def run(self, source, dynprompt, **kwargs):
+        return (f"{source[0]}:{source[1]}:{dynprompt.get_node(source[0])['class_type']}:{kwargs.get('extra', 'none')}",)
+
+
+class PShowText:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"text": ("STRING", {"forceInput": True})}}
+
+    RETURN_TYPES = ()
+    OUTPUT_NODE = True
+    FUNCTION = "run"
+    CATEGORY = "test"
+
+    def run(self, text):
+        return {"ui": {"text": [text]}}
+
+
 NODE_CLASS_MAPPINGS = {cls.__name__: cls for cls in (
     PBlock, PMakeList, PEquals, PCollect, PKeyed, PPlain, PAsyncSleep, PExpandAdd, PExpandNested, PExpandDuplicate,
-    PAdd)}
+    PAdd, PCountdown, PRawSource, PShowText)}
