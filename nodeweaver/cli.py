@@ -138,7 +138,8 @@ def _comfyui_launch_flags(parser: argparse.ArgumentParser) -> None:
                             "base_path is searched as a ComfyUI installation (repeatable)")
     group.add_argument("--cpu", action="store_true", help="run on the CPU even when a GPU is available")
     cache = group.add_mutually_exclusive_group()
-    cache.add_argument("--cache-lru", type=int, metavar="N", help="keep at most N cached node outputs")
+    cache.add_argument("--cache-lru", type=int, metavar="N",
+                       help="keep at most N cached node outputs (0: the classic cache)")
     cache.add_argument("--cache-none", action="store_true", help="cache no node outputs between prompts")
     cache.add_argument("--cache-classic", action="store_true",
                        help="cache node outputs within the memory budget (no entry limit)")
@@ -229,8 +230,10 @@ def _engine_overrides(args: argparse.Namespace) -> dict[str, Any]:
         engine["cache"] = "none"
     elif getattr(args, "cache_classic", False):
         engine["cache"] = "classic"
-    elif getattr(args, "cache_lru", None) is not None:
+    elif getattr(args, "cache_lru", None) is not None and args.cache_lru > 0:
         engine.update(cache="lru", cache_lru_size=args.cache_lru)
+    elif getattr(args, "cache_lru", None) is not None:  # as in ComfyUI, 0 (its default) is the classic cache
+        engine["cache"] = "classic"
     return engine
 
 

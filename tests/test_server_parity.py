@@ -190,6 +190,7 @@ def test_engine_flags_map_onto_settings():
     assert _settings().engine.device is None
     lru = _settings("--cache-lru", "7").engine
     assert (lru.cache, lru.cache_lru_size) == ("lru", 7)
+    assert _settings("--cache-lru", "0").engine.cache == "classic"  # ComfyUI's default: LRU only when N > 0
     assert _settings("--cache-none").engine.cache == "none"
     assert _settings("--cache-classic").engine.cache == "classic"
     with pytest.raises(SystemExit):
