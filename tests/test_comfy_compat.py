@@ -148,6 +148,18 @@ def test_comfy_api_outside_a_node_says_why():
         ComfyAPISync().execution.set_progress(value=1, max_value=2)
 
 
+def test_comfy_api_latest_offers_the_execution_api_and_says_what_it_lacks(registry, tmp_path):
+    install_shims()
+    from comfy_api.latest import ComfyAPI, ComfyAPISync
+
+    assert hasattr(ComfyAPI().execution, "set_progress") and hasattr(ComfyAPISync().execution, "set_progress")
+    (tmp_path / "v3_pack.py").write_text("from comfy_api.latest import io\nNODE_CLASS_MAPPINGS = {}\n")
+    registry.load_custom_nodes([tmp_path])
+    [error] = registry.load_errors
+    assert error.pack == "v3_pack" and "cannot import name 'io'" in error.error
+    assert "comfy_api.latest" in error.error
+
+
 def test_graph_builder_ids_are_unique_per_expanding_node_and_call():
     contextvars.copy_context().run(_check_prefixes)  # the prefix set here must not leak into other tests
 

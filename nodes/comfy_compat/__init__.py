@@ -2,7 +2,7 @@
 
 `server` (PromptServer.instance.routes, send_sync), `folder_paths` (model and input folders), the `comfy`
 package (utils, model_management, comfy_types), `comfy_execution` (graph_utils, graph) and `comfy_api`
-(v0_0_2). They are installed into `sys.modules` under ComfyUI's names before packs load, each top-level name
+(v0_0_2, and latest's execution API). They are installed into `sys.modules` under ComfyUI's names before packs load, each top-level name
 only when no real module of that name is importable: inside a ComfyUI install the real ones win.
 """
 
@@ -31,6 +31,7 @@ SHIMS: dict[str, tuple[tuple[str, str], ...]] = {
     "comfy_api": (
         ("comfy_api", "nodes.comfy_compat.comfy_api"),
         ("comfy_api.v0_0_2", "nodes.comfy_compat.comfy_api.v0_0_2"),
+        ("comfy_api.latest", "nodes.comfy_compat.comfy_api.latest"),
     ),
 }
 
