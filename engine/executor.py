@@ -449,8 +449,8 @@ class Executor:
         return hash((class_type, tuple(parts), changed, node_id if info.keyed_by_id else None))
 
     def _is_changed(self, info: _ClassInfo, inputs: dict, node_id: str) -> Any:
-        literals = {k: v for k, v in inputs.items() if not (isinstance(v, list) and len(v) == 2
-                                                             and isinstance(v[0], str))}
+        # as ComfyUI: only constants are known before the run, so linked inputs are given as None
+        literals = {k: (None if is_link(v) else v) for k, v in inputs.items()}
         try:
             params = inspect.signature(info.is_changed).parameters
             if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
@@ -745,15 +745,16 @@ class _Run:
             return True
         values = self._gather(node_id, info, allow_missing=True)
         instance = info.cls()
-        args = {k: (v if info.input_is_list else v[0]) for k, v in values.items()}
+        wanted: list[str] = []
         try:
-            needed = instance.check_lazy_status(**args)
-            if inspect.iscoroutine(needed):
-                needed = self.ex._async.run(needed)
+            for kwargs in self._calls(info, values):  # mapped over list inputs, as the function itself is
+                needed = instance.check_lazy_status(**kwargs)
+                if inspect.iscoroutine(needed):
+                    needed = self.ex._async.run(needed)
+                wanted.extend(n for n in (needed or []) if n in info.lazy and n not in wanted)
         except Exception as exc:
             raise NodeExecutionError(self._error_payload(node_id, exc)) from exc
-        needed = [n for n in (needed or []) if n in info.lazy]
-        return self._wait_for(node_id, needed)
+        return self._wait_for(node_id, wanted)
 
     def _wait_for(self, node_id: str, names: list[str]) -> bool:
         asked = self.lazy_asked.setdefault(node_id, set())

@@ -175,6 +175,29 @@ def test_execution_cached_is_always_sent_before_cached_executed(reg):
     assert sorted(events[1].data["nodes"]) == ["a", "out"]
 
 
+def test_check_lazy_status_is_asked_per_list_item(reg):
+    wf = {"choices": {"class_type": "PMakeList", "inputs": {"value1": 0, "value2": 1}},
+          "a": {"class_type": "PAdd", "inputs": {"a": 10, "b": 0}},
+          "b": {"class_type": "PAdd", "inputs": {"a": 20, "b": 0}},
+          "pick": {"class_type": "PLazyPick", "inputs": {"choose": ["choices", 0], "a": ["a", 0], "b": ["b", 0]}},
+          "out": {"class_type": "PCollect", "inputs": {"value": ["pick", 0]}}}
+    result = Executor(reg).execute(plan_of(reg, wf))
+    assert result.status == "success", result.error
+    assert result.outputs["out"] == {"values": [10, 20]}  # the second item needed `b`
+
+
+def test_is_changed_gets_links_as_none_and_caches(reg, pack):
+    pack.PChanged.SEEN.clear()
+    wf = {"a": {"class_type": "PAdd", "inputs": {"a": 2, "b": 0}},
+          "c": {"class_type": "PChanged", "inputs": {"value": ["a", 0], "k": 3}},
+          "out": {"class_type": "PCollect", "inputs": {"value": ["c", 0]}}}
+    ex = Executor(reg)
+    assert ex.execute(plan_of(reg, wf)).outputs["out"] == {"values": [6]}
+    again = ex.execute(plan_of(reg, wf))
+    assert "c" not in again.executed and again.outputs["out"] == {"values": [6]}
+    assert pack.PChanged.SEEN == [None, None]
+
+
 # ---- async nodes --------------------------------------------------------------------------------------------
 def test_async_nodes_overlap(reg, pack):
     pack.SPANS.clear()

@@ -234,6 +234,47 @@ class PShowText:
         return {"ui": {"text": [text]}}
 
 
+class PLazyPick:
+    """Picks `a` or `b` (both lazy) per `choose`; asked per item when `choose` is a list."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"choose": _INT, "a": ("INT", {"lazy": True}), "b": ("INT", {"lazy": True})}}
+
+    RETURN_TYPES = ("INT",)
+    FUNCTION = "run"
+    CATEGORY = "test"
+
+    def check_lazy_status(self, choose, a=None, b=None):
+        return ["a"] if choose == 0 else ["b"]
+
+    def run(self, choose, a=None, b=None):
+        return (a if choose == 0 else b,)
+
+
+class PChanged:
+    """IS_CHANGED sees constants only: its linked input arrives as None."""
+
+    SEEN = []
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"value": _INT, "k": _INT}}
+
+    RETURN_TYPES = ("INT",)
+    FUNCTION = "run"
+    CATEGORY = "test"
+
+    @classmethod
+    def IS_CHANGED(cls, value, k):
+        cls.SEEN.append(value)
+        return k
+
+    def run(self, value, k):
+        return (value * k,)
+
+
 NODE_CLASS_MAPPINGS = {cls.__name__: cls for cls in (
     PBlock, PMakeList, PEquals, PCollect, PKeyed, PPlain, PAsyncSleep, PExpandAdd, PExpandNested, PExpandDuplicate,
-    PAdd, PCountdown, PRawSource, PShowText)}
+    PAdd, PCountdown, PRawSource, PShowText,
+    PLazyPick, PChanged)}
