@@ -509,10 +509,11 @@ def _comfy_routes(app: FastAPI, service: NodeWeaverService, offload: _Offload) -
     @app.get("/history")
     async def get_history(max_items: str | None = Query(None, description="at most this many, the newest"),
                           offset: str | None = Query(None, description="skip this many of the oldest")) -> Response:
+        """Without parameters the whole history (at most HISTORY_LIMIT items), as ComfyUI: clients compare it
+        with `offset=0` and page through it by its length."""
         count = _int_param("max_items", max_items, minimum=0)
         start = _int_param("offset", offset)
-        return await reply(await offload.heavy(lambda: service.comfy_history(
-            max_items=200 if count is None and start is None else count, offset=start)))
+        return await reply(await offload.heavy(lambda: service.comfy_history(max_items=count, offset=start)))
 
     @app.get("/history/{prompt_id}")
     async def get_history_item(prompt_id: str) -> Response:

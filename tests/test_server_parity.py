@@ -177,6 +177,25 @@ def test_progress_states_follow_the_events():
     assert states.update("executing", {"prompt_id": "p", "node": "9"})["data"]["nodes"].keys() == {"9"}
 
 
+def test_history_without_parameters_is_the_whole_history(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from engine.jobs import Job
+
+    svc = NodeWeaverService(start_worker=False)
+    try:
+        ids = [svc.queue.store.insert(Job(id=f"old-{n:03}", number=-1, status="success", prompt={},
+                                          created_at=time.time(), finished_at=time.time())).id for n in range(230)]
+        with TestClient(create_app(svc, mount_mcp=False), base_url="http://127.0.0.1") as http:
+            everything = http.get("/history").json()
+            assert list(everything) == ids  # more than the 200 it used to stop at, oldest first
+            assert http.get("/history", params={"offset": 0}).json() == everything
+            assert list(http.get("/history", params={"offset": 225}).json()) == ids[225:]
+            assert http.get("/history", params={"offset": 230}).json() == {}
+    finally:
+        svc.close()
+
+
 # ---- ComfyUI launch flags -------------------------------------------------------------------------------
 def _settings(*flags: str):
     try:
