@@ -146,7 +146,7 @@ def test_events_follow_comfyui_names_and_order(reg):
     assert all(e.data["prompt_id"] == "p1" for e in events)
     events.clear()
     ex.execute(plan_of(reg, wf), prompt_id="p2")
-    assert [e.type for e in events] == ["execution_start", "executed", "execution_cached", "execution_success"]
+    assert [e.type for e in events] == ["execution_start", "execution_cached", "executed", "execution_success"]
 
 
 def test_failure_reports_execution_error_and_keeps_finished_results(reg):
