@@ -133,6 +133,7 @@ def _comfyui_launch_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("ComfyUI launch flags")
     group.add_argument("--output-directory", dest="output_dir", help="ComfyUI's name for --output-dir")
     group.add_argument("--input-directory", dest="input_dir", help="ComfyUI's name for --input-dir")
+    group.add_argument("--temp-directory", dest="temp_dir", help="where previews go (default: DATA_DIR/temp)")
     group.add_argument("--extra-model-paths-config", action="append", default=[], metavar="YAML",
                        help="ComfyUI's extra_model_paths.yaml: its custom_nodes folders are loaded, a section's "
                             "base_path is searched as a ComfyUI installation (repeatable)")
@@ -206,7 +207,8 @@ def _node_timeout_flag(parser: argparse.ArgumentParser) -> None:
 def _activate_settings(args: argparse.Namespace) -> Settings:
     """Build the one settings object from the flags (over environment, config file and defaults), install it."""
     overrides: dict[str, Any] = {key: getattr(args, key, None) for key in
-                                 ("comfyui_dir", "models_dir", "input_dir", "output_dir", "custom_nodes")}
+                                 ("comfyui_dir", "models_dir", "input_dir", "output_dir", "temp_dir",
+                                  "custom_nodes")}
     engine = _engine_overrides(args)
     if engine:
         overrides["engine"] = engine

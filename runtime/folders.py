@@ -186,8 +186,8 @@ def _next_file(root: Path, filename_prefix: str, extension: str) -> tuple[Path, 
 
 
 def temp_dir() -> Path:
-    """Previews go here (ComfyUI's temp folder), beside the outputs' data."""
-    return current().data_dir / "temp"
+    """Previews go here (ComfyUI's temp folder; --temp-directory, [folders] temp_dir)."""
+    return current().temp_dir
 
 
 def next_temp_file(filename_prefix: str, extension: str) -> tuple[Path, str, str]:

@@ -102,8 +102,8 @@ class _ConfigFileSource(PydanticBaseSettingsSource):
     def __call__(self) -> dict[str, Any]:
         table = read_config_file()
         folders = table.get("folders", table)
-        values = {k: folders[k] for k in ("data_dir", "models_dir", "input_dir", "output_dir", "custom_nodes",
-                                          "comfyui_dir") if k in folders}
+        values = {k: folders[k] for k in ("data_dir", "models_dir", "input_dir", "output_dir", "temp_dir",
+                                          "custom_nodes", "comfyui_dir") if k in folders}
         for section in ("server", "engine", "providers"):
             if isinstance(table.get(section), dict):
                 values[section] = table[section]
@@ -125,6 +125,7 @@ class Settings(BaseSettings):
     models_dir: Path | None = None
     input_dir: Path | None = None
     output_dir: Path | None = None
+    temp_dir: Path | None = None  # previews (ComfyUI's temp folder); default: data_dir/temp
     custom_nodes: Annotated[list[Path], NoDecode] = Field(default_factory=list)
     comfyui_dir: Path | None = None  # an existing ComfyUI installation whose models/ are searched too
     providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
@@ -140,7 +141,7 @@ class Settings(BaseSettings):
     def _resolve_folders(self) -> Settings:
         """Folders default to the data directory's subfolders; every path is made absolute once, here."""
         self.data_dir = self.data_dir.expanduser().resolve()
-        for name in ("models", "input", "output"):
+        for name in ("models", "input", "output", "temp"):
             value = getattr(self, f"{name}_dir")
             setattr(self, f"{name}_dir", (value.expanduser().resolve() if value else self.data_dir / name))
         self.custom_nodes = [p.expanduser().resolve() for p in self.custom_nodes]

@@ -238,6 +238,8 @@ def test_folder_flags_and_extra_model_paths(tmp_path):
     settings = _settings("--output-directory", str(tmp_path / "out"), "--input-directory", str(tmp_path / "in"),
                          "--extra-model-paths-config", str(config))
     assert settings.output_dir == tmp_path / "out" and settings.input_dir == tmp_path / "in"
+    assert _settings("--temp-directory", str(tmp_path / "tmp")).temp_dir == tmp_path / "tmp"
+    assert _settings().temp_dir == load_settings().data_dir / "temp"
     assert settings.custom_nodes == [pack_root, tmp_path / "comfy" / "a", tmp_path / "comfy" / "b"]
     assert settings.comfyui_dir == tmp_path / "comfy"
     assert _settings("--extra-model-paths-config", str(config), "--disable-all-custom-nodes").custom_nodes == []
