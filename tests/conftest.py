@@ -54,6 +54,34 @@ def registry():
     return reg
 
 
+@pytest.fixture
+def reg(registry):
+    """The built-in packs plus our test node packs (tests/data/test_nodes), which must all load."""
+    registry.load_custom_nodes([DATA / "test_nodes"])
+    assert not registry.load_errors
+    return registry
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    """One running NodeWeaverService per test module, its job history in a folder of its own."""
+    from mcp_server.service import NodeWeaverService
+    from runtime.settings import load_settings
+
+    svc = NodeWeaverService(settings=load_settings({"data_dir": tmp_path_factory.mktemp("svc")}))
+    yield svc
+    svc.close()
+
+
+@pytest.fixture(scope="module")
+def server(service):
+    """That service's HTTP app (MCP included) on a real uvicorn server."""
+    from mcp_server.http_app import create_app
+
+    with ServerThread(create_app(service)) as running:
+        yield running
+
+
 @pytest.fixture(scope="session")
 def catalog_data() -> dict:
     if not CATALOG.is_file():

@@ -5,19 +5,9 @@ from __future__ import annotations
 import threading
 import time
 
-import pytest
-from conftest import DATA
-
 from compiler import validate
 from engine import EventBus, Executor
 from engine.cache import OutputCache
-
-
-@pytest.fixture
-def reg(registry):
-    registry.load_custom_nodes([DATA / "test_nodes"])
-    assert not registry.load_errors
-    return registry
 
 
 def plan_of(reg, wf):

@@ -7,17 +7,9 @@ import sys
 import time
 
 import pytest
-from conftest import DATA
 
 from compiler import validate
 from engine import EventBus, Executor
-
-
-@pytest.fixture
-def reg(registry):
-    registry.load_custom_nodes([DATA / "test_nodes"])
-    assert not registry.load_errors
-    return registry
 
 
 @pytest.fixture

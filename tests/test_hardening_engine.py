@@ -11,19 +11,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from conftest import DATA, REPO
+from conftest import REPO
 
 from compiler import validate
 from engine import Executor
 from engine.cache import OutputCache, default_budget, estimate_size
 from engine.jobs import JobQueue
-
-
-@pytest.fixture
-def reg(registry):
-    registry.load_custom_nodes([DATA / "test_nodes"])
-    assert not registry.load_errors
-    return registry
 
 
 @pytest.fixture

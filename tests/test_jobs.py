@@ -16,12 +16,6 @@ from conftest import DATA, REPO, run_cli
 from engine.jobs import JobNotFound, JobQueue, WorkflowInvalid
 
 
-@pytest.fixture
-def reg(registry):
-    registry.load_custom_nodes([DATA / "test_nodes"])
-    return registry
-
-
 def show(value: int, wait: float = 0.0) -> dict:
     return {"w": {"class_type": "Wait", "inputs": {"seconds": wait, "value": value}},
             "o": {"class_type": "ShowInt", "inputs": {"value": ["w", 0]}}}

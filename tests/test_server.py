@@ -15,7 +15,6 @@ from conftest import REPO, ServerThread, free_port, run_cli
 from PIL import Image
 
 from mcp_server.http_app import create_app
-from mcp_server.service import NodeWeaverService
 
 TOKEN = "s3cret-token"
 TEXT_WF = {"1": {"class_type": "PrimitiveString", "inputs": {"value": "hello"}, "_meta": {"title": "Text"}},
@@ -25,20 +24,6 @@ TEXT_WF = {"1": {"class_type": "PrimitiveString", "inputs": {"value": "hello"}, 
 IMAGE_WF = {"1": {"class_type": "LoadImage", "inputs": {"image": "photo.png"}, "_meta": {"title": "Load Image"}},
             "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
             "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "inv"}}}
-
-
-@pytest.fixture(scope="module")
-def service(tmp_path_factory):
-    os.environ["NODEWEAVER_DATA_DIR"] = str(tmp_path_factory.mktemp("svc"))
-    svc = NodeWeaverService()
-    yield svc
-    svc.close()
-
-
-@pytest.fixture(scope="module")
-def server(service):
-    with ServerThread(create_app(service), free_port()) as running:
-        yield running
 
 
 @pytest.fixture

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
-from conftest import ServerThread, free_port, run_cli
+from conftest import free_port, run_cli
 
 from mcp_server.http_app import ProgressStates, create_app
 from mcp_server.service import NodeWeaverService
@@ -33,20 +32,6 @@ def _workflow(tag: str, **changes: dict) -> dict:
     wf["1"]["inputs"]["value"] = f"{tag} {time.time_ns()}"
     wf.update(changes)
     return wf
-
-
-@pytest.fixture(scope="module")
-def service(tmp_path_factory):
-    os.environ["NODEWEAVER_DATA_DIR"] = str(tmp_path_factory.mktemp("parity"))
-    svc = NodeWeaverService()
-    yield svc
-    svc.close()
-
-
-@pytest.fixture(scope="module")
-def server(service):
-    with ServerThread(create_app(service), free_port()) as running:
-        yield running
 
 
 @contextlib.contextmanager

@@ -5,17 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from conftest import DATA
 
 from compiler import validate
 from engine import Executor
-
-
-@pytest.fixture
-def reg(registry):
-    registry.load_custom_nodes([DATA / "test_nodes"])
-    assert not registry.load_errors
-    return registry
 
 
 def _types(result) -> list[str]:
