@@ -24,16 +24,28 @@ MAX_REQUEST_CHARS = 20_000  # far past any description of a workflow; bounds the
 
 
 class PlanResult(BaseModel):
-    """What planning produced: a workflow, a question, or a clear failure."""
+    """What planning produced: a workflow, a question, or a clear failure, and what of the request it covers.
 
-    status: str  # valid | ran | question | failed | provider_error
+    `partial` is a valid workflow that leaves part of the request out; what it leaves out is in `not_covered`,
+    each with the reason and what would provide it. Nothing asked for is dropped without being listed there."""
+
+    status: str = Field(description="valid | partial | ran | question | failed | provider_error")
     request: str
-    planner: str  # offline | llm:<provider>
-    workflow: dict[str, Any] | None = None
+    planner: str = Field(description="offline | llm:<provider>")
+    workflow: dict[str, Any] | None = Field(None, description="The workflow (ComfyUI API JSON); with a question, "
+                                            "the draft the answer will complete")
     text: str | None = None
     summary: str = ""
     question: dict[str, Any] | None = None
     errors: list[dict[str, Any]] = Field(default_factory=list)
+    covered: list[dict[str, Any]] = Field(default_factory=list, description="Each requested stage or capability "
+                                          "the workflow provides: stage, kind, what, nodes")
+    not_covered: list[dict[str, Any]] = Field(default_factory=list, description="Each requested part the workflow "
+                                              "does not provide: stage, kind, what, reason, suggestion")
+    partial: bool = Field(False, description="True when not_covered is not empty")
+    notes: list[str] = Field(default_factory=list, description="Things worth knowing about the plan")
+    diff: list[str] = Field(default_factory=list, description="When a given workflow was edited: the changes, "
+                            "one line each (+ added, - removed, ~ changed)")
     outputs: dict[str, Any] = Field(default_factory=dict)
     trace: list[dict[str, Any]] = Field(default_factory=list)
     llm_calls: int = 0
@@ -53,8 +65,10 @@ def _checkpointer(path: Path):
 def plan(request: str, *, provider: str | None = None, model: str | None = None, chat_model: Any = None,
          registry: NodeRegistry | None = None, run: bool = False, answers: dict[str, str] | None = None,
          max_repairs: int = 3, executor: Any = None, checkpoint_path: Path | None = None,
-         on_step: Any = None, max_request_chars: int = MAX_REQUEST_CHARS) -> PlanResult:
-    """Plan a request. `chat_model` (a LangChain chat model) or `provider` selects the LLM planner.
+         on_step: Any = None, max_request_chars: int = MAX_REQUEST_CHARS,
+         workflow: dict[str, Any] | None = None) -> PlanResult:
+    """Plan a request. `chat_model` (a LangChain chat model) or `provider` selects the LLM planner. With
+    `workflow` (API format), the request is an edit of that workflow: it is changed, not planned anew.
 
     Raises TooLarge (kind "request_too_large") for a request over `max_request_chars`, before any work."""
     check_request_size(request, max_request_chars)
@@ -64,7 +78,10 @@ def plan(request: str, *, provider: str | None = None, model: str | None = None,
     if not isinstance(request, str) or not request.strip():
         return PlanResult(status="failed", request=str(request), planner="offline",
                           summary="the request is empty: describe the workflow you want")
-    if chat_model is None and provider is None:
+    if workflow is not None:
+        result = _plan_edit(request, workflow, registry, run=run, answers=answers, executor=executor,
+                            on_step=on_step)
+    elif chat_model is None and provider is None:
         result = _plan_offline(request, registry, run=run, answers=answers, executor=executor, on_step=on_step)
     else:
         result = _plan_llm(request, registry, provider=provider, model=model, chat_model=chat_model, run=run,
@@ -115,23 +132,66 @@ def _plan_offline(request: str, registry: NodeRegistry, *, run: bool, answers: d
         if on_step:
             on_step(entry)
 
-    offline = plan_offline(request, checkpoints=folders.model_files("checkpoints"),
+    offline = plan_offline(request, registry=registry, checkpoints=folders.model_files("checkpoints"),
                            loras=folders.model_files("loras"), inputs=folders.input_files(), answers=answers)
-    step({"step": "draft", "tool": "offline-planner", "template": offline.template or None})
+    step({"step": "draft", "tool": "offline-planner", "template": offline.template or None,
+          "stages": [c["kind"] for c in offline.covered + offline.not_covered]})
+    accounting = {"covered": offline.covered, "not_covered": offline.not_covered, "notes": offline.notes,
+                  "partial": bool(offline.not_covered)}
+    return _finish_offline(request, registry, offline, accounting, step, trace, run=run, executor=executor)
+
+
+def _plan_edit(request: str, workflow: dict[str, Any], registry: NodeRegistry, *, run: bool, answers: dict | None,
+               executor: Any, on_step: Any) -> PlanResult:
+    """Change a given workflow as the words say (offline, both languages), with the changes as a diff."""
+    from agent.offline.edit import edit_workflow
+
+    trace: list[dict] = []
+
+    def step(entry: dict) -> None:
+        trace.append(entry)
+        if on_step:
+            on_step(entry)
+
+    edited = edit_workflow(workflow, request, registry=registry, checkpoints=folders.model_files("checkpoints"),
+                           loras=folders.model_files("loras"), inputs=folders.input_files(),
+                           upscale_models=folders.model_files("upscale_models"), answers=answers)
+    lines = edited.diff.lines() if edited.diff is not None else []
+    step({"step": "edit", "tool": "offline-editor", "changes": edited.changes,
+          "not_understood": edited.not_understood})
+    not_covered = [{"stage": i, "kind": "unknown", "what": clause, "nodes": [],
+                    "reason": "the editor did not understand this part", "suggestion": ""}
+                   for i, clause in enumerate(edited.not_understood)]
+    covered = [{"stage": i, "kind": "edit", "what": change.get("what", ""), "nodes": change.get("nodes", []),
+                "reason": "", "suggestion": ""} for i, change in enumerate(edited.changes)]
+    accounting = {"covered": covered, "not_covered": not_covered, "notes": [], "partial": bool(not_covered)}
+    if not edited.changes and edited.question is None:
+        edited.workflow = None
+        edited.error = ("I did not find a change to make in this request" +
+                        (f": {'; '.join(edited.not_understood)}" if edited.not_understood else "."))
+    return _finish_offline(request, registry, edited, accounting, step, trace, run=run, executor=executor,
+                           diff=lines)
+
+
+def _finish_offline(request: str, registry: NodeRegistry, offline: Any, accounting: dict[str, Any], step: Any,
+                    trace: list[dict], *, run: bool, executor: Any, diff: list[str] | None = None) -> PlanResult:
+    """Ask, fail, or validate (and optionally run) what the offline planner or editor drafted."""
+    base = {"request": request, "planner": "offline", "trace": trace, **accounting}
     if offline.question is not None:
         question = {"text": offline.question.text, "choices": offline.question.choices, "slot": offline.question.slot}
         step({"step": "ask", "question": question})
-        return PlanResult(status="question", request=request, planner="offline", question=question, trace=trace,
-                          summary=offline.question.text)
+        draft = offline.workflow
+        return PlanResult(status="question", question=question, summary=offline.question.text, workflow=draft,
+                          text=format_text(draft, registry) if draft else None, diff=diff or [], **base)
     if offline.workflow is None:
         step({"step": "answer", "status": "failed", "reason": offline.error})
-        return PlanResult(status="failed", request=request, planner="offline", summary=offline.error or "", trace=trace)
+        return PlanResult(status="failed", summary=offline.error or "", **base)
     result = validate(offline.workflow, registry)
     errors = [e.model_dump() for e in result.errors]
     step({"step": "validate", "tool": "compiler", "valid": result.valid, "errors": errors})
-    planned = PlanResult(status="valid" if result.valid else "failed", request=request, planner="offline",
-                         workflow=offline.workflow, text=format_text(offline.workflow, registry),
-                         summary=offline.summary, errors=errors, trace=trace)
+    status = ("partial" if accounting["partial"] else "valid") if result.valid else "failed"
+    planned = PlanResult(status=status, workflow=offline.workflow, text=format_text(offline.workflow, registry),
+                         summary=offline.summary, errors=errors, diff=diff or [], **base)
     if result.valid and run:
         outcome = _executor(registry, executor).execute(result.plan)
         step({"step": "run", "tool": "engine", "status": outcome.status, "executed": outcome.executed,

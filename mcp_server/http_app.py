@@ -65,6 +65,8 @@ class PlanRequest(BaseModel):
     model: str | None = None
     run: bool = False
     answers: dict[str, str] | None = None
+    workflow: dict[str, Any] | str | None = Field(None, description="a workflow to edit as the request says "
+                                                  "(API JSON, UI JSON or the text form) instead of planning anew")
 
 
 class PromptRequest(BaseModel):
@@ -570,7 +572,8 @@ def _nodeweaver_routes(app: FastAPI, service: NodeWeaverService, offload: _Offlo
     async def api_plan(request: Request) -> Response:
         body: PlanRequest = await read_json(request, PlanRequest)
         return await reply(await offload.heavy(lambda: service.plan(
-            body.request, provider=body.provider, model=body.model, run=body.run, answers=body.answers)))
+            body.request, provider=body.provider, model=body.model, run=body.run, answers=body.answers,
+            workflow=body.workflow)))
 
     @app.post("/api/validate", openapi_extra=_body_doc(None))
     async def api_validate(request: Request) -> Response:

@@ -316,10 +316,12 @@ def _client_can_elicit(ctx: Context | None) -> bool:
 
 
 async def _plan_with_questions(service: NodeWeaverService, request: str, provider: str | None,
-                               answers: dict[str, str] | None, ctx: Context | None) -> dict[str, Any]:
+                               answers: dict[str, str] | None, ctx: Context | None,
+                               workflow: Any = None) -> dict[str, Any]:
     """Plan; when the planner asks a question and the client can answer (elicitation), ask and plan again.
     Otherwise the question stays in the result, to be answered with `answers` on the next call."""
-    result = await anyio.to_thread.run_sync(lambda: service.plan(request, provider=provider, answers=answers))
+    result = await anyio.to_thread.run_sync(lambda: service.plan(request, provider=provider, answers=answers,
+                                                                 workflow=workflow))
     if result["status"] != "question" or not _client_can_elicit(ctx):
         return result
     question = result["question"]
@@ -332,19 +334,34 @@ async def _plan_with_questions(service: NodeWeaverService, request: str, provide
     if getattr(reply, "action", "") != "accept" or not getattr(reply, "data", None):
         return result
     merged = {**(answers or {}), question["slot"]: reply.data.answer}
-    return await anyio.to_thread.run_sync(lambda: service.plan(request, provider=provider, answers=merged))
+    return await anyio.to_thread.run_sync(lambda: service.plan(request, provider=provider, answers=merged,
+                                                               workflow=workflow))
+
+
+def _coverage_text(result: dict[str, Any]) -> str:
+    """What the plan leaves out and its edits, in words: an agent reading only the text must see them too."""
+    lines = []
+    for item in result.get("not_covered") or []:
+        lines.append(f"NOT COVERED: {item.get('what') or item.get('kind')}: {item.get('reason', '')}"
+                     + (f" ({item['suggestion']})" if item.get("suggestion") else ""))
+    lines += [f"note: {note}" for note in result.get("notes") or []]
+    if result.get("diff"):
+        lines.append("changes:\n" + "\n".join(result["diff"]))
+    return "\n".join(lines)
 
 
 def _plan_result(result: dict[str, Any]) -> CallToolResult:
     if result["status"] == "question":
         text = f"QUESTION: {result['question']['text']} (choices: {', '.join(result['question']['choices'])})"
-    elif result["status"] == "valid":
+    elif result["status"] in ("valid", "partial"):
         text = f"{result['summary']}\n\n{result['text']}"
     else:
         text = f"could not plan: {result['summary']}"
+    if coverage := _coverage_text(result):
+        text = f"{text}\n\n{coverage}"
     return CallToolResult(content=[TextContent(type="text", text=text)],
                           structured_content=json.loads(json.dumps(result, default=str)),
-                          is_error=result["status"] not in ("valid", "question"))
+                          is_error=result["status"] not in ("valid", "partial", "question"))
 
 
 async def _plan_and_run(service: NodeWeaverService, result: dict[str, Any], ctx: Context | None) -> CallToolResult:
@@ -366,7 +383,10 @@ def _register_planning_tools(mcp: NodeWeaverMCP, service: NodeWeaverService) -> 
                           "(ComfyUI API JSON and NodeWeaver text form), what it does, and a trace of the planning "
                           "steps. If something essential is missing it asks a question (via elicitation when the "
                           "client supports it, else in the result: call again with `answers`). Set run=true to "
-                          "also run it. `provider` picks an LLM planner (default: the offline planner).")
+                          "also run it. `provider` picks an LLM planner (default: the offline planner). Pass "
+                          "`workflow` to change an existing workflow by words (the result lists the changes in "
+                          "`diff`). Status `partial` means the workflow is valid but leaves parts of the request "
+                          "out: they are listed in `not_covered` with the reason and what would provide them.")
     async def plan_workflow(
         request: Annotated[str, Field(min_length=1, max_length=max_chars,
                                       description="What the workflow should do, in words (Chinese or English)")],
@@ -375,10 +395,13 @@ def _register_planning_tools(mcp: NodeWeaverMCP, service: NodeWeaverService) -> 
                                               "NodeWeaver's settings; omit for the offline planner")] = None,
         answers: Annotated[dict[str, str] | None, Field(description="Answers to questions from an earlier "
                                                         "call, by the question's slot name")] = None,
+        workflow: Annotated[dict[str, Any] | str | None, Field(description="A workflow to change as the request "
+                                                               "says (API JSON, UI JSON or text form), instead "
+                                                               "of planning a new one")] = None,
         ctx: Context | None = None,
     ) -> Annotated[CallToolResult, PlanOutput]:
-        result = await _plan_with_questions(service, request, provider, answers, ctx)
-        if run and result["status"] == "valid":
+        result = await _plan_with_questions(service, request, provider, answers, ctx, workflow)
+        if run and result["status"] in ("valid", "partial"):
             return await _plan_and_run(service, result, ctx)
         return _plan_result(result)
 

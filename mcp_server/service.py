@@ -177,11 +177,13 @@ class NodeWeaverService:
 
     # ---- planning and validation ------------------------------------------------------------------------
     def plan(self, request: str, *, provider: str | None = None, model: str | None = None, run: bool = False,
-             answers: dict[str, str] | None = None, timeout: float = 600) -> dict[str, Any]:
+             answers: dict[str, str] | None = None, timeout: float = 600, workflow: Any = None) -> dict[str, Any]:
+        """Plan from words; with `workflow` (any form `load` reads), edit that workflow as the words say."""
+        base = self.load(workflow) if workflow is not None else None
         result: PlanResult = plan(request, provider=provider, model=model, registry=self.registry, answers=answers,
-                                  max_request_chars=self.settings.server.max_plan_chars)
+                                  max_request_chars=self.settings.server.max_plan_chars, workflow=base)
         data = result.model_dump()
-        if run and result.status == "valid" and result.workflow:
+        if run and result.status in ("valid", "partial") and result.workflow:
             job = self.run(result.workflow, timeout=timeout)
             data["job"] = self.job_summary(job)
             data["outputs"] = job.outputs

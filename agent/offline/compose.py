@@ -39,6 +39,9 @@ class OfflineResult:
     question: Question | None = None
     error: str | None = None
     template: str = ""
+    covered: list[dict[str, Any]] = field(default_factory=list)
+    not_covered: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 def _re(pattern: str, text: str) -> bool:
@@ -186,7 +189,7 @@ def _llm_model(f: Facts) -> str:
 
 # ---- the planner ----------------------------------------------------------------------------------------
 def plan_offline(request: str, *, checkpoints: list[str], loras: list[str], inputs: list[str],
-                 answers: dict[str, str] | None = None) -> OfflineResult:
+                 answers: dict[str, str] | None = None, registry: Any = None) -> OfflineResult:
     answers = answers or {}
     f = extract(request, checkpoints=checkpoints, loras=loras, inputs=inputs)
     intents = Intents(f, inputs)
