@@ -677,7 +677,7 @@ def _plan_answers(args: argparse.Namespace) -> dict[str, str] | None:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from agent.llm import configured_provider
+    from agent import configured_provider  # not agent.llm: that imports LangChain, which offline never needs
     from agent.planner import DEMO_CHOICE, plan, resume
     from runtime.folders import model_files
 

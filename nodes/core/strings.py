@@ -11,11 +11,12 @@ import json
 import re
 import string
 from collections.abc import Callable
-from typing import Any, TypeVar
-
-import regex
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from runtime.errors import BadRequest, NodeWeaverError
+
+if TYPE_CHECKING:  # `regex` itself loads on first use: registering these nodes should not cost its import
+    import regex
 
 REGEX_MODES = ["First Match", "All Matches", "First Group", "All Groups"]
 # User patterns run with the `regex` package, which gives up after this many seconds and releases the GIL while
@@ -39,6 +40,8 @@ class RegexTimeout(NodeWeaverError):
 
 
 def _flags(case_insensitive: bool, multiline: bool, dotall: bool) -> int:
+    import regex
+
     flags = 0
     if case_insensitive:
         flags |= regex.IGNORECASE
@@ -52,6 +55,8 @@ def _flags(case_insensitive: bool, multiline: bool, dotall: bool) -> int:
 def _check_pattern(regex_pattern: Any) -> bool | str:
     if regex_pattern is None:  # linked: known only at run time
         return True
+    import regex
+
     try:
         regex.compile(str(regex_pattern))
     except regex.error as exc:
@@ -61,6 +66,8 @@ def _check_pattern(regex_pattern: Any) -> bool | str:
 
 def _compile(regex_pattern: str, flags: int) -> regex.Pattern:
     """Compile at run time too: a linked pattern was never seen by VALIDATE_INPUTS."""
+    import regex
+
     try:
         return regex.compile(regex_pattern, flags)
     except regex.error as exc:
