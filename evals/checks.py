@@ -1,4 +1,5 @@
-"""The suite format's checks (../shared/evals/README.md): validates, nodes, inputs, links, absent.
+"""The suite format's checks (../shared/evals/README.md): validates, nodes, inputs, links, absent, count on the
+workflow, and status, covered, not_covered, question, question_slot on what the planner said about it.
 
 Each check gives a pass/fail and, when it fails, a sentence saying which expectation was not met.
 """
@@ -7,13 +8,31 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class CheckResult(BaseModel):
     check: str
     passed: bool
     detail: str = ""
+
+
+class PlanOutcome(BaseModel):
+    """What the planner reported beside the workflow: its status, which requested capabilities the plan covers
+    and which it does not (dicts with stage, kind, what, nodes, reason, suggestion), and any question asked."""
+
+    status: str = ""
+    covered: list[dict[str, Any]] = Field(default_factory=list)
+    not_covered: list[dict[str, Any]] = Field(default_factory=list)
+    question: dict[str, Any] | None = None
+
+    @classmethod
+    def of(cls, result: Any) -> PlanOutcome:
+        """Read a PlanResult (or anything with those attributes; a planner without coverage gives none)."""
+        return cls(status=str(getattr(result, "status", "") or ""),
+                   covered=list(getattr(result, "covered", None) or []),
+                   not_covered=list(getattr(result, "not_covered", None) or []),
+                   question=getattr(result, "question", None))
 
 
 def _nodes_of(workflow: dict, class_type: str) -> list[tuple[str, dict]]:
@@ -40,7 +59,58 @@ def _value_matches(value: Any, spec: dict) -> bool:
     return True
 
 
-def check_workflow(workflow: dict | None, expect: dict, *, valid: bool) -> list[CheckResult]:
+def _bounds_hold(number: int, spec: dict) -> bool:
+    if "equals" in spec and number != spec["equals"]:
+        return False
+    return spec.get("min", number) <= number <= spec.get("max", number)
+
+
+def _count_checks(workflow: dict, specs: Any) -> list[CheckResult]:
+    """`count: {class_type: X, equals|min|max: N}` (or a list of them): how many nodes of a class there are."""
+    results = []
+    for spec in specs if isinstance(specs, list) else [specs]:
+        number = len(_nodes_of(workflow, spec["class_type"]))
+        ok = _bounds_hold(number, spec)
+        wanted = {k: v for k, v in spec.items() if k != "class_type"}
+        results.append(CheckResult(check=f"count:{spec['class_type']}", passed=ok,
+                                   detail="" if ok else f"wanted {wanted}, found {number}"))
+    return results
+
+
+def _kinds(records: list[dict[str, Any]]) -> list[str]:
+    return [str(r.get("kind", "")) for r in records if isinstance(r, dict)]
+
+
+def check_outcome(outcome: PlanOutcome, expect: dict) -> list[CheckResult]:
+    """The checks on what the planner said: status, covered, not_covered, question, question_slot."""
+    results: list[CheckResult] = []
+    if "status" in expect:
+        wanted = expect["status"] if isinstance(expect["status"], list) else [expect["status"]]
+        ok = outcome.status in wanted
+        results.append(CheckResult(check=f"status:{'|'.join(wanted)}", passed=ok,
+                                   detail="" if ok else f"status is {outcome.status!r}"))
+    for key, records in (("covered", outcome.covered), ("not_covered", outcome.not_covered)):
+        have = _kinds(records)
+        for kind in expect.get(key, []):
+            ok = kind in have
+            results.append(CheckResult(check=f"{key}:{kind}", passed=ok,
+                                       detail="" if ok else f"{kind} is not in {key} {have}"))
+    asked = outcome.question is not None or outcome.status == "question"
+    if "question" in expect:
+        ok = asked == bool(expect["question"])
+        results.append(CheckResult(check="question", passed=ok, detail="" if ok else
+                                   f"expected question={expect['question']}, status {outcome.status!r}"))
+    if "question_slot" in expect:
+        slot = (outcome.question or {}).get("slot")
+        ok = slot == expect["question_slot"]
+        results.append(CheckResult(check=f"question_slot:{expect['question_slot']}", passed=ok,
+                                   detail="" if ok else f"asked about {slot!r}" if asked else "no question asked"))
+    return results
+
+
+def check_workflow(workflow: dict | None, expect: dict, *, valid: bool,
+                   outcome: PlanOutcome | None = None) -> list[CheckResult]:
+    """Every check `expect` names; the outcome checks need `outcome` (an empty one when not given)."""
     results: list[CheckResult] = []
     workflow = workflow or {}
     if "validates" in expect:
@@ -69,4 +139,7 @@ def check_workflow(workflow: dict | None, expect: dict, *, valid: bool) -> list[
     for name in expect.get("absent", []):
         ok = name not in classes
         results.append(CheckResult(check=f"absent:{name}", passed=ok, detail="" if ok else f"{name} is present"))
+    if "count" in expect:
+        results.extend(_count_checks(workflow, expect["count"]))
+    results.extend(check_outcome(outcome or PlanOutcome(), expect))
     return results

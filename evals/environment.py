@@ -9,8 +9,13 @@ from typing import Any
 
 from runtime.settings import current, using
 
-KIND_FOLDERS = {"checkpoints": "checkpoints", "loras": "loras", "vae": "vae", "upscale_models": "upscale_models",
-                "text_encoders": "text_encoders", "diffusion_models": "diffusion_models", "embeddings": "embeddings"}
+# Every model folder a ComfyUI user has; `clip` and `unet` are the legacy names of text_encoders and
+# diffusion_models, which ComfyUI (and runtime.folders) still search.
+KIND_FOLDERS = {kind: kind for kind in (
+    "checkpoints", "loras", "vae", "upscale_models", "controlnet", "clip_vision", "style_models", "text_encoders",
+    "diffusion_models", "clip", "unet", "embeddings", "hypernetworks", "t2i_adapter")}
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".mkv", ".gif")
 
 
 def _runnable_models(root: Path) -> dict[str, Path] | None:
@@ -50,17 +55,31 @@ def build_environment(spec: dict[str, Any], root: Path, *, runnable: bool = Fals
             else:
                 path.write_bytes(b"placeholder: not a real model")
     for name in spec.get("input", []) or []:
-        path = inputs / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        suffix = path.suffix.lower()
-        if suffix in (".png", ".jpg", ".jpeg", ".webp", ".bmp"):
-            from PIL import Image
-
-            Image.new("RGB", (96, 64), (180, 120, 60)).save(path)
-        else:
-            path.write_text("NodeWeaver keeps workflows valid.\nIt plans, validates, repairs and runs them.\n"
-                            "This is a small text file for evaluation.\n", encoding="utf-8")
+        _write_input(inputs / name)
     return {"models": models, "input": inputs, "output": outputs}
+
+
+def _write_input(path: Path) -> None:
+    """A small real image (a mask: white area on black, with a matching alpha), a few bytes of video, or text."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_SUFFIXES:
+        from PIL import Image, ImageDraw
+
+        if "mask" in path.stem.lower():
+            mask = Image.new("L", (96, 64), 0)
+            ImageDraw.Draw(mask).rectangle((24, 16, 71, 47), fill=255)
+            if suffix == ".png":
+                Image.merge("RGBA", (mask, mask, mask, mask)).save(path)
+            else:
+                mask.save(path)
+        else:
+            Image.new("RGB", (96, 64), (180, 120, 60)).save(path)
+    elif suffix in VIDEO_SUFFIXES:
+        path.write_bytes(b"\x00\x00\x00\x18ftypisom placeholder video: not decodable")
+    else:
+        path.write_text("NodeWeaver keeps workflows valid.\nIt plans, validates, repairs and runs them.\n"
+                        "This is a small text file for evaluation.\n", encoding="utf-8")
 
 
 @contextmanager

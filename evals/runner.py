@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import inspect
 import statistics
 import tempfile
 import time
@@ -13,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from agent.planner import plan
 from compiler import validate
-from evals.checks import CheckResult, check_workflow
+from evals.checks import CheckResult, PlanOutcome, check_workflow
 from evals.environment import environment
 from evals.suite import Case, Suite
 from nodes.registry import NodeRegistry, default_registry
@@ -29,6 +31,7 @@ class CaseResult(BaseModel):
     valid: bool
     passed: bool
     failed_checks: list[CheckResult] = Field(default_factory=list)
+    nodes_present: bool | None = None  # every `nodes` expectation met (None: the case names no nodes)
     repairs: int = 0
     llm_calls: int = 0
     tokens: int = 0
@@ -42,6 +45,7 @@ class SuiteMetrics(BaseModel):
     cases: int
     valid_rate: float
     pass_rate: float
+    coverage_rate: float | None = None  # share of cases naming nodes whose expected nodes are all present
     mean_repairs: float
     llm_calls: int
     tokens: int
@@ -70,20 +74,54 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
+def with_catalog(registry: NodeRegistry, catalog: Path) -> NodeRegistry:
+    """A copy of `registry` with a ComfyUI /object_info catalog imported, leaving the given (often the
+    process-wide default) registry as it was for whoever else uses it."""
+    copied = copy.copy(registry)
+    for name in ("_classes", "_display", "_pack_of", "_catalog", "_suggestions"):
+        setattr(copied, name, dict(getattr(registry, name)))
+    copied.packs, copied.load_errors = list(registry.packs), list(registry.load_errors)
+    copied._invalidate()
+    try:
+        copied.import_catalog_file(Path(catalog))
+    except (OSError, ValueError) as exc:  # ValueError covers JSON that does not parse
+        raise ValueError(f"cannot import catalog {catalog}: {exc}") from None
+    return copied
+
+
+def _takes_workflow() -> bool:
+    """Whether the planner accepts a base workflow to edit (`plan(..., workflow=)`)."""
+    return "workflow" in inspect.signature(plan).parameters
+
+
+def _unsupported_edit(case: Case, repeat: int) -> CaseResult:
+    check = CheckResult(check="workflow", passed=False, detail="this planner takes no base workflow to edit")
+    return CaseResult(id=case.id, lang=case.lang, category=case.family(), repeat=repeat, prompt=case.prompt,
+                      status="failed", valid=False, passed=False, failed_checks=[check],
+                      nodes_present=False if case.expect.get("nodes") else None)
+
+
 def evaluate_case(case: Case, registry: NodeRegistry, *, chat_model: Any = None, provider: str | None = None,
                   run: bool = False, repeat: int = 0, executor: Any = None) -> CaseResult:
+    options: dict[str, Any] = {}
+    if case.workflow is not None:  # passed only when set, so planners without the parameter still run
+        if not _takes_workflow():
+            return _unsupported_edit(case, repeat)
+        options["workflow"] = copy.deepcopy(case.workflow)
     started = time.perf_counter()
     result = plan(case.prompt, registry=registry, chat_model=chat_model, provider=provider, run=run,
-                  executor=executor)
+                  executor=executor, **options)
     latency = time.perf_counter() - started
     valid = result.workflow is not None and validate(result.workflow, registry).valid
-    checks = check_workflow(result.workflow, case.expect, valid=valid)
+    checks = check_workflow(result.workflow, case.expect, valid=valid, outcome=PlanOutcome.of(result))
     failed = [c for c in checks if not c.passed]
+    node_checks = [c for c in checks if c.check.startswith("nodes:")]
     run_error = None
     if run and result.status not in ("ran",) and result.errors:
         run_error = "; ".join(str(e.get("message", "")) for e in result.errors[:2])
     return CaseResult(id=case.id, lang=case.lang, category=case.family(), repeat=repeat, prompt=case.prompt,
                       status=result.status, valid=valid, passed=not failed, failed_checks=failed,
+                      nodes_present=all(c.passed for c in node_checks) if node_checks else None,
                       repairs=result.repairs, llm_calls=result.llm_calls, tokens=result.tokens,
                       latency_s=round(latency, 4), ran=(result.status == "ran") if run else None, run_error=run_error,
                       workflow=result.workflow)
@@ -100,9 +138,11 @@ def metrics(cases: list[CaseResult], repeats: int) -> SuiteMetrics:
     for c in cases:
         outcomes.setdefault(c.id, set()).add(c.passed)
     ran = [c.ran for c in cases if c.ran is not None]
+    named = [c.nodes_present for c in cases if c.nodes_present is not None]
     return SuiteMetrics(
         cases=len({c.id for c in cases}), valid_rate=round(sum(c.valid for c in cases) / n, 4),
         pass_rate=round(sum(c.passed for c in cases) / n, 4),
+        coverage_rate=round(sum(named) / len(named), 4) if named else None,
         mean_repairs=round(sum(c.repairs for c in cases) / n, 3), llm_calls=sum(c.llm_calls for c in cases),
         tokens=sum(c.tokens for c in cases), latency_p50_s=round(_percentile(latencies, 0.5), 4),
         latency_p95_s=round(_percentile(latencies, 0.95), 4),
@@ -113,9 +153,15 @@ def metrics(cases: list[CaseResult], repeats: int) -> SuiteMetrics:
 
 def run_suite(suite: Suite, *, registry: NodeRegistry | None = None, chat_model: Any = None,
               provider: str | None = None, run: bool = False, concurrency: int = 1, repeat: int = 1,
-              workdir: Path | None = None) -> SuiteResult:
-    """Run every case `repeat` times inside the suite's environment."""
+              workdir: Path | None = None, catalog: Path | None = None) -> SuiteResult:
+    """Run every case `repeat` times inside the suite's environment.
+
+    `catalog` (else the suite's own `catalog:`) is imported into a copy of the registry, so plans are
+    validated against that ComfyUI's nodes."""
     registry = registry or default_registry()
+    catalog = catalog or (Path(suite.catalog) if suite.catalog else None)
+    if catalog is not None:
+        registry = with_catalog(registry, catalog)
     started_at, started = time.time(), time.perf_counter()
     root = Path(workdir or tempfile.mkdtemp(prefix="nodeweaver-eval-"))
     jobs = [(case, r) for r in range(max(1, repeat)) for case in suite.cases]
