@@ -2,8 +2,9 @@
 
 `server` (PromptServer.instance.routes, send_sync), `folder_paths` (model and input folders), the `comfy`
 package (utils, model_management, comfy_types), `comfy_execution` (graph_utils, graph) and `comfy_api`
-(v0_0_2, and latest's execution API). They are installed into `sys.modules` under ComfyUI's names before packs load, each top-level name
-only when no real module of that name is importable: inside a ComfyUI install the real ones win.
+(v0_0_2, and latest: its execution API, the V3 node schema `io`/`ui` and ComfyExtension). They are installed
+into `sys.modules` under ComfyUI's names before packs load, each top-level name only when no real module of
+that name is importable: inside a ComfyUI install the real ones win.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ SHIMS: dict[str, tuple[tuple[str, str], ...]] = {
         ("comfy_api", "nodes.comfy_compat.comfy_api"),
         ("comfy_api.v0_0_2", "nodes.comfy_compat.comfy_api.v0_0_2"),
         ("comfy_api.latest", "nodes.comfy_compat.comfy_api.latest"),
+        ("comfy_api.latest._io", "nodes.comfy_compat.comfy_api.latest._io"),
+        ("comfy_api.latest._ui", "nodes.comfy_compat.comfy_api.latest._ui"),
     ),
 }
 
