@@ -1,0 +1,146 @@
+"""The offline planner's workflow builder: a ParsedRequest's stages → one chained workflow for the target
+catalog, models bound, every stage accounted for (covered, or not covered with the reason and what would).
+
+Stages run in order, each branch (Stage.branch) on its own chain state over shared loaders; each stage's
+fragment (agent.offline.fragments) links to the state by socket type. The end of each chain gets the save node
+for what it holds (SaveImage, CreateVideo + SaveVideo, SaveText/PreviewAny) unless a later stage consumed it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.builder import WorkflowBuilder
+from agent.offline import fragments as fr
+from agent.offline.bind import Binder
+from agent.offline.fragments import ChainState, Ctx, Question
+from agent.offline.spec import Coverage, ParsedRequest, Stage
+from nodes.registry import NodeRegistry
+from runtime import folders
+
+__all__ = ["BuildResult", "Question", "build"]
+
+Fragment = Callable[[Ctx, int, Stage, ChainState], None]
+
+FRAGMENTS: dict[str, Fragment] = {
+    "generate": fr.generate, "img2img": fr.img2img, "restyle": fr.img2img, "inpaint": fr.inpaint,
+    "remove": fr.inpaint, "replace": fr.inpaint, "outpaint": fr.outpaint, "upscale": fr.upscale,
+    "hires": fr.hires, "invert": fr.invert,
+}
+
+# kinds no core node provides: why, and what would
+NOT_PROVIDED: dict[str, tuple[str, str]] = {
+    "interpolate": ("ComfyUI has no core frame-interpolation node",
+                    "packs such as ComfyUI-Frame-Interpolation (RIFE, FILM) provide it"),
+    "face_restore": ("ComfyUI has no core face-restoration node",
+                     "packs such as ComfyUI-Impact-Pack (FaceDetailer) or facerestore_cf provide it"),
+    "remove_background": ("ComfyUI has no local core background-removal node (RecraftRemoveBackgroundNode is a "
+                          "paid API node)", "packs such as ComfyUI-RMBG or comfyui-rembg provide it"),
+    "describe": ("describing an image needs a vision-language model node, which the offline planner does not "
+                 "wire", "packs such as ComfyUI-Florence2 or comfyui_LLM_party provide it"),
+    "audio": ("the offline planner does not build audio workflows",
+              "ComfyUI's Stable Audio and ACE-Step templates, or an LLM-backed planner"),
+    "3d": ("the offline planner does not build 3D workflows",
+           "ComfyUI's Hunyuan3D templates, or an LLM-backed planner"),
+    "unknown": ("the planner could not tell what this part of the request asks for",
+                "rephrase it, or plan with an LLM provider"),
+}
+
+
+@dataclass
+class BuildResult:
+    """A drafted workflow (None when nothing could be built) and the account of every stage."""
+
+    workflow: dict[str, Any] | None
+    covered: list[Coverage] = field(default_factory=list)
+    not_covered: list[Coverage] = field(default_factory=list)
+    question: Question | None = None
+    summary: str = ""
+    notes: list[str] = field(default_factory=list)
+    stages_used: list[str] = field(default_factory=list)
+    questions: list[Question] = field(default_factory=list)  # every open question; `question` is the first
+
+
+def build(parsed: ParsedRequest, *, registry: NodeRegistry, answers: dict[str, str] | None = None,
+          inputs: list[str] | None = None) -> BuildResult:
+    """Build the workflow for `parsed` against `registry`; `answers` (slot → value) binds asked-for files."""
+    answers = dict(answers or {})
+    hint = next((s.model_hint for s in parsed.stages if s.model_hint), None)
+    ctx = Ctx(WorkflowBuilder(), parsed, registry, Binder(registry, answers, hint), answers,
+              inputs if inputs is not None else folders.input_files())
+    ctx.notes.extend(parsed.notes)
+    for branch, seed in _runs(parsed):
+        state = ChainState(branch=branch, seed=seed)
+        for index, stage in enumerate(parsed.stages):
+            if stage.branch == branch:
+                _apply(ctx, index, stage, state)
+        _finish(ctx, parsed, state)
+    for missing in ctx.binder.missing:
+        choices = missing.choices
+        ctx.ask(Question(f"No {missing.what} is installed. Put {missing.download} in models/{missing.kind}"
+                         + (", or choose an installed one." if choices else "."), choices, missing.slot,
+                         missing.download))
+    covered = [ctx.covered[i] for i in sorted(ctx.covered)]
+    workflow = ctx.b.prompt or None
+    return BuildResult(workflow, covered, ctx.not_covered, ctx.questions[0] if ctx.questions else None,
+                       _summary(covered, ctx.not_covered), ctx.notes, ctx.stages_used, ctx.questions)
+
+
+def _runs(parsed: ParsedRequest) -> list[tuple[int, int]]:
+    """(branch, seed) pairs: one run per branch; a single-branch request with several seeds runs once per
+    seed (the loaders and prompts are shared), as today's planner samples once per seed."""
+    branches = sorted({s.branch for s in parsed.stages}) or [0]
+    seeds = parsed.seeds or [0]
+    if len(branches) == 1 and len(seeds) > 1:
+        return [(branches[0], seed) for seed in seeds]
+    return [(b, seeds[n] if n < len(seeds) else seeds[0]) for n, b in enumerate(branches)]
+
+
+def _apply(ctx: Ctx, index: int, stage: Stage, state: ChainState) -> None:
+    if stage.kind == "save":
+        state.save = True
+        return
+    fragment = FRAGMENTS.get(stage.kind)
+    if fragment is not None:
+        fragment(ctx, index, stage, state)
+        return
+    reason, suggestion = NOT_PROVIDED.get(stage.kind, NOT_PROVIDED["unknown"])
+    if all(c.stage != index for c in ctx.not_covered):
+        ctx.miss(index, stage, reason, suggestion)
+
+
+def _finish(ctx: Ctx, parsed: ParsedRequest, state: ChainState) -> None:
+    """Save what the chain ends with: video frames, else the image, else the text."""
+    b, saves = ctx.b, []
+    if state.frames is not None:
+        if "CreateVideo" in ctx.registry and "SaveVideo" in ctx.registry:
+            video = b.add("CreateVideo", images=state.frames, fps=float(state.fps))
+            saves += [video, b.add("SaveVideo", video=[video, 0], filename_prefix="NodeWeaver/video", format="auto",
+                                   codec="auto")]
+        elif "SaveAnimatedWEBP" in ctx.registry:
+            saves.append(b.add("SaveAnimatedWEBP", images=state.frames, filename_prefix="NodeWeaver/video",
+                               fps=float(state.fps), lossless=False, quality=90, method="default"))
+        else:
+            saves.append(b.add("SaveImage", images=state.frames, filename_prefix="NodeWeaver/frames"))
+    elif state.image is not None:
+        saves.append(b.add("SaveImage", images=state.image, filename_prefix="NodeWeaver/image"))
+    elif state.text is not None:
+        if state.save:
+            saves.append(b.add("SaveText", text=state.text, filename_prefix="NodeWeaver/text", format="txt"))
+        else:
+            saves.append(b.add("PreviewAny", source=state.text))
+    for index, stage in enumerate(parsed.stages):
+        if stage.kind == "save" and stage.branch == state.branch:
+            if saves:
+                ctx.cover(index, stage, "save the result", saves, "")
+            elif all(c.stage != index for c in ctx.not_covered):
+                ctx.miss(index, stage, "nothing earlier in the request produces a result to save")
+
+
+def _summary(covered: list[Coverage], not_covered: list[Coverage]) -> str:
+    done = " → ".join(c.what.split(" (")[0] for c in covered) or "nothing buildable"
+    if not_covered:
+        return f"{done}; not covered: {', '.join(c.kind for c in not_covered)}"
+    return done
