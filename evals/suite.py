@@ -34,6 +34,7 @@ class Case(BaseModel):
 class Suite(BaseModel):
     suite: str
     catalog: str | None = None  # a ComfyUI /object_info file imported into the registry for this suite
+    aliases: dict[str, Any] = Field(default_factory=dict)  # YAML anchors (node alternatives) the cases reuse
     environment: dict[str, Any] = Field(default_factory=dict)
     cases: list[Case]
 
