@@ -3,6 +3,11 @@
 Every state change is written before it takes effect, so a restart (even after `kill -9`) loses nothing:
 queued jobs run after the restart, and a job that was running is marked `failed_by_restart` (re-running it
 is not safe in general: its nodes may have had side effects).
+
+Each JobQueue is one *run* (a server start, a CLI invocation) with its own `run_id`; a job belongs to the run
+that queued it, and to the run that took it from the queue when that is a later one. ComfyUI's /history shows
+only its own run's jobs (its history lives in memory), so `history(this_run=True)` gives that view; the
+persisted whole stays readable with `this_run=False`.
 """
 
 from __future__ import annotations
@@ -66,6 +71,7 @@ class Job(BaseModel):
     created_at: float
     started_at: float | None = None
     finished_at: float | None = None
+    run_id: str | None = None  # the run (JobQueue) that queued it, or later took it from the queue
     # set by JobQueue.submit only, never stored: the node_errors of the outputs left out of a partly valid
     # workflow (ComfyUI's /prompt answers with them)
     node_errors: dict[str, Any] = Field(default_factory=dict, exclude=True)
@@ -92,13 +98,16 @@ CREATE TABLE IF NOT EXISTS jobs (
     error TEXT,
     created_at REAL NOT NULL,
     started_at REAL,
-    finished_at REAL
+    finished_at REAL,
+    run_id TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status, priority, number);
 """
+# databases written before runs existed lack the column: it is added (NULL: no run of today's) at open
+_RUN_INDEX = "CREATE INDEX IF NOT EXISTS jobs_run ON jobs(run_id, status, number)"
 _JSON_FIELDS = ("prompt", "plan", "extra_data", "outputs", "executed", "cached", "timings", "error")
 _INSERT_COLUMNS = ("id", "priority", "status", "prompt", "plan", "extra_data", "client_id", "outputs", "executed",
-                   "cached", "timings", "error", "created_at", "started_at", "finished_at")
+                   "cached", "timings", "error", "created_at", "started_at", "finished_at", "run_id")
 # The number is computed inside the INSERT itself: SQLite runs one statement under its write lock, so two
 # submissions (threads or processes) can never read the same MAX; the UNIQUE index makes that a guarantee.
 _INSERT = (f"INSERT INTO jobs (number, {', '.join(_INSERT_COLUMNS)}) "
@@ -134,8 +143,9 @@ def _sqlite_text(value: str | None) -> str | None:
 class JobStore:
     """SQLite persistence for jobs (WAL mode; safe to share between threads)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, run_id: str | None = None) -> None:
         self.path = Path(path)
+        self.run_id = run_id or str(uuid.uuid4())
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
@@ -145,7 +155,18 @@ class JobStore:
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA busy_timeout=10000")
             self._db.executescript(_SCHEMA)
+            self._ensure_run_column()
             self._ensure_unique_numbers()
+
+    def _ensure_run_column(self) -> None:
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        if "run_id" not in columns:
+            try:
+                self._db.execute("ALTER TABLE jobs ADD COLUMN run_id TEXT")
+            except sqlite3.OperationalError as exc:  # another process added it between the two statements
+                if "duplicate column" not in str(exc):
+                    raise
+        self._db.execute(_RUN_INDEX)
 
     def _ensure_unique_numbers(self) -> None:
         """Add the UNIQUE index on `number`; a database from before it may hold duplicates (concurrent submits
@@ -182,6 +203,8 @@ class JobStore:
         values = []
         for column in _INSERT_COLUMNS:
             value = getattr(job, column)
+            if column == "run_id" and value is None:  # stored through this store: this run's job
+                value = self.run_id
             if column in _JSON_FIELDS:
                 value = _json_text(value) if value is not None else None
             elif isinstance(value, str):
@@ -210,27 +233,38 @@ class JobStore:
                     self._db.execute("COMMIT")
                     return None
                 now = time.time()
-                self._db.execute("UPDATE jobs SET status = 'running', started_at = ? WHERE id = ?", (now, row["id"]))
+                # a job queued by an earlier run belongs to the run that runs it
+                self._db.execute("UPDATE jobs SET status = 'running', started_at = ?, run_id = ? WHERE id = ?",
+                                 (now, self.run_id, row["id"]))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
         job = self._row(row)
-        return job.model_copy(update={"status": "running", "started_at": now})
+        return job.model_copy(update={"status": "running", "started_at": now, "run_id": self.run_id})
 
     def get(self, job_id: str) -> Job | None:
         with self._lock:
             row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return self._row(row) if row else None
 
-    def list(self, statuses: tuple[str, ...] | None = None, limit: int = 200, newest_first: bool = True,
-             offset: int = 0) -> list[Job]:
-        """Jobs with these statuses, newest first (or in queue order), `offset` rows skipped."""
-        query = "SELECT * FROM jobs"
-        params: list[Any] = []
+    @staticmethod
+    def _where(statuses: tuple[str, ...] | None, run_id: str | None) -> tuple[str, list[Any]]:
+        clauses, params = [], []
         if statuses:
-            query += f" WHERE status IN ({', '.join('?' * len(statuses))})"
+            clauses.append(f"status IN ({', '.join('?' * len(statuses))})")
             params.extend(statuses)
+        if run_id is not None:
+            clauses.append("run_id = ?")
+            params.append(run_id)
+        return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+    def list(self, statuses: tuple[str, ...] | None = None, limit: int = 200, newest_first: bool = True,
+             offset: int = 0, run_id: str | None = None) -> list[Job]:
+        """Jobs with these statuses (of one run, or all), newest first (or in queue order), `offset` rows
+        skipped."""
+        where, params = self._where(statuses, run_id)
+        query = "SELECT * FROM jobs" + where
         query += " ORDER BY number DESC" if newest_first else " ORDER BY priority DESC, number ASC"
         query += " LIMIT ? OFFSET ?"
         params.extend((limit, max(0, offset)))
@@ -238,10 +272,9 @@ class JobStore:
             rows = self._db.execute(query, params).fetchall()
         return [self._row(r) for r in rows]
 
-    def count(self, statuses: tuple[str, ...] | None = None) -> int:
-        query, params = "SELECT COUNT(*) FROM jobs", list(statuses or ())
-        if statuses:
-            query += f" WHERE status IN ({', '.join('?' * len(statuses))})"
+    def count(self, statuses: tuple[str, ...] | None = None, run_id: str | None = None) -> int:
+        where, params = self._where(statuses, run_id)
+        query = "SELECT COUNT(*) FROM jobs" + where
         with self._lock:
             return int(self._db.execute(query, params).fetchone()[0])
 
@@ -290,6 +323,7 @@ class JobQueue:
                  node_timeout: float | None = None) -> None:
         self.registry = registry
         self.store = JobStore(db_path)
+        self.run_id = self.store.run_id
         self.executor = executor or Executor(registry, node_timeout=node_timeout)
         self.node_timeout = node_timeout  # server-wide: applied to every run (a smaller class TIMEOUT wins)
         self.recovered = self.store.recover()
@@ -323,7 +357,8 @@ class JobQueue:
         # the plan's fields as they are: model_dump would deep-copy every node of a big workflow
         plan_data = {"prompt": plan.prompt, "order": plan.order, "outputs": plan.outputs, "extra": plan.extra}
         job = Job(id=job_id or str(uuid.uuid4()), number=-1, priority=priority, status="queued", prompt=prompt,
-                  plan=plan_data, extra_data=extra_data or {}, client_id=client_id, created_at=time.time())
+                  plan=plan_data, extra_data=extra_data or {}, client_id=client_id, created_at=time.time(),
+                  run_id=self.run_id)
         job = self.store.insert(job)
         with self._wake:
             self._wake.notify_all()
@@ -335,7 +370,7 @@ class JobQueue:
         if job is None:
             raise JobNotFound(job_id)
         if job.status == "queued":
-            self.store.update(job_id, status="cancelled", finished_at=time.time())
+            self.store.update(job_id, status="cancelled", finished_at=time.time(), run_id=self.run_id)
             self._notify_done()
             return True
         if job.status == "running":
@@ -359,9 +394,21 @@ class JobQueue:
     def running(self) -> list[Job]:
         return self.store.list(("running",), limit=10)
 
-    def history(self, limit: int = 200, offset: int = 0) -> list[Job]:
-        """Finished jobs, newest first."""
-        return self.store.list(FINISHED, limit=limit, offset=offset)
+    def history(self, limit: int = 200, offset: int = 0, this_run: bool = False) -> list[Job]:
+        """Finished jobs (of this run, or of every run), newest first."""
+        return self.store.list(FINISHED, limit=limit, offset=offset, run_id=self.run_id if this_run else None)
+
+    def history_page(self, max_items: int, offset: int | None = None, this_run: bool = False) -> list[Job]:
+        """ComfyUI's /history paging, oldest first: `offset` skips that many of the oldest and `max_items`
+        bounds the count; without an offset (None or negative, ComfyUI's -1) the newest `max_items`."""
+        if offset is None or offset < 0:
+            return self.history(limit=max_items, this_run=this_run)[::-1]
+        total = self.store.count(FINISHED, run_id=self.run_id if this_run else None)
+        first = max(0, total - offset - max_items)  # the oldest `offset` are skipped: read from the newest end
+        return self.history(limit=max(0, min(max_items, total - offset)), offset=first, this_run=this_run)[::-1]
+
+    def in_this_run(self, job: Job) -> bool:
+        return job.run_id == self.run_id
 
     def wait(self, job_id: str, timeout: float | None = None) -> Job:
         deadline = None if timeout is None else time.monotonic() + timeout

@@ -508,24 +508,54 @@ def _comfy_routes(app: FastAPI, service: NodeWeaverService, offload: _Offload) -
             await offload.light(lambda: service.cancel_jobs(edit.delete or []))
         return await reply({})
 
+    def this_run_only(all_runs: str | None) -> bool:
+        """ComfyUI's /history holds this server run's jobs ([server] history_scope = "run", the default);
+        `?all=true` (or history_scope = "all") gives every persisted job."""
+        flags = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+        if all_runs is not None and all_runs.strip().lower() not in flags:
+            raise BadRequest(f"all must be true or false, got {all_runs[:40]!r}", kind="invalid_parameter")
+        wants_all = all_runs is not None and flags[all_runs.strip().lower()]
+        return not wants_all and service.settings.server.history_scope == "run"
+
+    def history_listing(count: int | None, start: int | None, this_run: bool) -> dict[str, Any]:
+        if not this_run:
+            return service.comfy_history(max_items=count, offset=start)
+        limit = HISTORY_LIMIT if count is None else max(0, min(count, HISTORY_LIMIT))
+        return {j.id: service.comfy_history_item(j) for j in service.queue.history_page(limit, start, this_run=True)}
+
+    def history_item(prompt_id: str, this_run: bool) -> dict[str, Any]:
+        found = service.comfy_history(prompt_id)
+        if found and this_run and service.queue.store.get(prompt_id).run_id != service.queue.run_id:
+            return {}
+        return found
+
+    def forget_this_run() -> None:
+        while jobs := service.queue.history(limit=1000, this_run=True):
+            service.delete_history([j.id for j in jobs])
+
     @app.get("/history")
     async def get_history(max_items: str | None = Query(None, description="at most this many, the newest"),
-                          offset: str | None = Query(None, description="skip this many of the oldest")) -> Response:
+                          offset: str | None = Query(None, description="skip this many of the oldest"),
+                          all_runs: str | None = Query(None, alias="all", description="true: every persisted "
+                                                       "job, not only this server run's")) -> Response:
         """Without parameters the whole history (at most HISTORY_LIMIT items), as ComfyUI: clients compare it
         with `offset=0` and page through it by its length."""
         count = _int_param("max_items", max_items, minimum=0)
         start = _int_param("offset", offset)
-        return await reply(await offload.heavy(lambda: service.comfy_history(max_items=count, offset=start)))
+        this_run = this_run_only(all_runs)
+        return await reply(await offload.heavy(lambda: history_listing(count, start, this_run)))
 
     @app.get("/history/{prompt_id}")
-    async def get_history_item(prompt_id: str) -> Response:
-        return await reply(await offload.light(lambda: service.comfy_history(prompt_id)))
+    async def get_history_item(prompt_id: str, all_runs: str | None = Query(None, alias="all")) -> Response:
+        this_run = this_run_only(all_runs)
+        return await reply(await offload.light(lambda: history_item(prompt_id, this_run)))
 
     @app.post("/history", openapi_extra=_body_doc(QueueEdit))
-    async def post_history(request: Request) -> Response:
+    async def post_history(request: Request, all_runs: str | None = Query(None, alias="all")) -> Response:
+        """`clear` forgets the jobs /history lists (this run's, unless all); `delete` the listed ones."""
         edit: QueueEdit = await read_json(request, QueueEdit)
         if edit.clear:
-            await offload.light(service.delete_history)
+            await offload.light(forget_this_run if this_run_only(all_runs) else service.delete_history)
         if edit.delete:
             await offload.light(lambda: service.delete_history(edit.delete))
         return await reply({})

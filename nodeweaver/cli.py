@@ -112,6 +112,7 @@ def _server_parsers(sub) -> None:
     """mcp and serve: the network faces."""
     p = sub.add_parser("mcp", help="serve NodeWeaver's MCP tools over stdio (for Claude Desktop, Cursor ...)")
     _node_timeout_flag(p)
+    _comfyui_launch_flags(p)  # folders, models, device and cache: the same flags as serve
     _common_flags(p)
 
     p = sub.add_parser("serve", help="HTTP API (ComfyUI-compatible + /api/plan) with MCP at /mcp/")
@@ -123,6 +124,9 @@ def _server_parsers(sub) -> None:
                    help="bearer token clients must send (env NODEWEAVER_TOKEN)")
     p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
                    help="a browser origin allowed to call the API besides the server's own (repeatable)")
+    p.add_argument("--history-scope", choices=["run", "all"],
+                   help="what ComfyUI's /history lists: this server run's jobs (as ComfyUI; the default) or every "
+                        "persisted job ([server] history_scope; /history?all=true asks for all either way)")
     _node_timeout_flag(p)
     _comfyui_launch_flags(p)
     _common_flags(p)
@@ -838,6 +842,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
               "127.0.0.1", file=sys.stderr)
         return EXIT_UNREADABLE
     settings = current()
+    if args.history_scope:
+        settings = settings.model_copy(update={"server": settings.server.model_copy(
+            update={"history_scope": args.history_scope})})
+        activate(settings)
     service = NodeWeaverService(_registry(args), settings=settings)
     app = create_app(service, token=args.token, loopback=loopback,
                      allowed_origins=[*settings.server.allowed_origins, *args.allow_origin])

@@ -47,6 +47,9 @@ class ServerSettings(BaseModel):
     max_plan_chars: int = Field(20_000, ge=100, description="longest request in words the planner accepts")
     allowed_origins: list[str] = Field(default_factory=list,
                                        description="browser origins allowed besides the server's own")
+    history_scope: Literal["run", "all"] = Field(
+        "run", description="what ComfyUI's /history lists: this server run's jobs, as ComfyUI (whose history "
+                           "lives in memory) does, or every persisted job (also: /history?all=true)")
 
 
 class EngineSettings(BaseModel):
