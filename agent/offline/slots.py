@@ -1,0 +1,334 @@
+"""Slots of one clause of a request (Chinese and English): the values it states (count, size, scale, denoise,
+video length, files, control kind, outpaint sides, model family, negatives, style), each removed from the text
+as it is read, and the prompt that is left once instruction words are cleaned off.
+
+Every pattern is precompiled and runs in time linear in the clause: no two unbounded quantifiers compete for
+the same characters, and whitespace is collapsed before any pattern sees the text.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from agent.offline.extract import cn_number, decimal, number
+
+IC = re.IGNORECASE
+IMAGE_EXT = ("png", "jpg", "jpeg", "webp", "bmp")
+VIDEO_EXT = ("mp4", "mov", "webm", "gif", "avi", "mkv")
+MODEL_EXT = ("safetensors", "ckpt", "pth", "pt", "bin", "gguf", "onnx")
+TEXT_EXT = ("txt", "md", "json", "csv")
+AUDIO_EXT = ("wav", "mp3", "flac", "ogg")
+FILE = re.compile(r"(?<![\w\-./])[\w\-./]+\.(" + "|".join(IMAGE_EXT + VIDEO_EXT + MODEL_EXT + TEXT_EXT + AUDIO_EXT)
+                  + r")(?![\w])", IC)
+EN_NUMBERS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
+              "ten": 10, "a pair of": 2, "a couple of": 2}
+CJK = re.compile(r"[\u4e00-\u9fff]")
+
+
+@dataclass
+class Slots:
+    """What one clause states; `text` is the clause with every stated value taken out."""
+
+    text: str
+    count: int | None = None
+    width: int | None = None
+    height: int | None = None
+    scale: float | None = None
+    denoise: float | None = None
+    frames: int | None = None
+    fps: float | None = None
+    seconds: float | None = None
+    images: list[str] = field(default_factory=list)
+    videos: list[str] = field(default_factory=list)
+    models: list[str] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    audios: list[str] = field(default_factory=list)
+    model_hint: str | None = None
+    negatives: list[str] = field(default_factory=list)
+    style: str | None = None
+    settings: bool = False  # the clause stated a global setting (seed, steps, cfg, sampler, LoRA …)
+
+
+def _set(slots: Slots, name: str, value: object) -> None:
+    if getattr(slots, name) is None and value is not None:
+        setattr(slots, name, value)
+
+
+# ---- files -------------------------------------------------------------------------------------------------
+def _files(slots: Slots) -> None:
+    def take(m: re.Match) -> str:
+        ext = m.group(1).lower()
+        name = m.group(0)
+        bucket = (slots.images if ext in IMAGE_EXT else slots.videos if ext in VIDEO_EXT else
+                  slots.models if ext in MODEL_EXT else slots.texts if ext in TEXT_EXT else slots.audios)
+        bucket.append(name)
+        return " "
+
+    slots.text = FILE.sub(take, slots.text)
+
+
+# ---- numbers -----------------------------------------------------------------------------------------------
+_N = r"(\d+(?:\.\d+)?)"
+_SIZE = re.compile(r"(?<!\d)(\d{2,4}) ?[x×*] ?(\d{2,4})(?!\d)(?: ?(?:px|pixels|像素))?")
+_ORIENTATION = re.compile(r"横版|横图|竖版|竖图|landscape orientation|portrait orientation|\bvertical\b|\bhorizontal\b"
+                          r"|\bwidescreen\b", IC)
+_COUNT_ZH = re.compile(r"(?<!\d)(\d+|[一二两三四五六七八九十]) ?[张幅](?:不同的)?(?:图片|图像|照片|插画|图|画)?")
+_COUNT_EN = re.compile(r"\b(\d+|one|two|three|four|five|six|seven|eight|nine|ten|a pair of|a couple of) "
+                       r"(?:different |distinct |separate )?(?:images|pictures|photos|variations|versions|"
+                       r"illustrations|renders|drawings|paintings|wallpapers|image|picture|photo)\b"
+                       r"|\bbatch(?: size)? (?:of )?(\d+)", IC)
+_SCALE = re.compile(r"(?:\b(?:by|to) |放大到? ?|放大为 ?)?(?<![\w.])" + _N + r" ?(?:x|×|倍|times)(?![\w\-])"
+                    r"|(?<![\w])[x×]" + _N + r"\b|([两二三四]) ?倍|\b(double|twice|triple|quadruple)\b", IC)
+_DENOISE = re.compile(r"(?:denoise|denoising(?: strength)?|重绘幅度|重绘强度|去噪强度?) ?(?:of|at|=|:|:|to)? ?" + _N, IC)
+_FPS = re.compile(r"(?:(?:at )?(?<![\d.])" + _N + r" ?(?:fps|帧每秒|帧/秒)|(?:每秒|帧率|frame rate(?: of)?) ?[::]? ?"
+                  + _N + r" ?帧?)", IC)
+_FRAMES = re.compile(r"(?<![\d.])(\d+) ?(?:frames?|帧)(?!率)", IC)
+_SECONDS = re.compile(r"(?<![\d.])" + _N + r"(?: ?(?:seconds?|secs?|秒钟?)|s\b|-second\b)", IC)
+_WORD_NUMBER = {"double": 2.0, "twice": 2.0, "triple": 3.0, "quadruple": 4.0}
+
+
+def _numbers(slots: Slots, *, scale: bool, video: bool) -> None:
+    """Sizes, counts and denoise always; the scale only in an upscale clause ("2x" means nothing elsewhere) and
+    frames/fps/seconds only in a video clause."""
+    def size(m: re.Match) -> str:
+        if slots.width is None:
+            slots.width, slots.height = number(m.group(1)), number(m.group(2))
+        return " "
+
+    def orientation(m: re.Match) -> str:
+        word = m.group(0).lower()
+        if slots.width is None:
+            slots.width, slots.height = (768, 1024) if word in ("竖版", "竖图", "portrait orientation", "vertical") \
+                else (1024, 768)
+        return " "
+
+    def count_zh(m: re.Match) -> str:
+        _set(slots, "count", cn_number(m.group(1)))
+        return " "
+
+    def count_en(m: re.Match) -> str:
+        word = (m.group(1) or m.group(2) or "").lower()
+        _set(slots, "count", EN_NUMBERS.get(word) or (number(word) if word.isdigit() else None))
+        return " "
+
+    slots.text = _SIZE.sub(size, slots.text)
+    slots.text = _ORIENTATION.sub(orientation, slots.text)
+    slots.text = _COUNT_ZH.sub(count_zh, slots.text)
+    slots.text = _COUNT_EN.sub(count_en, slots.text)
+    slots.text = _DENOISE.sub(lambda m: _put(slots, "denoise", decimal(m.group(1))), slots.text)
+    if video:
+        slots.text = _FPS.sub(lambda m: _put(slots, "fps", decimal(m.group(1) or m.group(2))), slots.text)
+        slots.text = _FRAMES.sub(lambda m: _put(slots, "frames", number(m.group(1))), slots.text)
+        slots.text = _SECONDS.sub(lambda m: _put(slots, "seconds", decimal(m.group(1))), slots.text)
+    if scale:
+        slots.text = _SCALE.sub(lambda m: _put(slots, "scale", _scale_value(m)), slots.text)
+
+
+def _scale_value(m: re.Match) -> float | None:
+    if m.group(1) or m.group(2):
+        return decimal(m.group(1) or m.group(2))
+    if m.group(3):
+        return float(cn_number(m.group(3)) or 2)
+    return _WORD_NUMBER[m.group(4).lower()]
+
+
+def _put(slots: Slots, name: str, value: object) -> str:
+    _set(slots, name, value)
+    return " "
+
+
+# ---- global settings (read by extract; only taken out of the prompt here) --------------------------------
+_SETTINGS = [re.compile(p, IC) for p in (
+    r"(?:with |using |use )?(?:the )?(?:random )?(?:seeds?|随机种子|种子) ?[::=]? ?\d+(?: ?(?:,|,|、|and|or|和|与|或) ?\d+)*",
+    r"(?<!\d)\d+ ?(?:sampling )?steps?\b|(?:with |in )?steps? ?[:=] ?\d+|(?:采样)?步数 ?[::]? ?\d+|(?<!\d)\d+ ?步",
+    r"(?:at |with )?(?:a )?\bcfg(?: scale)? ?(?:of )?[:=]? ?\d+(?:\.\d+)?|(?:引导系数|提示词相关性) ?[::]? ?\d+(?:\.\d+)?",
+    r"(?:with |using |use )?(?:the )?\b(?:euler_ancestral|euler|heun|dpm_2_ancestral|dpm_2|lms|dpmpp_2s_ancestral|"
+    r"dpmpp_2m_sde|dpmpp_3m_sde|dpmpp_2m|ddim|ddpm|uni_pc_bh2|uni_pc|lcm|deis)\b(?: sampler)?"
+    r"(?: (?:and|with) (?:the )?)?(?:\b(?:karras|exponential|sgm_uniform|simple|ddim_uniform|beta)\b(?: scheduler)?)?",
+    r"(?:with |using |use )?(?:the )?\b(?:karras|exponential|sgm_uniform|ddim_uniform)\b(?: scheduler)?",
+    r"(?:(?:with|using|use|add|apply) (?:the |a |my )?|(?:加上|使用|用|加) ?)?(?:[\w\-.]{1,60} ?)?\blora\b"
+    r"(?: ?(?:at )?(?:strength|weight|权重|强度) ?[::=]? ?\d+(?:\.\d+)?)?(?: ?(?:at )?(?<![\w.])[01]\.\d+)?",
+    r"(?:at |with )?(?:a )?(?:lora )?(?:strength|weight|权重|强度) ?(?:of )?[::=]? ?\d+(?:\.\d+)?",
+    r"(?:(?:with|using|use|via|on) (?:the )?|(?:用|使用|通过) ?)?(?:dashscope )?(?:wanx|通义万相|万相)",
+    r"(?:(?:with|using|use) (?:the )?(?:checkpoint|model) )",
+)]
+
+
+def _settings(slots: Slots) -> None:
+    for pattern in _SETTINGS:
+        slots.text, n = pattern.subn(" ", slots.text)
+        slots.settings = slots.settings or n > 0
+
+
+# ---- model families ----------------------------------------------------------------------------------------
+FAMILIES = [
+    (r"sd ?xl|stable diffusion xl|sd_xl", "sdxl"), (r"sd ?1\.5|sd15|stable diffusion 1\.5|v1-5", "sd15"),
+    (r"sd ?3(?:\.5)?|stable diffusion 3(?:\.5)?", "sd3"), (r"flux(?:\.1)?[- ]?kontext", "flux-kontext"),
+    (r"flux(?:\.1)?(?:[- ](?:dev|schnell))?", "flux"), (r"wan ?2\.[12]|wan(?:video)?", "wan"),
+    (r"ltx-?video|ltxv|ltx", "ltxv"), (r"svd|stable video diffusion", "svd"),
+    (r"hunyuan ?video|hunyuan|混元", "hunyuan"), (r"qwen[- ]?image[- ]?edit|qwen[- ]?edit", "qwen-edit"),
+    (r"qwen[- ]?image", "qwen"), (r"hidream", "hidream"), (r"kolors|可图", "kolors"), (r"cosmos", "cosmos"),
+    (r"mochi", "mochi"), (r"pixart", "pixart"), (r"auraflow", "auraflow"), (r"lumina", "lumina"),
+    (r"chroma", "chroma"), (r"stable cascade", "cascade"), (r"wanx|通义万相|万相", "wanx"),
+]
+_FAMILY = re.compile(
+    r"(?:(?:with|using|use|via|on|in) (?:the |a )?|(?:用|使用|基于|采用|通过) ?)?(?<![\w.\-])("
+    + "|".join(f"(?:{p})" for p, _ in FAMILIES) + r")(?![\w\-])(?: ?(?:base |video )?(?:models?|checkpoint|模型))?", IC)
+_FAMILY_KEYS = [(re.compile(f"^(?:{p})$", IC), key) for p, key in FAMILIES]
+
+
+def family_of(word: str) -> str | None:
+    """The canonical family key ("sdxl", "wan" …) of a family word."""
+    return next((key for pattern, key in _FAMILY_KEYS if pattern.match(word)), None)
+
+
+def _families(slots: Slots) -> None:
+    def take(m: re.Match) -> str:
+        _set(slots, "model_hint", family_of(m.group(1)))
+        return " "
+
+    slots.text = _FAMILY.sub(take, slots.text)
+
+
+# ---- negatives ---------------------------------------------------------------------------------------------
+_NEG_LABEL = re.compile(r"(?:negative prompts?|negatives?|反向提示词|反向词|负面提示词|负向提示词|负面词|负面) ?[::] ?"
+                        r"([^。;;\n]*)", IC)
+_NEG_EN = re.compile(r"\b(?:without|avoid(?:ing)?|no(?! (?:more|longer|matter|one|need)\b)) ([^,.;!?,。;]+)", IC)
+_NEG_ZH = re.compile(r"(?:不要|避免|不想要|别有|不能有|不带) ?([^,,。;;!?!?]+)")
+# a style stated inside a "without …" phrase ends the negative: "without the car as an oil painting"
+_NEG_CUT = re.compile(r" (?:as an? |as |in (?:an? |the )?(?:[\w\-]+ ){0,3}style\b|in the style of )|[^ ]*?风格", IC)
+
+
+def _negatives(slots: Slots) -> None:
+    def labelled(m: re.Match) -> str:
+        _add_negative(slots, m.group(1))
+        return " "
+
+    def unlabelled(m: re.Match) -> str:
+        wanted = m.group(1)
+        cut = _NEG_CUT.search(wanted)
+        kept = ""
+        if cut:
+            wanted, kept = wanted[:cut.start()], wanted[cut.start():]
+        _add_negative(slots, wanted)
+        return " " + kept
+
+    slots.text = _NEG_LABEL.sub(labelled, slots.text)
+    slots.text = _NEG_EN.sub(unlabelled, slots.text)
+    slots.text = _NEG_ZH.sub(unlabelled, slots.text)
+
+
+NEGATIVE_EDGE = " ,,.。'\"“”"
+
+
+def _add_negative(slots: Slots, text: str) -> None:
+    value = re.sub(r"(?<! ) and ", ", ", text).strip(NEGATIVE_EDGE)
+    if value:
+        slots.negatives.append(value)
+
+
+# ---- style -------------------------------------------------------------------------------------------------
+STYLE_WORDS = (r"watercolou?r|oil painting|oil-painting|anime|manga|cyberpunk|steampunk|pixel art|pixel|sketch|pencil"
+               r" drawing|ink|ukiyo-e|impressionist|impressionism|van gogh|ghibli|studio ghibli|cartoon|comic|3d render"
+               r"|claymation|clay|low poly|vaporwave|art nouveau|art deco|pop art|noir|photorealistic|realistic|"
+               r"cinematic|fantasy|minimalist|vintage|retro|charcoal|pastel|line art|flat illustration|chinese ink")
+_STYLE_EN = re.compile(
+    r"\bin (?:an? |the )?((?:[\w\-]+ ){0,3}?[\w\-]+) style\b"
+    r"|\bin the style of ((?:(?!this |that |the |my |these )[\w\-]+)(?: [\w\-]+){0,3})"
+    r"|\bas (?:an? )?((?:[\w\-]+ ){0,2}?(?:painting|watercolou?r|sketch|drawing|illustration|cartoon|anime|"
+    r"comic|pixel art|render|print|poster|engraving|mosaic))\b"
+    r"|\b((?:[\w\-]+ )?[\w]+)[- ]style\b", IC)
+_STYLE_ZH_WORDS = ("水彩", "油画", "素描", "水墨", "国画", "动漫", "二次元", "赛博朋克", "蒸汽朋克", "像素", "漫画", "卡通",
+                   "写实", "浮世绘", "吉卜力", "宫崎骏", "印象派", "梵高", "黏土", "版画", "铅笔画", "彩铅", "工笔", "剪纸",
+                   "油彩", "插画", "3D", "皮克斯", "迪士尼", "极简", "复古")
+_STYLE_ZH = [re.compile(r"([\u4e00-\u9fffA-Za-z0-9]{1,12}?)(风格)"), re.compile(r"([\u4e00-\u9fffA-Za-z0-9]{1,12}?)(画风)")]
+_STYLE_ZH_BARE = re.compile(r"(?:改成|变成|转成|换成|转换成|做成|画成|改为|转为|变为|成)(" + "|".join(_STYLE_ZH_WORDS)
+                            + r")(?:画|图)?")
+_ZH_STYLE_LEAD = re.compile(r"^.*?(?:改成|变成|转成|换成|转换成|做成|画成|改为|转为|变为|一种|一个|是|用|以|的|成)")
+
+
+def _style(slots: Slots) -> None:
+    """The style named, kept in the text too: it belongs in the prompt as well as in `style`."""
+    text = slots.text
+    if m := _STYLE_EN.search(text):
+        slots.style = next(g for g in m.groups() if g).strip()
+        if m.group(1) or m.group(4):
+            slots.style += " style"
+        return
+    if m := _STYLE_ZH[0].search(text) or _STYLE_ZH[1].search(text):
+        phrase = m.group(1)
+        # keep the shortest tail that still names the style: "一只猫赛博朋克" → "赛博朋克"
+        phrase = _ZH_STYLE_LEAD.sub("", phrase) or phrase
+        slots.style = phrase + m.group(2)
+        return
+    if m := _STYLE_ZH_BARE.search(text):
+        slots.style = m.group(1) + ("画" if m.group(0).endswith("画") else "")
+
+
+# ---- prompt cleaning ---------------------------------------------------------------------------------------
+_FILLER_EN = r"please|pls|kindly|can you|could you|would you|will you|i want(?: you)? to|i want|i'd like(?: you)? to|" \
+    r"i'd like|i would like(?: you)? to|i would like|i need|help me|let's|let me|also|now|first|and|then|just"
+_LEAD_EN = re.compile(
+    r"^(?:(?:" + _FILLER_EN + r"|use it to|using it|with it|with that prompt|from it)\b[ ,]?)*"
+    r"(?:(?:make|generate|create|draw|render|paint|produce|design|illustrate|imagine|sketch|give|show|get)\b ?"
+    r"(?:me |us |for me )?)?"
+    r"(?:(?:(?:an|a|one|some|the|another|new)\b ?)?"
+    r"(?:image|picture|photo|photograph|illustration|painting|drawing|render|artwork|wallpaper|pic)s?\b ?"
+    r"(?:of|showing|depicting|that shows|with|featuring)?\b ?)?", IC)
+_FILLER_TAIL_EN = re.compile(r"(?:\b(?:for me|please|thanks|thank you)\b[ ,.!]*)+$", IC)
+_LEAD_ZH = re.compile(
+    r"^(?:请你?|麻烦你?|帮我|帮忙|给我|替我|我想要|我想|我要|我需要|能不能|可以|你|先|并且?|然后|再|接着|之后|最后|随后|"
+    r"用它|用这段提示词|用这个提示词|用这段文字|根据它|按它|把|将)*"
+    r"(?:画|生成|绘制|创作|制作|做|来|出|设计|创建|画出)*"
+    r"(?:一张|一幅|一个|一副|一组)?(?:图片|图像|照片|插画|图)?(?:[::,,] ?)?(?:是|为)?")
+_TAIL_ZH = re.compile(r"(?:的(?:图片|图像|照片|插画|图|画|壁纸))$|(?:图片|图像)$|(?:谢谢你?|好吗|吧)$")
+_DANGLING = re.compile(r"(?:^|(?<=[ ,]))(?:with|and|of|at|in|using|use the|use|by|for|to|on|the|a|an)$", IC)
+_LEADING_JUNK = re.compile(r"^(?:(?:of|and|with|the|use the|use|using)\b ?|[,,.。:: ])+", IC)
+_SPACES = re.compile(r"\s+")
+_COMMA_RUNS = re.compile(r"(?:[,,] ?)+(?=[,,.。;;!?]|$)|(?<=[,,]) (?=[,,])")
+_SPACE_PUNCT = re.compile(r" (?=[,,.。;;!?])")
+EDGE = " ,,.。;;:：!!??、"
+
+
+def clean_prompt(text: str) -> str:
+    """The description left when instruction words, filler and punctuation debris are taken off its ends."""
+    text = _SPACES.sub(" ", text).strip(EDGE)
+    text = _COMMA_RUNS.sub("", text)
+    text = _SPACE_PUNCT.sub("", text)
+    for _ in range(2):  # a lead can uncover another one ("please, make an image of")
+        text = _LEAD_EN.sub("", text).strip(EDGE)
+        text = _LEAD_ZH.sub("", text).strip(EDGE)
+        text = _LEADING_JUNK.sub("", text).strip(EDGE)
+    text = _FILLER_TAIL_EN.sub("", text).strip(EDGE)
+    text = _TAIL_ZH.sub("", text).strip(EDGE)
+    return trim_dangling(text)
+
+
+def trim_dangling(text: str) -> str:
+    """Words left dangling at the end by removed values ("a fox with and"), one at a time (each search starts
+    near the end, so a long tail of them stays linear)."""
+    while text:
+        start = max(0, len(text) - 12)
+        m = _DANGLING.search(text, start)
+        if not m:
+            return text
+        text = text[:m.start()].rstrip(EDGE)
+    return text
+
+
+def read_slots(clause: str, *, scale: bool = False, video: bool = False) -> Slots:
+    """Every value one clause states, and the clause with them taken out (`text`, not yet cleaned)."""
+    slots = Slots(text=_SPACES.sub(" ", clause))
+    _files(slots)
+    _negatives(slots)
+    _numbers(slots, scale=scale, video=video)
+    _settings(slots)
+    _families(slots)
+    _style(slots)
+    return slots
+
+
+def has_cjk(text: str) -> bool:
+    return CJK.search(text) is not None
+

@@ -1,0 +1,650 @@
+"""The offline planner's request reader: words (Chinese or English) → a `ParsedRequest` of ordered stages.
+
+A request is split into clauses on sequence words ("然后", "then", ";" …), sentence ends, and commas or "and"
+that start a new action. Each clause is classified into a `StageKind` and keeps the slots it states (a scale
+stays with its upscale, frames with its video). A clause that only states settings or more description joins
+its neighbour; one the reader cannot map becomes an "unknown" stage, so nothing asked for is dropped silently.
+Two enumerated pictures become two branches. Every pattern is precompiled and linear in the request's length.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from dataclasses import dataclass, field
+
+from agent.offline.extract import LANGUAGES, QUOTE_CLOSERS, QUOTED, cn_number, extract
+from agent.offline.slots import (
+    EDGE,
+    EN_NUMBERS,
+    Slots,
+    clean_prompt,
+    family_of,
+    has_cjk,
+    read_slots,
+    trim_dangling,
+)
+from agent.offline.spec import ParsedRequest, Stage, StageKind
+
+IC = re.IGNORECASE
+MAX_STAGES = 24  # past this the rest of the request is one "unknown" stage: reported, never dropped
+
+# ---- splitting -----------------------------------------------------------------------------------------------
+_VERBS_EN = (r"upscale|upscaled|enlarge|remove|erase|replace|swap|add|make|turn|convert|animate|describe|translate|"
+             r"summari[sz]e|save|extend|expand|outpaint|inpaint|fix|restore|refine|interpolate|caption|write|invert|"
+             r"cut out|change|use|apply|generate|draw|create|render|paint|hires|send|post|upload|export|give|put|"
+             r"delete|get rid|crop|blur|sharpen|colorize|colourise|restyle|redraw|have|let|ask")
+_VERBS_ZH = (r"放大|超分|去掉|移除|删除|删掉|去除|把|将|换成|加上|添加|保存|翻译|总结|描述|扩展|扩图|修复|抠图|做成|转成|"
+             r"变成|让|用|生成|画|反推|补帧|插帧|反相|存|导出|高清修复|再|给|发送|发到|上传|分享|写")
+_BOUNDARY = re.compile(
+    r"(?P<hard>(?:[,,.。!?!?] ?)?\b(?:and then|and finally|then|after that|afterwards|afterward|finally|"
+    r"after which)\b[,,]?|(?:[,,.。;;] ?)?(?:然后|接着|之后|随后|最后(?!一?帧)|(?<!不)再(?!见))|[;;])"
+    r"|(?P<soft>[。!?!?\n]|\.(?= |$)|[,,] ?(?=(?:" + _VERBS_EN + r"|" + _VERBS_ZH + r")\b)"
+    r"|(?<=[^ ]) (?:and|&) (?=(?:" + _VERBS_EN + r")\b)|并且?(?=(?:" + _VERBS_ZH + r")))", IC)
+
+
+@dataclass
+class Clause:
+    text: str
+    after: str  # "start" | "hard" (a sequence word) | "soft" (a sentence end, or a comma starting an action)
+
+
+def split_clauses(text: str) -> list[Clause]:
+    """The clauses of a request, with what separated each from the one before; quoted text is never split."""
+    last = max(text.rfind(c) for c in QUOTE_CLOSERS)
+    spans = [(m.start(), m.end()) for m in re.finditer(QUOTED, text[:last + 1])] if last >= 0 else []
+    starts = [s for s, _ in spans]
+    clauses: list[Clause] = []
+    begin, after = 0, "start"
+    for m in _BOUNDARY.finditer(text):
+        i = bisect.bisect_right(starts, m.start()) - 1
+        if i >= 0 and spans[i][0] <= m.start() < spans[i][1]:
+            continue
+        _add_clause(clauses, text[begin:m.start()], after)
+        begin = m.end()
+        after = "hard" if m.group("hard") else ("soft" if after != "hard" or text[begin:m.end()].strip() else after)
+        if len(clauses) > MAX_STAGES:
+            break
+    _add_clause(clauses, text[begin:], after)
+    return clauses
+
+
+def _add_clause(clauses: list[Clause], piece: str, after: str) -> None:
+    piece = piece.strip(EDGE + "\n")
+    if piece:
+        clauses.append(Clause(piece, after))
+    elif clauses and after == "hard":
+        # "…,然后 …": a hard separator right after a soft one still marks the next clause as a new step
+        pass
+
+
+# ---- classification ------------------------------------------------------------------------------------------
+def _rx(pattern: str) -> re.Pattern:
+    return re.compile(pattern, IC)
+
+
+_FILLER = _rx(r"^(?:please|pls|thanks|thank you(?: very much)?|thx|for me|ok|okay|that's all|谢谢你?|多谢|请|帮我|"
+              r"麻烦了?|好的|就这样|[ ,,.。!!])*$")
+_DEICTIC = _rx(r"\b(?:this|that|the|my|these) (?:image|picture|photo|pic|photograph|result|one|output)s?\b|\bit\b|"
+               r"这张图片?|这张照片|这幅画|这张|图片|照片|原图|它|结果|上面的图|生成的图")
+_OTHER_VERBS = _rx(r"^(?:send|post|upload|email|e-mail|print|share|order|buy|call|search|download|tweet|publish|"
+                   r"schedule|book|发送|发到|发给|上传|分享|打印|发布|下载|购买|搜索|邮件)")
+_GENERATE = _rx(r"\b(?:draw|generate|create|render|paint|make|produce|design|illustrate|sketch|imagine)\b|"
+                r"(?<![彩油漫国版插动壁字图书])画(?![风家])|生成|绘制|创作|来一张|出一张|制作")
+_NEW_PICTURE = _rx(r"(?:画|生成|绘制|创作)(?:一|两|\d+)?[张幅个只]|\b(?:draw|generate|create|render|paint|make) (?:me )?"
+                   r"(?:an? |\d+ )?(?:new )?(?:image|picture|photo)")
+_RULES: list[tuple[StageKind, re.Pattern]] = [
+    ("text_template", _rx(r"template|模板")),
+    ("regex", _rx(r"\bregex|正则|regular expression")),
+    ("translate", _rx(r"translat|翻译|译成|译为")),
+    ("summarize", _rx(r"summari[sz]|\bsummary|总结|摘要|概括")),
+    ("describe", _rx(r"\bdescribe|反推|描述(?:一下)?(?:这张|图|照片|它)|caption (?:this|the|that) (?:image|photo|picture)|"
+                     r"what(?:'s| is) in (?:this|the)|图(?:片)?里有什么|看图说话|image to prompt|interrogate")),
+    ("caption", _rx(r"caption|slogan|tagline|文案|标语|配文|广告语|宣传语")),
+    ("llm_write", _rx(r"\b(?:gpt|chatgpt|llm|deepseek|claude|qwen-?(?:max|plus|turbo))\b|通义千问|千问|大模型|语言模型|"
+                      r"\bwrite\b|写")),
+    ("audio", _rx(r"\bmusic\b|\bsong\b|\baudio\b|\bspeech\b|\bvoice ?over\b|\btts\b|sound effect|\bnarrat|音乐|歌曲|"
+                  r"配乐|语音|配音|音效|朗读")),
+    ("3d", _rx(r"\b3d (?:model|mesh|asset|object)|\bmesh\b|\.glb\b|三维模型|3d模型|3D模型|三维")),
+    ("flf2v", _rx(r"first frame.{0,80}last frame|start frame.{0,80}end frame|first and last frames?|首尾帧|"
+                  r"首帧.{0,80}尾帧|首帧.{0,80}最后一帧|起始帧.{0,80}结束帧")),
+    ("interpolate", _rx(r"interpolat|补帧|插帧|\bsmoother\b|更流畅|更丝滑|\brife\b|film vfi|frame rate up")),
+]
+_VIDEO = _rx(r"\bvideos?\b|视频|\banimate\b|\banimation\b|动起来|动画|\bmovie\b|\bclip\b|\bt2v\b|\bi2v\b|短片")
+_I2V = _rx(r"\banimate\b|动起来|图生视频|image[- ]to[- ]video|\bi2v\b|make (?:it|this|the image) move|"
+           r"(?:turn|make|convert) (?:it|this|the (?:image|picture|photo)) into a video")
+_T2V = _rx(r"text[- ]to[- ]video|文生视频|\bt2v\b")
+_V2V = _rx(r"video[- ]to[- ]video|\bv2v\b|视频转|视频风格|restyle the video")
+_POST: list[tuple[StageKind, re.Pattern]] = [
+    ("remove_background", _rx(r"抠图|抠出|remove (?:the )?background|transparent background|去(?:掉|除)?背景|背景透明|"
+                              r"透明背景|cut out (?:the )?(?:subject|person|object)|\brembg\b|background removal")),
+    ("face_restore", _rx(r"(?:fix|refine|restore|repair|improve|enhance|detail)(?:e?s)? (?:the |her |his |their )?"
+                         r"faces?|修复(?:人)?脸|修脸|面部修复|脸部修复|人脸修复|\bcodeformer\b|\bgfpgan\b|face ?detailer")),
+    ("hires", _rx(r"hi-?res(?:olution)? fix|highres fix|\bhires\b|高清修复|upscale the latent|latent upscale|"
+                  r"second (?:sampling )?pass|二次采样|潜空间放大")),
+    ("upscale", _rx(r"upscal|\benlarge|放大|超分|高清化|super[- ]?resolution|esrgan|ultrasharp|"
+                    r"increase the resolution|提高分辨率|\b\d(?:\.\d)?x (?:bigger|larger)")),
+    ("outpaint", _rx(r"outpaint|\bextend|\bexpand|扩图|扩展|向[左右上下]|[左右上下]边?扩|make it (?:wider|taller)|"
+                     r"\bwider\b|\btaller\b|延展|外扩|uncrop")),
+    ("invert", _rx(r"\binvert|反相|反色|负片|颜色反转|反转颜色")),
+    ("inpaint", _rx(r"inpaint|局部重绘|\bmask|遮罩|蒙版|repaint (?:the|this)")),
+    ("reference", _rx(r"ip-?adapter|in the style of (?:this|that|the|my) (?:image|picture|photo)|参考这张图|参考图|"
+                      r"参考(?:这张)?(?:图片|照片)|风格参考|\bredux\b|reference (?:image|picture|photo)|"
+                      r"like this (?:image|picture|photo)|和这张图一样|style of [\w\-.]+\.(?:png|jpe?g|webp)")),
+]
+_CONTROL = [("canny", _rx(r"\bcanny\b|\bedges?\b|边缘|轮廓")), ("depth", _rx(r"\bdepth\b|深度图?")),
+            ("pose", _rx(r"\bopen ?pose\b|\bpose\b|姿势|姿态|骨架|动作")), ("lineart", _rx(r"line ?art|线稿|线条")),
+            ("scribble", _rx(r"\bscribble|涂鸦|草图")), ("tile", _rx(r"\btile\b")), ("softedge", _rx(r"soft ?edge|\bhed\b")),
+            ("normal", _rx(r"normal map|法线")), ("seg", _rx(r"segmentation|语义分割")), ("mlsd", _rx(r"\bmlsd\b"))]
+_CONTROL_CONTEXT = _rx(r"control ?net|[\w\-.]+\.(?:png|jpe?g|webp)|(?:this|that|the|my) (?:image|picture|photo)|"
+                       r"\bmap\b|这张图|这张照片|图的|图片的|照片的|按照|按这个|参考|same pose|pose (?:from|of)|"
+                       r"edges? (?:from|of)|depth (?:from|of)")
+_REMOVE = _rx(r"\b(?:remove|erase|get rid of|delete|take out|eliminate)\b|去掉|删除|删掉|移除|去除|擦除|抹掉|P掉")
+_REPLACE = _rx(r"\b(?:replace|swap)\b|换成|替换|\bchange\b.{1,80}?\b(?:to|into)\b")
+_RESTYLE = _rx(r"\b(?:turn|convert|transform|make|change|redraw|render|repaint|restyle|stylize|stylise)\b|"
+               r"改成|变成|转成|转换成|转为|改为|做成|画成|风格化")
+_IMG2IMG = _rx(r"\b(?:turn|convert|transform|redraw|based on|use .{0,40} as (?:the )?(?:base|starting point)|"
+               r"img2img|image to image|from this (?:image|photo))\b|变成|转成|改成|重绘|为基础|图生图|基于")
+_EDIT = _rx(r"\b(?:make|add|put|give|change|turn|colou?r|recolou?r|edit|fix|adjust|brighten|darken)\b|"
+            r"加上?|添加|给|让|改|把|换|戴|变")
+_SAVE = _rx(r"\b(?:save|store|export|download)\b|保存|存成|存为|存下|导出")
+_DESCRIPTION_ONLY = _rx(r"^[\W\d_]*$")
+
+
+@dataclass
+class _State:
+    stages: list[Stage] = field(default_factory=list)
+    branches: int = 1
+    pending: list[Slots] = field(default_factory=list)  # settings stated before any stage
+
+
+def _produces_image(stage: Stage) -> bool:
+    return stage.kind not in ("t2v", "i2v", "v2v", "flf2v", "interpolate", "llm_write", "caption", "describe",
+                              "summarize", "translate", "text_template", "regex", "audio", "3d", "save", "unknown")
+
+
+def _classify(text: str, slots: Slots, state: _State) -> StageKind | None:
+    """The kind a clause asks for; None when it is only description (or only settings)."""
+    for kind, pattern in _RULES:
+        if pattern.search(text) and (kind != "text_template" or "{" in text) and \
+                (kind != "llm_write" or not _VIDEO.search(text)):
+            return kind
+    if slots.videos and not _VIDEO.search(text) and _RESTYLE.search(text):
+        return "v2v"
+    if _VIDEO.search(text) or slots.videos:
+        return _video_kind(text, slots, state)
+    for kind, pattern in _POST:
+        if pattern.search(text):
+            return kind
+    previous_image = bool(state.stages) and _produces_image(state.stages[-1])
+    image_context = bool(slots.images) or _DEICTIC.search(text) is not None or previous_image
+    if image_context and _control(text, slots):
+        return "controlnet"
+    if _SAVE.search(text) and not _GENERATE.search(text):
+        return "save"
+    if _REMOVE.search(text):
+        return "remove"
+    if _REPLACE.search(text):
+        return "restyle" if _is_style_change(text, slots) else "replace"
+    if image_context and not (_NEW_PICTURE.search(text) and not slots.images) and \
+            (kind := _image_kind(text, slots)):
+        return kind
+    if _OTHER_VERBS.search(text):
+        return "unknown"
+    return "generate" if _GENERATE.search(text) else None
+
+
+def _video_kind(text: str, slots: Slots, state: _State) -> StageKind:
+    if slots.videos or _V2V.search(text):
+        return "v2v"
+    if _T2V.search(text):
+        return "t2v"
+    previous_image = bool(state.stages) and _produces_image(state.stages[-1])
+    if slots.images or _I2V.search(text) or previous_image or \
+            re.search(r"^(?:turn|make|convert)?\s*(?:it|this)\b|把(?:它|这张图|图片|照片)", text, IC):
+        return "i2v"
+    return "t2v"
+
+
+def _image_kind(text: str, slots: Slots) -> StageKind | None:
+    if slots.style and _RESTYLE.search(text) or _is_style_change(text, slots):
+        return "restyle"
+    if (slots.images and (_IMG2IMG.search(text) or slots.denoise is not None)) or \
+            re.search(r"\bimg2img\b|图生图|重绘", text, IC):
+        return "img2img"
+    if _EDIT.search(text):
+        return "edit"
+    if slots.images:
+        return "img2img"
+    return None
+
+
+_STYLE_TARGET = _rx(r"(?:into|to|as|成|为)\s?(?:an? )?(?:[\w\-]+ ){0,2}?(?:painting|watercolou?r|sketch|drawing|"
+                    r"illustration|cartoon|anime|comic|pixel art|style|oil|ink|manga|cyberpunk|ghibli|风格|画风|水彩|油画|"
+                    r"素描|水墨|动漫|漫画|卡通|像素|赛博朋克|二次元|国画|浮世绘)")
+
+
+def _is_style_change(text: str, slots: Slots) -> bool:
+    """"把这张图改成水彩画风格", "turn it into a watercolor painting": the whole picture changes style."""
+    return (slots.style is not None or _STYLE_TARGET.search(text) is not None) and _RESTYLE.search(text) is not None
+
+
+def _control(text: str, slots: Slots) -> str | None:
+    strong = re.search(r"control ?net|canny|open ?pose|depth map|深度图|line ?art|线稿|scribble|边缘|姿势|姿态", text, IC)
+    if not strong and not _CONTROL_CONTEXT.search(text):
+        return None
+    if not strong and not slots.images:
+        return None
+    for name, pattern in _CONTROL:
+        if pattern.search(text) and (strong or _CONTROL_CONTEXT.search(text)):
+            if name in ("tile", "pose", "depth") and not re.search(r"control ?net|open ?pose|depth map|深度|姿|"
+                                                                  r"(?:pose|depth|tile) (?:from|of)|same pose", text, IC):
+                continue
+            return name
+    return "canny" if re.search(r"control ?net", text, IC) else None
+
+
+# ---- building a stage ------------------------------------------------------------------------------------------
+_VIDEO_KINDS = {"t2v", "i2v", "v2v", "flf2v", "interpolate"}
+_PROMPTED = {"generate", "img2img", "restyle", "inpaint", "controlnet", "reference", "t2v", "i2v", "v2v", "flf2v",
+             "audio", "3d"}
+_INSTRUCTED = {"edit", "llm_write", "caption", "describe", "summarize", "translate", "text_template", "regex"}
+_NEEDS_IMAGE = {"img2img", "restyle", "edit", "inpaint", "remove", "replace", "outpaint", "upscale", "controlnet",
+                "reference", "i2v", "flf2v", "describe", "face_restore", "remove_background", "invert"}
+_LEFTOVER_KINDS = {"upscale", "hires", "face_restore", "remove_background"}
+_TRIGGERS: dict[str, re.Pattern] = {kind: pattern for kind, pattern in _RULES + _POST}
+_VIDEO_PHRASE = _rx(r"(?:\b(?:an?|the|one) )?(?:short )?(?:video|clip|animation|movie)s?\b(?: (?:of|showing|where|about)\b)?|"
+                    r"(?:生成|做|制作)?(?:一段|一个|一部)?(?:视频|短片|动画)[::]?|" + _VIDEO.pattern)
+_TRIGGERS.update({"t2v": _VIDEO_PHRASE, "i2v": _rx(_I2V.pattern + "|" + _VIDEO_PHRASE.pattern), "v2v": _VIDEO_PHRASE,
+                  "restyle": _rx(_RESTYLE.pattern + r"|\b(?:into|as)\b"), "img2img": _IMG2IMG, "save": _SAVE,
+                  "controlnet": _rx(r"control ?net|\buse\b|\bwith\b|\bfollow(?:ing)?\b|用|按照?|参考|的?(?:canny|open ?pose|"
+                                    r"depth(?: map)?|line ?art|scribble|边缘|深度图?|姿势|姿态|线稿)(?: edges?| map)?")})
+_LLM_NAMES = _rx(r"(?:(?:have|let|ask|use|using|with) )?(?:the )?\b(?:gpt(?:-[\w.]+)?|chatgpt|llm|deepseek|claude|"
+                 r"qwen(?:-[\w]+)?)\b(?: to)?|(?:用|让|请)?(?:通义千问|千问|大模型|语言模型)(?:来)?")
+_OUTPAINT_SIDE = [("left", _rx(r"\bleft\b|左")), ("right", _rx(r"\bright\b|右")), ("top", _rx(r"\btop\b|\bup\b|上")),
+                  ("bottom", _rx(r"\bbottom\b|\bdown\b|下"))]
+_OUTPAINT_PIXELS = _rx(r"(?<!\d)(\d{1,5}) ?(?:px|pixels?|像素)|\bby (\d{1,5})\b")
+_ALL_SIDES = _rx(r"all (?:four )?sides|every side|四周|四边|all around|各个方向")
+_HORIZONTAL = _rx(r"wider|horizontal|左右|两侧|both sides|sideways")
+_VERTICAL = _rx(r"taller|vertical|上下")
+
+
+@dataclass
+class _Context:
+    checkpoints: list[str]
+    loras: list[str]
+    upscale_models: list[str]
+
+
+def _build(kind: StageKind, text: str, slots: Slots, ctx: _Context) -> Stage:
+    stage = Stage(kind=kind, text=text)
+    _apply_slots(stage, slots)
+    _files_to_stage(stage, slots, ctx)
+    if kind in _PROMPTED:
+        stage.prompt = _prompt(kind, slots) or None
+    elif kind in _INSTRUCTED:
+        stage.prompt = _instruction(text) or None
+    if kind == "controlnet":
+        stage.control = _control(text, slots) or "canny"
+    elif kind in ("remove", "replace", "edit"):
+        stage.target, stage.replacement = _target(kind, slots.text)
+        if kind == "replace":
+            stage.prompt = stage.replacement
+    elif kind == "restyle" and not stage.style:
+        stage.style = stage.prompt
+    elif kind == "outpaint":
+        stage.direction = _outpaint(text)
+    elif kind == "translate" and (m := re.search(r"(?:into|to|成|为)\s?(" + "|".join(LANGUAGES) + ")", text, IC)):
+        stage.language = LANGUAGES[m.group(1).lower()]
+    elif kind == "text_template":
+        stage.extra["template"] = next((q for q in re.findall(QUOTED, text) if "{" in q), None)
+    elif kind == "upscale":
+        stage.with_model = stage.with_model or bool(re.search(
+            r"\bwith (?:an? |the )?(?:upscal(?:e|ing) )?model\b|esrgan|ultrasharp|swinir|超分模型|放大模型|模型放大|"
+            r"\b\d+x[-_][\w\-]+", text, IC))
+        if not stage.model_hint and (m := re.search(r"(?<![\w\-.])(\d+x[-_][\w\-]+|realesrgan[\w\-]*|esrgan)",
+                                                    text, IC)):
+            stage.model_hint = m.group(1)
+    return stage
+
+
+def _apply_slots(stage: Stage, slots: Slots) -> None:
+    """Put a clause's values on a stage, keeping any it already has; a video clause's timing, an upscale's scale."""
+    for name in ("count", "width", "height", "denoise", "model_hint"):
+        if getattr(stage, name) is None:
+            setattr(stage, name, getattr(slots, name))
+    if stage.kind in ("upscale", "hires") and stage.scale is None:
+        stage.scale = slots.scale
+    if stage.kind in _VIDEO_KINDS:
+        for name in ("frames", "fps", "seconds"):
+            if getattr(stage, name) is None:
+                setattr(stage, name, getattr(slots, name))
+    if slots.negatives:
+        stage.negative = ", ".join(([stage.negative] if stage.negative else []) + slots.negatives)
+    if slots.style and not stage.style:
+        stage.style = slots.style
+        if stage.prompt and slots.style not in stage.prompt:
+            stage.prompt = f"{stage.prompt}, {slots.style}"
+
+
+def _files_to_stage(stage: Stage, slots: Slots, ctx: _Context) -> None:
+    masks = [f for f in slots.images if "mask" in f.lower() or "遮罩" in f or "蒙版" in f]
+    images = [f for f in slots.images if f not in masks]
+    if masks:
+        stage.mask = masks[0]
+    if images and stage.kind != "generate":
+        stage.image = images[0]
+        if stage.kind == "flf2v" and len(images) > 1:
+            stage.extra["last_image"] = images[1]
+    elif images:
+        stage.extra["files"] = images
+    if slots.videos:
+        stage.video = slots.videos[0]
+    if slots.texts:
+        stage.extra["text_file"] = slots.texts[0]
+    models = [f for f in slots.models if f not in ctx.checkpoints and f not in ctx.loras
+              and "lora" not in f.lower()]
+    if models:
+        stage.model_hint = models[0]
+        if stage.kind == "upscale" or models[0] in ctx.upscale_models:
+            stage.with_model = stage.kind == "upscale"
+    if stage.kind == "save" and (slots.images or slots.videos or slots.texts):
+        stage.extra["filename"] = (slots.images + slots.videos + slots.texts)[0]
+
+
+def _prompt(kind: StageKind, slots: Slots) -> str:
+    text = slots.text
+    if kind != "generate":
+        text = _DEICTIC.sub(" ", _TRIGGERS[kind].sub(" ", text)) if kind in _TRIGGERS else _DEICTIC.sub(" ", text)
+        text = re.sub(r"^\s*(?:(?:into|to|as|in)\b|把|将|成|为)", " ", text.strip(EDGE), flags=IC)
+    prompt = clean_prompt(text)
+    if slots.style and prompt and slots.style not in prompt:
+        prompt = f"{prompt}, {slots.style}"
+    return prompt or (slots.style or "")
+
+
+_INSTRUCTION_LEAD = _rx(r"^(?:please |pls |kindly |can you |could you |then |and |also |请你?|帮我|麻烦你?|然后|再|接着|最后)+")
+
+
+def _instruction(text: str) -> str:
+    """An instruction for a model that reads instructions (an edit model, an LLM): filler off, words kept."""
+    text = _LLM_NAMES.sub(" ", text)
+    text = re.sub(r"\s+", " ", text).strip(EDGE)
+    return _INSTRUCTION_LEAD.sub("", text).strip(EDGE)
+
+
+_REMOVE_EN = _rx(r"\b(?:remove|erase|get rid of|delete|take out|eliminate) (.{1,120})")
+_REMOVE_ZH = _rx(r"(?:把|将)(.{1,40}?)(?:去掉|删掉|删除|移除|去除|擦掉|抹掉|P掉)|(?:去掉|删除|删掉|移除|去除|擦除|抹掉)(.{1,40})")
+_REPLACE_EN = _rx(r"\b(?:replace|swap) (.{1,80}?) (?:with|for|by) (.{1,120})|\bchange (.{1,80}?) (?:to|into) (.{1,120})")
+_REPLACE_ZH = _rx(r"(?:把|将)?(.{1,40}?)(?:换成|替换成|替换为|换为|改成|改为|变成|变为)(.{1,60})")
+_SCENE_WORDS = _rx(r"^(?:图中的?|图里的?|照片里的?|画面中的?|这张图里?的?|in the (?:image|picture|photo) )|"
+                   r" (?:from|in|of) (?:the |this )?(?:image|picture|photo|background|scene|it)\b.*$")
+
+
+def _target(kind: StageKind, text: str) -> tuple[str | None, str | None]:
+    """What a remove/replace/edit acts on, and what it becomes: "replace the red car with a green one" →
+    ("the red car", "a green car")."""
+    text = re.sub(r"\s+", " ", text).strip(EDGE)
+    if kind == "remove":
+        m = _REMOVE_EN.search(text) or _REMOVE_ZH.search(text)
+        return (_tidy(m.group(1) or m.group(2)) if m else None), None
+    m = _REPLACE_EN.search(text)
+    if m:
+        target, new = _tidy(m.group(1) or m.group(3)), _tidy(m.group(2) or m.group(4))
+    elif m := _REPLACE_ZH.search(text):
+        target, new = _tidy(m.group(1)), _tidy(m.group(2))
+    else:
+        return None, None
+    if new and target and re.search(r"\bones?$", new):
+        noun = target.split()[-1]
+        new = re.sub(r"\bones?$", noun, new)
+    return target, new
+
+
+def _tidy(text: str | None) -> str | None:
+    if not text:
+        return None
+    text = _SCENE_WORDS.sub("", text.strip())
+    text = trim_dangling(re.sub(r"^(?:把|将)", "", text).strip(EDGE))
+    return text.strip(EDGE).removesuffix("的") or None
+
+
+def _outpaint(text: str) -> dict[str, int]:
+    m = _OUTPAINT_PIXELS.search(text)
+    pixels = int(m.group(1) or m.group(2)) if m else 256
+    if _ALL_SIDES.search(text):
+        sides = ["left", "right", "top", "bottom"]
+    else:
+        sides = [name for name, pattern in _OUTPAINT_SIDE if pattern.search(text)]
+        if not sides:
+            sides = ["left", "right"] if _HORIZONTAL.search(text) else ["top", "bottom"] if _VERTICAL.search(text) \
+                else ["left", "right", "top", "bottom"]
+    return {side: pixels for side in sides}
+
+
+# ---- branches --------------------------------------------------------------------------------------------------
+_BRANCH_ZH = re.compile(r"(两|二|2|三|3) ?[张幅](?:不同的)?(?:图片?|照片|画|插画)? ?[::,,]? ?")
+_BRANCH_ZH_ITEM = re.compile(r"[,,;;、]? ?(?:另外?一张|第[一二三123]张|一张)(?:图)?(?:是|为|画|:|:)? ?")
+_BRANCH_EN = re.compile(r"\b(two|2|three|3) (?:different |separate )?(?:images|pictures|photos|illustrations|"
+                        r"paintings|drawings)\b ?[:,\-—]? ?", IC)
+_BRANCH_EN_ITEM = re.compile(r"(?:^|[,;] ?(?:and )?|\band )(?:one (?:of|with|showing|is)|another(?: (?:of|with|"
+                             r"showing|is))?|the other(?: (?:of|with|showing|is))?|the (?:first|second|third)"
+                             r"(?: one)?(?: (?:of|is|shows))?)\b ?", IC)
+
+
+def _branches(text: str) -> tuple[str, list[str]] | None:
+    """Two or three pictures listed one by one: the shared lead-in and each picture's own words."""
+    if m := _BRANCH_ZH.search(text):
+        n, rest = cn_number(m.group(1)) or 0, text[m.end():]
+        parts = [p for p in _BRANCH_ZH_ITEM.split(rest) if p.strip(EDGE)]
+    elif m := _BRANCH_EN.search(text):
+        n, rest = EN_NUMBERS.get(m.group(1).lower()) or int(m.group(1)), text[m.end():]
+        parts = [p for p in _BRANCH_EN_ITEM.split(rest) if p.strip(EDGE)]
+        for separator in (r";", r",? and ", r","):
+            if len(parts) == n:
+                break
+            parts = [p for p in re.split(separator, rest, flags=IC) if p.strip()]
+    else:
+        return None
+    return (text[:m.start()], parts) if len(parts) == n and n > 1 else None
+
+
+_BRANCH_PICK = _rx(r"第([一二三123])张|\b(?:the )?(first|second|third|1st|2nd|3rd)(?: one| image| picture| photo)?\b")
+_BRANCH_ALL = _rx(r"\bboth\b|\beach\b|\ball\b|都|分别|每张|两张")
+_ORDINALS = {"first": 0, "1st": 0, "second": 1, "2nd": 1, "third": 2, "3rd": 2}
+
+
+def _branch_targets(text: str, branches: int) -> list[int]:
+    """Which branches a later step applies to: the one it names, else every one."""
+    if branches == 1:
+        return [0]
+    if not _BRANCH_ALL.search(text) and (m := _BRANCH_PICK.search(text)):
+        index = (cn_number(m.group(1)) - 1) if m.group(1) else _ORDINALS[m.group(2).lower()]
+        if 0 <= index < branches:
+            return [index]
+    return list(range(branches))
+
+
+# ---- reading ---------------------------------------------------------------------------------------------------
+def _slot_options(text: str) -> dict[str, bool]:
+    return {"scale": bool(re.search(r"upscal|enlarge|放大|超分|hi-?res|highres|高清|latent|\b\d(?:\.\d+)?x\b", text, IC)),
+            "video": bool(_VIDEO.search(text) or re.search(r"interpolat|补帧|插帧|smoother|fps|帧", text, IC))}
+
+
+def _read_clause(clause: Clause, state: _State, ctx: _Context) -> None:
+    if _FILLER.match(clause.text):
+        return
+    slots = read_slots(clause.text, **_slot_options(clause.text))
+    kind = _classify(clause.text, slots, state)
+    if kind is None:
+        _description(clause, slots, state, ctx)
+        return
+    if kind == "generate" and (split := _branches(clause.text)):
+        _add_branches(clause, slots, split, state, ctx)
+        return
+    stage = _build(kind, clause.text, slots, ctx)
+    if kind == "generate" and state.stages and state.stages[-1].kind == "llm_write":
+        stage.extra["prompt_from"] = "previous"  # "写一段提示词,然后用它画": the LLM's text is the prompt
+        stage.prompt = clean_prompt(_DEICTIC.sub(" ", clean_prompt(slots.text))) or None
+    if kind in _LEFTOVER_KINDS and not state.stages and not slots.images and not _DEICTIC.search(clause.text) \
+            and (lead := _leftover(kind, slots)):
+        state.stages.append(_build("generate", lead, read_slots(lead), ctx))
+        stage.prompt = None
+    if _fold(stage, state):
+        return
+    targets = _branch_targets(clause.text, state.branches) if state.stages else [0]
+    for branch in targets:
+        copy = Stage(**{**stage.__dict__, "direction": dict(stage.direction), "extra": dict(stage.extra)})
+        copy.branch = branch
+        state.stages.append(copy)
+
+
+def _leftover(kind: StageKind, slots: Slots) -> str:
+    """The description a post-processing clause also carries ("hires fix: a castle at dawn" → "a castle at dawn")."""
+    text = _TRIGGERS.get(kind, _SAVE).sub(" ", slots.text)
+    text = clean_prompt(_DEICTIC.sub(" ", text))
+    text = re.sub(r"^(?:by|to|at|fix|it)\b", "", text, flags=IC).strip(EDGE)
+    return text if len(re.findall(r"\w", text)) >= 3 else ""
+
+
+def _fold(stage: Stage, state: _State) -> bool:
+    """A control or reference image next to a generation is one stage: the generation, guided."""
+    if not state.stages:
+        return False
+    last = state.stages[-1]
+    if stage.kind in ("controlnet", "reference") and last.kind == "generate" and not stage.prompt:
+        last.kind, last.control, last.image = stage.kind, stage.control, stage.image
+        last.text = f"{last.text}; {stage.text}"
+        return True
+    if stage.kind == "generate" and last.kind in ("controlnet", "reference") and not last.prompt:
+        last.prompt, last.text = stage.prompt, f"{last.text}; {stage.text}"
+        _merge_values(last, stage)
+        return True
+    return False
+
+
+def _merge_values(into: Stage, source: Stage) -> None:
+    for name in ("count", "width", "height", "style", "model_hint", "negative"):
+        if getattr(into, name) is None:
+            setattr(into, name, getattr(source, name))
+
+
+def _description(clause: Clause, slots: Slots, state: _State, ctx: _Context) -> None:
+    """A clause with no action: settings or more words for its neighbour, a picture to draw when it comes
+    first, and an "unknown" stage when it follows a sequence word with words nothing maps."""
+    remainder = clean_prompt(slots.text)
+    if not re.search(r"\w", remainder):
+        if state.stages:
+            for stage in _last_branch_stages(state):
+                _apply_slots(stage, slots)
+        else:
+            state.pending.append(slots)
+        return
+    if not state.stages:
+        if split := _branches(clause.text):
+            _add_branches(clause, slots, split, state, ctx)
+        else:
+            state.stages.append(_build("generate", clause.text, slots, ctx))
+        return
+    last = state.stages[-1]
+    if clause.after == "soft" and last.kind in _PROMPTED | {"edit", "replace"}:
+        last.prompt = f"{last.prompt}, {remainder}" if last.prompt else remainder
+        last.text = f"{last.text}, {clause.text}"
+        _apply_slots(last, slots)
+        return
+    state.stages.append(Stage(kind="unknown", text=clause.text))
+
+
+def _last_branch_stages(state: _State) -> list[Stage]:
+    """The last stage of each branch: where a trailing setting ("4张", "no text") applies."""
+    last: dict[int, Stage] = {}
+    for stage in state.stages:
+        last[stage.branch] = stage
+    return list(last.values())
+
+
+def _add_branches(clause: Clause, slots: Slots, split: tuple[str, list[str]], state: _State,
+                  ctx: _Context) -> None:
+    lead, parts = split
+    shared = read_slots(lead)
+    for branch, part in enumerate(parts):
+        own = read_slots(part)
+        stage = _build("generate", part, own, ctx)
+        stage.branch = branch
+        for values in (shared, slots):
+            _apply_slots(stage, Slots(text="", model_hint=values.model_hint, negatives=values.negatives,
+                                      style=values.style, width=values.width, height=values.height))
+        state.stages.append(stage)
+    state.branches = len(parts)
+
+
+def read_request(text: str, *, checkpoints: list[str], loras: list[str], inputs: list[str],
+                 answers: dict[str, str] | None = None, upscale_models: list[str] | None = None) -> ParsedRequest:
+    """The stages a request asks for, in order, with their slots; the settings that apply to all of them."""
+    answers = answers or {}
+    facts = extract(text, checkpoints=checkpoints, loras=loras, inputs=inputs)
+    ctx = _Context(checkpoints, loras, upscale_models or [])
+    state = _State()
+    clauses = split_clauses(text)
+    for clause in clauses[:MAX_STAGES]:
+        _read_clause(clause, state, ctx)
+        if state.pending and state.stages:
+            for slots in state.pending:
+                _apply_slots(state.stages[0], slots)
+            state.pending.clear()
+    if len(clauses) > MAX_STAGES:
+        rest = " ".join(c.text for c in clauses[MAX_STAGES:])
+        state.stages.append(Stage(kind="unknown", text=rest, extra={"reason": f"more than {MAX_STAGES} steps"}))
+    if not state.stages and state.pending:
+        stage = Stage(kind="generate", text=text)
+        for slots in state.pending:
+            _apply_slots(stage, slots)
+        state.stages.append(stage)
+    parsed = ParsedRequest(text=text, lang="zh" if has_cjk(text) else "en", stages=state.stages,
+                           steps=facts.steps, cfg=facts.cfg, seeds=facts.seeds, sampler=facts.sampler,
+                           scheduler=facts.scheduler, checkpoint=answers.get("checkpoint") or facts.checkpoint,
+                           lora=facts.lora, lora_strength=facts.lora_strength, llm_model=facts.llm_model)
+    _answers(parsed, answers)
+    _lora_wanted(parsed, text)
+    _notes(parsed)
+    return parsed
+
+
+def _answers(parsed: ParsedRequest, answers: dict[str, str]) -> None:
+    """An image the user gave in answer goes to the first stage that reads an image and names none."""
+    for slot, kinds in (("image", _NEEDS_IMAGE), ("video", {"v2v", "interpolate"})):
+        if value := answers.get(slot):
+            first = next((s for s in parsed.stages if s.kind in kinds), None)
+            if first is not None and getattr(first, slot) is None and first is _first_input_stage(parsed):
+                setattr(first, slot, value)
+
+
+def _first_input_stage(parsed: ParsedRequest) -> Stage | None:
+    return parsed.stages[0] if parsed.stages else None
+
+
+_LORA_ASKED = _rx(r"(?:with|using|use|add|apply) (?:the |a |my )?([\w\-.]{1,60}) ?lora\b|\blora[:: ]+([\w\-.]{1,60})|"
+                  r"(?:加上|使用|用|加)?([\w\-.]{1,30}?) ?lora")
+
+
+def _lora_wanted(parsed: ParsedRequest, text: str) -> None:
+    """A LoRA asked for that is not installed: kept as `lora_wanted`, so the planner asks instead of dropping it."""
+    if parsed.lora or "lora" not in text.lower():
+        return
+    m = _LORA_ASKED.search(text)
+    name = next((g for g in m.groups() if g), "") if m else ""
+    name = re.sub(r"^(?:加上|使用|用|加|the|a|my)", "", name.strip()).strip(" -_")
+    parsed.lora_wanted = name if name and name.lower() not in ("a", "the", "my", "with") else "lora"
+
+
+_CHINESE_READY = {"qwen", "qwen-edit", "hunyuan", "kolors", "wan", "wanx", "cogview"}
+_CLIP_KINDS = {"generate", "img2img", "restyle", "inpaint", "replace", "controlnet", "reference"}
+
+
+def _notes(parsed: ParsedRequest) -> None:
+    for stage in parsed.stages:
+        if stage.kind in _CLIP_KINDS and stage.prompt and has_cjk(stage.prompt) and \
+                (family_of(stage.model_hint or "") or stage.model_hint or "") not in _CHINESE_READY:
+            parsed.notes.append("CLIP-based models (SD 1.5, SDXL, SD3, Flux) read English prompts best; this prompt "
+                                "is Chinese, so an English prompt (or an LLM translating it) will follow it better.")
+            return
