@@ -29,7 +29,7 @@ from agent.templates.model import InputFile, ModelFile, Slot, TemplateInfo
 from agent.templates.naming import ui_nodes
 from agent.templates.source import IndexEntry
 
-PRIMARY_ORDER = ("inpaint", "outpaint", "controlnet", "flf2v", "edit", "v2v", "i2v", "t2v", "3d", "reference",
+PRIMARY_ORDER = ("outpaint", "inpaint", "controlnet", "flf2v", "edit", "v2v", "i2v", "t2v", "3d", "reference",
                  "upscale", "i2i", "t2i", "audio", "llm", "api")
 LOADERS = {"LoadImage": ("image", "image"), "LoadImageMask": ("image", "mask"), "LoadImageOutput": ("image", "image"),
            "LoadVideo": ("file", "video"), "LoadAudio": ("audio", "audio"), "Load3D": ("model_file", "3d")}

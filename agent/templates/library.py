@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 CACHE_FORMAT = 1
 TASKS = tuple(TASK_WORDS)
 WorkflowForm = Literal["ui", "api", "text"]
-_LOADED: dict[tuple[str, str, str], TemplateLibrary] = {}
+_LOADED: dict[tuple[str, str], TemplateLibrary] = {}
 _LOCK = threading.Lock()
 
 
@@ -121,7 +121,7 @@ def load_library(registry: NodeRegistry | None = None, *, refresh: bool = False)
     registry = registry if registry is not None else default_registry()
     version, fingerprint = package_version(), registry_fingerprint(registry)
     path = _cache_path(version, fingerprint)
-    key = (version, fingerprint, str(path))
+    key = (version, fingerprint)  # the data dir only holds the cache; what was loaded stays valid
     with _LOCK:
         if not refresh and key in _LOADED:
             return _LOADED[key]

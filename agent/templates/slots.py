@@ -7,7 +7,6 @@ polarity is where its conditioning goes: the first `positive`/`negative` input r
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Any
 
 from agent.templates.derive import LOADERS, PRIMITIVES, PROMPT_INPUTS, SLOT_INPUTS
@@ -26,17 +25,22 @@ def _consumers(prompt: dict[str, Any]) -> dict[str, list[tuple[str, str]]]:
     return out
 
 
-def _polarity(start: str, consumers: dict[str, list[tuple[str, str]]]) -> str | None:
-    """"positive" or "negative": the first such input reached downstream of `start` (breadth first)."""
-    queue, seen = deque([(start, 0)]), {start}
-    while queue:
-        node_id, hops = queue.popleft()
-        for target, name in consumers.get(node_id, []):
-            if name in ("positive", "negative"):
-                return name
-            if target not in seen and hops < MAX_HOPS:
-                seen.add(target)
-                queue.append((target, hops + 1))
+def _polarity(start: str, prompt: dict[str, Any], consumers: dict[str, list[tuple[str, str]]]) -> str | None:
+    """"positive" or "negative": the kind of the nearest such input downstream of `start` (positive when both
+    are equally near). A ConditioningZeroOut is not followed: it makes a negative out of a positive text."""
+    frontier, seen = [start], {start}
+    for _ in range(MAX_HOPS):
+        hits, following = set(), []
+        for node_id in frontier:
+            for target, name in consumers.get(node_id, []):
+                if name in ("positive", "negative"):
+                    hits.add(name)
+                elif target not in seen and "ZeroOut" not in str(prompt[target].get("class_type", "")):
+                    seen.add(target)
+                    following.append(target)
+        if hits:
+            return "positive" if "positive" in hits else "negative"
+        frontier = following
     return None
 
 
@@ -67,7 +71,7 @@ def _prompt_slots(prompt: dict[str, Any], slots: dict[str, list[Slot]]) -> None:
         for name in (*PROMPT_INPUTS, "negative_prompt"):
             if name not in inputs or class_type in PRIMITIVES:
                 continue
-            polarity = "negative" if name == "negative_prompt" else _polarity(node_id, consumers)
+            polarity = "negative" if name == "negative_prompt" else _polarity(node_id, prompt, consumers)
             if polarity is None and (name in ("prompt", "positive_prompt") or "Encode" in class_type):
                 polarity = "positive"
             if polarity is not None:
