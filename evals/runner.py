@@ -94,10 +94,10 @@ def _takes_workflow() -> bool:
     return "workflow" in inspect.signature(plan).parameters
 
 
-def _unsupported_edit(case: Case, repeat: int) -> CaseResult:
-    check = CheckResult(check="workflow", passed=False, detail="this planner takes no base workflow to edit")
+def _not_planned(case: Case, repeat: int, check: CheckResult, status: str) -> CaseResult:
+    """A case the planner gave no result for: failed, with the reason as its failed check."""
     return CaseResult(id=case.id, lang=case.lang, category=case.family(), repeat=repeat, prompt=case.prompt,
-                      status="failed", valid=False, passed=False, failed_checks=[check],
+                      status=status, valid=False, passed=False, failed_checks=[check],
                       nodes_present=False if case.expect.get("nodes") else None)
 
 
@@ -106,11 +106,16 @@ def evaluate_case(case: Case, registry: NodeRegistry, *, chat_model: Any = None,
     options: dict[str, Any] = {}
     if case.workflow is not None:  # passed only when set, so planners without the parameter still run
         if not _takes_workflow():
-            return _unsupported_edit(case, repeat)
+            detail = "this planner takes no base workflow to edit"
+            return _not_planned(case, repeat, CheckResult(check="workflow", passed=False, detail=detail), "failed")
         options["workflow"] = copy.deepcopy(case.workflow)
     started = time.perf_counter()
-    result = plan(case.prompt, registry=registry, chat_model=chat_model, provider=provider, run=run,
-                  executor=executor, **options)
+    try:
+        result = plan(case.prompt, registry=registry, chat_model=chat_model, provider=provider, run=run,
+                      executor=executor, **options)
+    except Exception as exc:  # a planner bug fails this case, with its message, not the whole suite
+        detail = f"the planner raised {type(exc).__name__}: {exc}"
+        return _not_planned(case, repeat, CheckResult(check="plan", passed=False, detail=detail), "crashed")
     latency = time.perf_counter() - started
     valid = result.workflow is not None and validate(result.workflow, registry).valid
     checks = check_workflow(result.workflow, case.expect, valid=valid, outcome=PlanOutcome.of(result))
