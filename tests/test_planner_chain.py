@@ -251,5 +251,179 @@ def test_without_the_catalog_missing_core_nodes_are_not_covered(registry):
 def test_not_provided_kinds_are_listed_with_what_would(comfy):
     parsed = request(Stage("t2v", "a wave", prompt="a wave"), Stage("interpolate", "smooth it to 60 fps"))
     result = build(parsed, registry=comfy, answers={})
-    assert [c.kind for c in result.not_covered][-1] == "interpolate"
-    assert "ComfyUI-Frame-Interpolation" in result.not_covered[-1].suggestion
+    assert [c.kind for c in result.covered] == ["t2v"] and [c.kind for c in result.not_covered] == ["interpolate"]
+    assert "ComfyUI-Frame-Interpolation" in result.not_covered[0].suggestion
+    assert result.not_covered[0].stage == 1 and result.not_covered[0].reason
+    assert "SaveVideo" in classes(result.workflow)  # the covered part is still planned and saved
+
+
+# ---- ControlNet and reference ----------------------------------------------------------------------------------
+def test_controlnet_canny_preprocesses_and_guides_the_generation(comfy):
+    parsed = request(Stage("controlnet", "follow the edges of photo.png", control="canny", image="photo.png"),
+                     Stage("generate", "a robot", prompt="a robot"))
+    result = build(parsed, registry=comfy, answers={})
+    assert_valid(result, comfy)
+    wf = result.workflow
+    load_id, _ = only(wf, "LoadImage")
+    canny_id, canny = only(wf, "Canny")
+    assert canny["image"] == [load_id, 0]
+    loader_id, loader = only(wf, "ControlNetLoader")
+    assert loader["control_net_name"] == "control_v11p_sd15_canny.pth"
+    apply_id, apply = only(wf, "ControlNetApplyAdvanced")
+    assert apply["image"] == [canny_id, 0] and apply["control_net"] == [loader_id, 0]
+    assert wf[apply["positive"][0]]["inputs"]["text"] == "a robot"
+    sampler = only(wf, "KSampler")[1]
+    assert (sampler["positive"], sampler["negative"]) == ([apply_id, 0], [apply_id, 1])
+    assert [c.kind for c in result.covered] == ["controlnet", "generate"] and not result.not_covered
+
+
+def test_depth_controlnet_without_a_map_lists_depth_estimation_as_not_covered(comfy):
+    parsed = request(Stage("controlnet", "keep the depth of photo.png, a cabin in snow", prompt="a cabin in snow",
+                           control="depth", image="photo.png"))
+    result = build(parsed, registry=comfy, answers={})
+    assert_valid(result, comfy)
+    assert only(result.workflow, "ControlNetLoader")[1]["control_net_name"] == "control_v11f1p_sd15_depth.pth"
+    assert "Canny" not in classes(result.workflow) and "KSampler" in classes(result.workflow)
+    assert [c.kind for c in result.covered] == ["controlnet"]
+    assert ["comfyui_controlnet_aux" in c.suggestion for c in result.not_covered] == [True]
+
+
+def test_reference_uses_redux_on_the_positive_conditioning(comfy):
+    parsed = request(Stage("reference", "in the style of photo.png", image="photo.png"),
+                     Stage("generate", "a teapot", prompt="a teapot"))
+    result = build(parsed, registry=comfy, answers={})
+    assert_valid(result, comfy)
+    wf = result.workflow
+    apply_id, apply = only(wf, "StyleModelApply")
+    assert wf[apply["clip_vision_output"][0]]["class_type"] == "CLIPVisionEncode"
+    assert only(wf, "StyleModelLoader")[1]["style_model_name"] == "flux1-redux-dev.safetensors"
+    assert only(wf, "KSampler")[1]["positive"] == [apply_id, 0]
+    assert any("IPAdapter" in n for n in result.notes)
+
+
+def test_edit_without_an_edit_model_falls_back_to_img2img_and_says_so(comfy):
+    result = build(request(Stage("edit", "make the sky purple", prompt="make the sky purple", image="photo.png")),
+                   registry=comfy, answers={})
+    assert_valid(result, comfy)
+    assert "VAEEncode" in classes(result.workflow) and "ReferenceLatent" not in classes(result.workflow)
+    assert any("img2img" in n for n in result.notes)
+
+
+# ---- video -----------------------------------------------------------------------------------------------------
+def test_t2v_wan_binds_its_three_models_and_saves_a_video(comfy):
+    parsed = request(Stage("t2v", "a wave breaking, 3 seconds", prompt="a wave breaking", seconds=3, fps=16))
+    result = build(parsed, registry=comfy, answers={})
+    assert_valid(result, comfy)
+    wf = result.workflow
+    assert only(wf, "UNETLoader")[1]["unet_name"] == "wan2.1_t2v_1.3B_fp16.safetensors"
+    assert only(wf, "CLIPLoader")[1] == {"clip_name": "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "type": "wan"}
+    assert only(wf, "VAELoader")[1]["vae_name"] == "wan_2.1_vae.safetensors"
+    latent = only(wf, "EmptyHunyuanLatentVideo")[1]
+    assert latent["length"] == 49 and (latent["length"] - 1) % 4 == 0
+    video_id, video = only(wf, "CreateVideo")
+    assert video["fps"] == 16.0 and wf[video["images"][0]]["class_type"] == "VAEDecode"
+    assert only(wf, "SaveVideo")[1]["video"] == [video_id, 0]
+    assert "SaveImage" not in classes(wf) and "CheckpointLoaderSimple" not in classes(wf)
+
+
+def test_i2v_encodes_the_start_image_with_clip_vision(comfy):
+    result = build(request(Stage("i2v", "animate photo.png", prompt="the leaves move", image="photo.png")),
+                   registry=comfy, answers={})
+    assert_valid(result, comfy)
+    wf = result.workflow
+    assert only(wf, "UNETLoader")[1]["unet_name"] == "wan2.1_i2v_480p_14B_fp16.safetensors"
+    load_id, _ = only(wf, "LoadImage")
+    node_id, node = only(wf, "WanImageToVideo")
+    assert node["start_image"] == [load_id, 0]
+    assert wf[node["clip_vision_output"][0]]["inputs"]["image"] == [load_id, 0]
+    sampler = only(wf, "KSampler")[1]
+    assert (sampler["positive"], sampler["negative"], sampler["latent_image"]) == ([node_id, 0], [node_id, 1],
+                                                                                  [node_id, 2])
+
+
+def test_flf2v_asks_for_a_missing_last_frame_then_builds(comfy):
+    stage = Stage("flf2v", "from first.png to the last frame", prompt="a flower opens", image="first.png")
+    asked = build(request(stage), registry=comfy, answers={})
+    assert asked.question is not None and asked.question.slot == "end_image"
+    result = build(request(stage), registry=comfy, answers={"end_image": "last.png"})
+    assert_valid(result, comfy)
+    wf = result.workflow
+    node = only(wf, "WanFirstLastFrameToVideo")[1]
+    assert wf[node["start_image"][0]]["inputs"]["image"] == "first.png"
+    assert wf[node["end_image"][0]]["inputs"]["image"] == "last.png"
+    assert len(of(wf, "CLIPVisionEncode")) == 2 and len(of(wf, "CLIPVisionLoader")) == 1
+
+
+def test_t2i_then_i2v_animates_the_generated_picture(comfy):
+    parsed = request(Stage("generate", "a lighthouse", prompt="a lighthouse at dusk"),
+                     Stage("i2v", "then animate it", prompt="waves roll in", frames=33))
+    result = build(parsed, registry=comfy, answers={})
+    assert_valid(result, comfy)
+    wf = result.workflow
+    node = only(wf, "WanImageToVideo")[1]
+    assert wf[node["start_image"][0]]["class_type"] == "VAEDecode" and node["length"] == 33
+    assert "LoadImage" not in classes(wf) and "SaveImage" not in classes(wf)
+    assert [c.kind for c in result.covered] == ["generate", "i2v"]
+
+
+def test_v2v_uses_the_input_videos_frames_as_control(comfy):
+    result = build(request(Stage("v2v", "restyle clip.mp4 as anime", prompt="anime style", video="clip.mp4")),
+                   registry=comfy, answers={"video_model": "wan2.1_t2v_1.3B_fp16.safetensors"})
+    assert_valid(result, comfy)
+    wf = result.workflow
+    parts_id, parts = only(wf, "GetVideoComponents")
+    assert wf[parts["video"][0]]["inputs"]["file"] == "clip.mp4"
+    vace_id, vace = only(wf, "WanVaceToVideo")
+    assert vace["control_video"] == [parts_id, 0]
+    assert only(wf, "TrimVideoLatent")[1]["trim_amount"] == [vace_id, 3]
+
+
+def test_missing_video_model_asks_with_a_download_and_drafts(isolated_folders, catalog_data):
+    registry = target(isolated_folders, catalog_data, {"checkpoints": ["v1-5-pruned-emaonly.safetensors"]})
+    result = build(request(Stage("t2v", "a wave", prompt="a wave")), registry=registry, answers={})
+    slots = [q.slot for q in result.questions]
+    assert slots[:3] == ["video_model", "text_encoder", "video_vae"]
+    assert only(result.workflow, "UNETLoader")[1]["unet_name"] == result.questions[0].download
+    assert "wan" in result.questions[0].download.lower()
+
+
+# ---- chains, branches, text --------------------------------------------------------------------------------------
+def test_two_branches_share_the_loaders_and_save_twice(comfy):
+    parsed = request(Stage("generate", "a red fox", prompt="a red fox", branch=0),
+                     Stage("generate", "a blue bird", prompt="a blue bird", branch=1),
+                     Stage("upscale", "upscale the bird", scale=2.0, branch=1), seeds=[1, 2])
+    result = build(parsed, registry=comfy, answers={})
+    assert_valid(result, comfy)
+    wf = result.workflow
+    assert len(of(wf, "CheckpointLoaderSimple")) == 1 and len(of(wf, "SaveImage")) == 2
+    assert sorted(s["seed"] for _, s in of(wf, "KSampler")) == [1, 2]
+    negatives = [n for n in wf.values() if n.get("_meta", {}).get("title") == "Negative prompt"]
+    assert len(negatives) == 1  # the same negative text is encoded once and shared
+    saved = {wf[s["images"][0]]["class_type"] for _, s in of(wf, "SaveImage")}
+    assert saved == {"VAEDecode", "ImageScaleBy"} or saved == {"VAEDecode", "ImageUpscaleWithModel"}
+
+
+def test_an_llm_written_prompt_feeds_the_text_encoder_by_link(comfy):
+    parsed = request(Stage("llm_write", "write a prompt about a travel poster", prompt="a travel poster of Kyoto"),
+                     Stage("generate", "draw it", prompt="a travel poster"),
+                     Stage("caption", "and a slogan"))
+    result = build(parsed, registry=comfy, answers={})
+    assert_valid(result, comfy)
+    wf = result.workflow
+    chats = of(wf, "LLMChat")
+    assert len(chats) == 2
+    sampler = only(wf, "KSampler")[1]
+    assert wf[sampler["positive"][0]]["inputs"]["text"] == [chats[0][0], 0]
+    assert only(wf, "SaveText")[1]["text"] == [chats[1][0], 0]
+    assert [c.kind for c in result.covered] == ["llm_write", "generate", "caption"]
+
+
+def test_translate_then_save_writes_a_text_file(comfy):
+    parsed = ParsedRequest(text="把这段话翻译成英文并保存", lang="zh", stages=[
+        Stage("translate", "把这段话翻译成英文", prompt="你好世界", language="English"), Stage("save", "并保存")])
+    result = build(parsed, registry=comfy, answers={})
+    assert_valid(result, comfy)
+    chat_id, chat = only(result.workflow, "LLMChat")
+    assert chat["provider"] == "dashscope" and "English" in chat["system_prompt"]
+    assert only(result.workflow, "SaveText")[1]["text"] == [chat_id, 0]
+    assert [c.kind for c in result.covered] == ["translate", "save"]

@@ -74,6 +74,7 @@ DOWNLOADS: dict[tuple[str, str], str] = {
     ("text_encoders", "clip_l"): "clip_l.safetensors",
     ("text_encoders", "qwen_vl"): "qwen_2.5_vl_7b_fp8_scaled.safetensors",
     ("vae", "wan"): "wan_2.1_vae.safetensors",
+    ("vae", "wan22"): "wan2.2_vae.safetensors",
     ("vae", "flux"): "ae.safetensors",
     ("vae", "qwen"): "qwen_image_vae.safetensors",
     ("clip_vision", "clip_vision_h"): "clip_vision_h.safetensors",

@@ -27,7 +27,10 @@ Fragment = Callable[[Ctx, int, Stage, ChainState], None]
 FRAGMENTS: dict[str, Fragment] = {
     "generate": fr.generate, "img2img": fr.img2img, "restyle": fr.img2img, "inpaint": fr.inpaint,
     "remove": fr.inpaint, "replace": fr.inpaint, "outpaint": fr.outpaint, "upscale": fr.upscale,
-    "hires": fr.hires, "invert": fr.invert,
+    "hires": fr.hires, "invert": fr.invert, "controlnet": fr.controlnet, "reference": fr.reference,
+    "edit": fr.edit, "t2v": fr.video, "i2v": fr.video, "flf2v": fr.video, "v2v": fr.video,
+    "llm_write": fr.llm_write, "caption": fr.caption, "summarize": fr.llm_text, "translate": fr.llm_text,
+    "text_template": fr.text_template, "regex": fr.regex,
 }
 
 # kinds no core node provides: why, and what would
@@ -124,10 +127,10 @@ def _finish(ctx: Ctx, parsed: ParsedRequest, state: ChainState) -> None:
                                fps=float(state.fps), lossless=False, quality=90, method="default"))
         else:
             saves.append(b.add("SaveImage", images=state.frames, filename_prefix="NodeWeaver/frames"))
-    elif state.image is not None:
+    if state.image is not None:
         saves.append(b.add("SaveImage", images=state.image, filename_prefix="NodeWeaver/image"))
-    elif state.text is not None:
-        if state.save:
+    if state.text is not None:
+        if state.save or "PreviewAny" not in ctx.registry:
             saves.append(b.add("SaveText", text=state.text, filename_prefix="NodeWeaver/text", format="txt"))
         else:
             saves.append(b.add("PreviewAny", source=state.text))

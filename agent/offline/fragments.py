@@ -10,6 +10,7 @@ go through `Ctx.once`, so each is added once and shared by every stage and branc
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,7 @@ IMAGE_EXT = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 VIDEO_EXT = (".mp4", ".webm", ".mov", ".mkv", ".gif", ".avi")
 QUALITY_NEGATIVE = "blurry, low quality"
 SAMPLING_KINDS = ("generate", "img2img", "restyle")
+FAMILY_CFG = {"flux": 1.0, "qwen": 2.5, "wan": 6.0, "ltxv": 3.0, "svd": 2.5}
 
 
 @dataclass
@@ -135,7 +137,7 @@ class Ctx:
         loads the named file, so the plan stays visible)."""
         if use_state and state.image is not None:
             return state.image
-        wanted = name if name is not None else stage.image
+        wanted = stage.image if name is None else (name or None)  # name "" = a second, unnamed image
         images = [x for x in self.inputs if x.lower().endswith(IMAGE_EXT)]
         if wanted and wanted in self.inputs:
             chosen = wanted
@@ -144,7 +146,7 @@ class Ctx:
         else:
             chosen = wanted or (images[0] if images else "input.png")
             text = (f"{wanted} is not in the input folder. Which image should I use?" if wanted else
-                    f"Which image should the {stage.kind} step use?")
+                    f"Which image should the {stage.kind} step use{' as its last frame' if slot == 'end_image' else ''}?")
             self.ask(Question(text, images, slot))
         load = self.once("LoadImage", image=chosen)
         if use_state:
@@ -194,15 +196,18 @@ class Ctx:
             state.positive = state.negative = None
             return positive, negative
         text: Any = prompt if prompt is not None else positive_text(stage)
-        if state.prompt_link is not None and prompt is None and not stage.prompt:
+        if state.prompt_link is not None and prompt is None:  # an LLM wrote this stage's prompt
             text, state.prompt_link = state.prompt_link, None
         return self.encode(sd, text), self.encode(sd, negative_text(stage, sd.family), negative=True)
 
-    def sample(self, state: ChainState, sd: SD, positive: Ref, negative: Ref, latent: Ref, denoise: float) -> Ref:
+    def sample(self, state: ChainState, sd: SD, positive: Ref, negative: Ref, latent: Ref, denoise: float,
+               sampler: str = "euler", scheduler: str = "normal") -> Ref:
+        """A KSampler with the request's settings, else today's defaults (a model family may change the cfg
+        and, for video models, the sampler and scheduler their templates use)."""
         p = self.parsed
-        cfg = p.cfg if p.cfg is not None else (1.0 if sd.family == "flux" else 7.0)
+        cfg = p.cfg if p.cfg is not None else FAMILY_CFG.get(sd.family, 7.0)
         node = self.b.add("KSampler", model=sd.model, seed=state.seed, steps=p.steps or 20, cfg=cfg,
-                          sampler_name=p.sampler or "euler", scheduler=p.scheduler or "normal", positive=positive,
+                          sampler_name=p.sampler or sampler, scheduler=p.scheduler or scheduler, positive=positive,
                           negative=negative, latent_image=latent, denoise=round(denoise, 3))
         state.last_positive, state.last_negative = positive, negative
         return [node, 0]
@@ -405,3 +410,409 @@ def invert(ctx: Ctx, i: int, stage: Stage, state: ChainState) -> None:
 
 def _new(ctx: Ctx, before: set[str]) -> list[str]:
     return [n for n in ctx.b.prompt if n not in before]
+
+
+# ---- conditioning stages: ControlNet and reference -----------------------------------------------------------
+CONTROL_PATTERNS = {"canny": "canny", "depth": "depth", "pose": "pose", "openpose": "pose", "lineart": "lineart",
+                    "scribble": "scribble", "tile": "tile", "softedge": "softedge", "normal": "normal"}
+
+
+def controlnet(ctx: Ctx, i: int, stage: Stage, state: ChainState) -> None:
+    """Guide generation by a control image: ControlNetLoader + ControlNetApplyAdvanced (Canny first for a
+    canny edge map; a depth/pose map the user gives is used as is). It prepares the conditioning of the next
+    sampling stage of the branch, or samples itself when none follows."""
+    control = CONTROL_PATTERNS.get((stage.control or "canny").lower(), (stage.control or "canny").lower())
+    needs = SD_CORE + ["LoadImage", "ControlNetLoader", "ControlNetApplyAdvanced", "EmptyLatentImage"]
+    if ctx.lacks(i, stage, f"{control} ControlNet guidance", needs + (["Canny"] if control == "canny" else [])):
+        return
+    before = set(ctx.b.prompt)
+    follower = ctx.later(i, stage, SAMPLING_KINDS)
+    sd = ctx.sd()
+    image = ctx.image_in(i, stage, state, use_state=False) if stage.image or state.image is None else state.image
+    arch = "sdxl" if sd.family == "sdxl" else "sd15"
+    name = ctx.binder.bind("controlnet", "controlnet", f"{control} ControlNet for {arch}", tag=f"{arch}-{control}",
+                           need=[control],
+                           avoid=("sd15", "v11") if arch == "sdxl" else ("xl",), task="controlnet")
+    hint = image
+    is_map = bool(stage.extra.get("is_map")) or (stage.image and control in stage.image.lower())
+    if control == "canny" and not is_map:
+        hint = [ctx.b.add("Canny", image=image, low_threshold=0.4, high_threshold=0.8), 0]
+    elif not is_map:
+        ctx.not_covered.append(Coverage(i, stage.kind, f"{control} estimation from the photo",
+                                        reason=f"ComfyUI has no core {control} estimator; the draft feeds the "
+                                               "image to the ControlNet as if it were the map",
+                                        suggestion="packs such as comfyui_controlnet_aux provide it"))
+    loader = ctx.once("ControlNetLoader", control_net_name=name)
+    source = follower or stage
+    positive, negative = ctx.prompts(source, state, sd)
+    applied = ctx.b.add("ControlNetApplyAdvanced", positive=positive, negative=negative, control_net=[loader, 0],
+                        image=hint, strength=float(stage.extra.get("strength", 1.0)), start_percent=0.0,
+                        end_percent=1.0, vae=sd.vae)
+    state.positive, state.negative = [applied, 0], [applied, 1]
+    if follower is None:
+        generate(ctx, i, stage, state)
+    ctx.cover(i, stage, f"{control} ControlNet with {name}", _new(ctx, before), f"controlnet-{control}")
+
+
+def reference(ctx: Ctx, i: int, stage: Stage, state: ChainState) -> None:
+    """An image as a style/subject reference: Redux (CLIPVisionEncode + StyleModelApply) on the positive
+    conditioning, since ComfyUI core has no IPAdapter; then like ControlNet it feeds the next sampling."""
+    needs = SD_CORE + ["LoadImage", "CLIPVisionLoader", "CLIPVisionEncode", "StyleModelLoader", "StyleModelApply",
+                       "EmptyLatentImage"]
+    if ctx.lacks(i, stage, "image reference (Redux style model)", needs,
+                 "ComfyUI core nodes CLIPVisionEncode + StyleModelApply (Redux), or packs such as "
+                 "ComfyUI_IPAdapter_plus"):
+        return
+    before = set(ctx.b.prompt)
+    follower = ctx.later(i, stage, SAMPLING_KINDS)
+    sd = ctx.sd()
+    image = ctx.image_in(i, stage, state, use_state=False) if stage.image or state.image is None else state.image
+    vision = ctx.binder.bind("clip_vision", "clip_vision", "SigLIP vision model Redux uses", tag="siglip",
+                             need=["sigclip|siglip"], task="reference")
+    style = ctx.binder.bind("style_model", "style_models", "Redux style model", tag="redux", need=["redux"],
+                            task="reference")
+    encoded = ctx.b.add("CLIPVisionEncode", clip_vision=[ctx.once("CLIPVisionLoader", clip_name=vision), 0],
+                        image=image, crop="center")
+    positive, negative = ctx.prompts(follower or stage, state, sd)
+    applied = ctx.b.add("StyleModelApply", conditioning=positive,
+                        style_model=[ctx.once("StyleModelLoader", style_model_name=style), 0],
+                        clip_vision_output=[encoded, 0], strength=1.0, strength_type="multiply")
+    state.positive, state.negative = [applied, 0], negative
+    if sd.family != "flux":
+        ctx.notes.append(f"The reference uses Redux (a Flux style model) with {sd.checkpoint}; for SD1.5/SDXL "
+                         "checkpoints IPAdapter (ComfyUI_IPAdapter_plus) is the usual choice.")
+    if follower is None:
+        generate(ctx, i, stage, state)
+    ctx.cover(i, stage, f"reference image via Redux ({style})", _new(ctx, before), "reference-redux")
+
+
+# ---- instruction edit -------------------------------------------------------------------------------------------
+def edit(ctx: Ctx, i: int, stage: Stage, state: ChainState) -> None:
+    """An instruction edit with Flux Kontext or Qwen-Image-Edit when such a model is installed; otherwise
+    img2img with the instruction as the prompt (said in the notes)."""
+    kontext = ctx.binder.find("diffusion_models", need=["kontext"])
+    qwen = ctx.binder.find("diffusion_models", need=["qwen_image_edit|qwen-image-edit"])
+    kontext_nodes = ["UNETLoader", "DualCLIPLoader", "VAELoader", "FluxKontextImageScale", "ReferenceLatent",
+                     "FluxGuidance", "VAEEncode", "KSampler", "VAEDecode", "CLIPTextEncode", "LoadImage"]
+    qwen_nodes = ["UNETLoader", "CLIPLoader", "VAELoader", "TextEncodeQwenImageEdit", "VAEEncode", "KSampler",
+                  "VAEDecode", "LoadImage"]
+    if kontext and all(n in ctx.registry for n in kontext_nodes):
+        _kontext(ctx, i, stage, state, kontext)
+    elif qwen and all(n in ctx.registry for n in qwen_nodes):
+        _qwen_edit(ctx, i, stage, state, qwen)
+    else:
+        ctx.notes.append("No instruction-edit model (Flux Kontext, Qwen-Image-Edit) is installed: the edit is "
+                         "drafted as img2img with the instruction as the prompt.")
+        img2img(ctx, i, stage, state)
+
+
+def _kontext(ctx: Ctx, i: int, stage: Stage, state: ChainState, unet: str) -> None:
+    before = set(ctx.b.prompt)
+    image = ctx.image_in(i, stage, state)
+    model = [ctx.once("UNETLoader", unet_name=unet, weight_dtype="default"), 0]
+    clip_l = ctx.binder.bind("clip_l", "text_encoders", "CLIP-L text encoder", tag="clip_l", need=["clip_l"])
+    t5 = ctx.binder.bind("t5xxl", "text_encoders", "T5-XXL text encoder", tag="t5xxl", need=["t5xxl"])
+    clip = [ctx.once("DualCLIPLoader", clip_name1=clip_l, clip_name2=t5, type="flux"), 0]
+    vae = [ctx.once("VAELoader", vae_name=ctx.binder.bind("flux_vae", "vae", "Flux VAE (ae.safetensors)", tag="flux",
+                                                            need=["ae.|flux"])), 0]
+    scaled = ctx.b.add("FluxKontextImageScale", image=image)
+    latent = [ctx.b.add("VAEEncode", pixels=[scaled, 0], vae=vae), 0]
+    sd = SD(model, clip, vae, "flux", unet)
+    text = ctx.encode(sd, positive_text(stage))
+    positive = [ctx.b.add("FluxGuidance", conditioning=[ctx.b.add("ReferenceLatent", conditioning=text,
+                                                                     latent=latent), 0], guidance=2.5), 0]
+    negative = ctx.encode(sd, negative_text(stage, "flux"), negative=True)
+    ctx.decode(state, sd, ctx.sample(state, sd, positive, negative, latent, 1.0))
+    ctx.cover(i, stage, f"instruction edit with Flux Kontext ({unet})", _new(ctx, before), "edit-kontext")
+
+
+def _qwen_edit(ctx: Ctx, i: int, stage: Stage, state: ChainState, unet: str) -> None:
+    before = set(ctx.b.prompt)
+    image = ctx.image_in(i, stage, state)
+    model = [ctx.once("UNETLoader", unet_name=unet, weight_dtype="default"), 0]
+    encoder = ctx.binder.bind("text_encoder", "text_encoders", "Qwen2.5-VL text encoder", tag="qwen_vl",
+                              need=["qwen"])
+    clip = [ctx.once("CLIPLoader", clip_name=encoder, type="qwen_image"), 0]
+    vae = [ctx.once("VAELoader", vae_name=ctx.binder.bind("qwen_vae", "vae", "Qwen-Image VAE", tag="qwen",
+                                                            need=["qwen"])), 0]
+    sd = SD(model, clip, vae, "qwen", unet)
+    positive = [ctx.b.add("TextEncodeQwenImageEdit", clip=clip, prompt=positive_text(stage), vae=vae, image=image), 0]
+    negative = [ctx.b.add("TextEncodeQwenImageEdit", clip=clip, prompt=negative_text(stage, "qwen"), vae=vae,
+                          image=image), 0]
+    latent = [ctx.b.add("VAEEncode", pixels=image, vae=vae), 0]
+    ctx.decode(state, sd, ctx.sample(state, sd, positive, negative, latent, 1.0))
+    ctx.cover(i, stage, f"instruction edit with Qwen-Image-Edit ({unet})", _new(ctx, before), "edit-qwen")
+
+
+# ---- video --------------------------------------------------------------------------------------------------
+WAN_TASK = {"t2v": "t2v", "i2v": "i2v", "flf2v": "flf2v", "v2v": "vace"}
+WAN_NODE = {"t2v": "EmptyHunyuanLatentVideo", "i2v": "WanImageToVideo", "flf2v": "WanFirstLastFrameToVideo",
+            "vace": "WanVaceToVideo"}
+WAN_NEED = {"t2v": ["wan", "t2v|ti2v"], "i2v": ["wan", "i2v"], "flf2v": ["wan", "flf2v"], "vace": ["wan", "vace"]}
+WAN_AVOID = {"t2v": ("vace",), "i2v": ("flf2v",), "flf2v": (), "vace": ()}
+
+
+def video(ctx: Ctx, i: int, stage: Stage, state: ChainState) -> None:
+    """Text/image/first-last-frame/video → video with the installed family: Wan (default), LTX-Video or SVD."""
+    family = _video_family(ctx, stage)
+    if family == "ltxv":
+        _ltxv(ctx, i, stage, state)
+    elif family == "svd":
+        _svd(ctx, i, stage, state)
+    else:
+        _wan(ctx, i, stage, state)
+
+
+def _video_family(ctx: Ctx, stage: Stage) -> str:
+    hint = stage.model_hint or ctx.binder.hint
+    ltx_ok, svd_ok = stage.kind in ("t2v", "i2v"), stage.kind == "i2v"
+    if hint == "ltxv" and ltx_ok or hint == "svd" and svd_ok or hint == "wan":
+        return hint
+    if ctx.binder.find("diffusion_models", need=["wan"]):
+        return "wan"
+    if ltx_ok and ctx.binder.find("checkpoints", need=["ltx"]):
+        return "ltxv"
+    if svd_ok and ctx.binder.find("checkpoints", need=["svd"]):
+        return "svd"
+    return "wan"
+
+
+def _length(stage: Stage, fps: float, step: int, default: int) -> int:
+    """Frames: as stated, or seconds × fps, rounded to the step × k + 1 lengths the video latents take."""
+    frames = stage.frames or (round(stage.seconds * fps) + 1 if stage.seconds else default)
+    if step <= 1:
+        return max(1, frames)
+    return max(1, round((frames - 1) / step)) * step + 1
+
+
+def _video_size(stage: Stage, width: int, height: int, step: int) -> tuple[int, int]:
+    return _round(stage.width or width, step), _round(stage.height or height, step)
+
+
+def _frames_out(ctx: Ctx, state: ChainState, sd: SD, samples: Ref, fps: float) -> None:
+    state.frames = [ctx.b.add("VAEDecode", samples=samples, vae=sd.vae), 0]
+    state.fps, state.image, state.latent, state.image_load = fps, None, None, None
+
+
+def _wan(ctx: Ctx, i: int, stage: Stage, state: ChainState) -> None:
+    task = WAN_TASK[stage.kind]
+    needs = ["UNETLoader", "CLIPLoader", "VAELoader", "CLIPTextEncode", "KSampler", "VAEDecode", WAN_NODE[task]]
+    needs += {"i2v": ["LoadImage"], "flf2v": ["LoadImage"], "vace": ["LoadVideo", "GetVideoComponents",
+                                                                    "TrimVideoLatent"]}.get(task, [])
+    if ctx.lacks(i, stage, f"Wan {task} video generation", needs):
+        return
+    before = set(ctx.b.prompt)
+    b, bind = ctx.b, ctx.binder.bind
+    unet = bind("video_model", "diffusion_models", f"Wan {task} video model", tag=f"wan-{task}",
+                need=WAN_NEED[task], avoid=WAN_AVOID[task], task=stage.kind)
+    encoder = bind("text_encoder", "text_encoders", "UMT5-XXL text encoder Wan uses", tag="umt5", need=["umt5"])
+    v22 = "5b" in unet.lower() and ("2.2" in unet or "2_2" in unet)
+    vae = [ctx.once("VAELoader", vae_name=bind("video_vae", "vae", "Wan VAE", tag="wan22" if v22 else "wan",
+                                                  need=["wan2.2|wan_2.2" if v22 else "wan_2.1|wan2.1|wan_vae"])), 0]
+    model = [ctx.once("UNETLoader", unet_name=unet, weight_dtype="default"), 0]
+    if "ModelSamplingSD3" in ctx.registry:
+        model = [ctx.once("ModelSamplingSD3", model=model, shift=8.0), 0]
+    sd = SD(model, [ctx.once("CLIPLoader", clip_name=encoder, type="wan"), 0], vae, "wan", unet)
+    positive, negative = ctx.prompts(stage, state, sd)
+    width, height = _video_size(stage, 832, 480, 16)
+    fps = stage.fps or 16.0
+    length = _length(stage, fps, 4, 81)
+    common = {"positive": positive, "negative": negative, "vae": vae, "width": width, "height": height,
+              "length": length, "batch_size": 1}
+    if task == "t2v":
+        latent = [b.add("EmptyHunyuanLatentVideo", width=width, height=height, length=length, batch_size=1), 0]
+    elif task == "vace":
+        positive, negative, latent = _vace(ctx, i, stage, state, common)
+    else:
+        node = b.add(WAN_NODE[task], **common, **_wan_images(ctx, i, stage, state, task, unet))
+        positive, negative, latent = [node, 0], [node, 1], [node, 2]
+    samples = ctx.sample(state, sd, positive, negative, latent, 1.0, sampler="uni_pc", scheduler="simple")
+    if task == "vace":
+        samples = [b.add("TrimVideoLatent", samples=samples, trim_amount=[latent[0], 3]), 0]
+    _frames_out(ctx, state, sd, samples, fps)
+    ctx.cover(i, stage, f"Wan {task} {width}x{height}, {length} frames at {fps:g} fps with {unet}",
+              _new(ctx, before), f"video-wan-{task}")
+
+
+def _wan_images(ctx: Ctx, i: int, stage: Stage, state: ChainState, task: str, unet: str) -> dict[str, Any]:
+    """The start (and end) images of i2v/flf2v, with their CLIP-vision encodings for Wan 2.1 models."""
+    start = ctx.image_in(i, stage, state)
+    images: dict[str, Any] = {"start_image": start}
+    if task == "flf2v":
+        end_name = str(stage.extra.get("end_image") or stage.extra.get("last_image") or "")
+        images["end_image"] = ctx.image_in(i, stage, state, slot="end_image", name=end_name, use_state=False)
+    wan21 = "2.1" in unet or "2_1" in unet
+    if wan21 and "CLIPVisionLoader" in ctx.registry and "CLIPVisionEncode" in ctx.registry:
+        name = ctx.binder.bind("clip_vision", "clip_vision", "CLIP vision model (clip_vision_h) Wan 2.1 uses",
+                               tag="clip_vision_h", need=["clip_vision_h|vit-h|vit_h"], task=stage.kind)
+        vision = [ctx.once("CLIPVisionLoader", clip_name=name), 0]
+        encode = {k: [ctx.b.add("CLIPVisionEncode", clip_vision=vision, image=v, crop="none"), 0]
+                  for k, v in images.items()}
+        if task == "i2v":
+            images["clip_vision_output"] = encode["start_image"]
+        else:
+            images["clip_vision_start_image"] = encode["start_image"]
+            images["clip_vision_end_image"] = encode["end_image"]
+    return images
+
+
+def _vace(ctx: Ctx, i: int, stage: Stage, state: ChainState, common: dict) -> tuple[Ref, Ref, Ref]:
+    """Video → video with Wan VACE: the input video's frames (or the chain's) as the control video."""
+    control = state.frames
+    if control is None:
+        videos = [x for x in ctx.inputs if x.lower().endswith(VIDEO_EXT)]
+        name = stage.video if stage.video in ctx.inputs else ctx.answers.get("video")
+        if not name:
+            ctx.ask(Question(f"{stage.video} is not in the input folder. Which video should I use?" if stage.video
+                             else "Which video should the video-to-video step use?", videos, "video"))
+            name = stage.video or (videos[0] if videos else "input.mp4")
+        parts = ctx.b.add("GetVideoComponents", video=[ctx.once("LoadVideo", file=name), 0])
+        control = [parts, 0]
+    extra: dict[str, Any] = {"control_video": control}
+    if stage.image:
+        extra["reference_image"] = ctx.image_in(i, stage, state, use_state=False)
+    node = ctx.b.add("WanVaceToVideo", **common, strength=1.0, **extra)
+    return [node, 0], [node, 1], [node, 2]
+
+
+def _ltxv(ctx: Ctx, i: int, stage: Stage, state: ChainState) -> None:
+    cond = "EmptyLTXVLatentVideo" if stage.kind == "t2v" else "LTXVImgToVideo"
+    needs = ["CheckpointLoaderSimple", "CLIPLoader", "CLIPTextEncode", "LTXVConditioning", "KSampler", "VAEDecode",
+             cond] + (["LoadImage"] if stage.kind == "i2v" else [])
+    if ctx.lacks(i, stage, f"LTX-Video {stage.kind}", needs):
+        return
+    before = set(ctx.b.prompt)
+    name = ctx.binder.bind("video_model", "checkpoints", "LTX-Video checkpoint", tag="ltxv", need=["ltx"],
+                           task=stage.kind)
+    encoder = ctx.binder.bind("text_encoder", "text_encoders", "T5-XXL text encoder LTX-Video uses", tag="t5xxl",
+                              need=["t5xxl"])
+    loader = ctx.once("CheckpointLoaderSimple", ckpt_name=name)
+    sd = SD([loader, 0], [ctx.once("CLIPLoader", clip_name=encoder, type="ltxv"), 0], [loader, 2], "ltxv", name)
+    positive, negative = ctx.prompts(stage, state, sd)
+    width, height = _video_size(stage, 768, 512, 32)
+    fps = stage.fps or 24.0
+    length = _length(stage, fps, 8, 97)
+    if stage.kind == "t2v":
+        latent = [ctx.b.add(cond, width=width, height=height, length=length, batch_size=1), 0]
+    else:
+        node = ctx.b.add(cond, positive=positive, negative=negative, vae=sd.vae,
+                         image=ctx.image_in(i, stage, state), width=width, height=height, length=length,
+                         batch_size=1, strength=1.0)
+        positive, negative, latent = [node, 0], [node, 1], [node, 2]
+    conditioned = ctx.b.add("LTXVConditioning", positive=positive, negative=negative, frame_rate=float(fps))
+    samples = ctx.sample(state, sd, [conditioned, 0], [conditioned, 1], latent, 1.0, scheduler="simple")
+    _frames_out(ctx, state, sd, samples, fps)
+    ctx.cover(i, stage, f"LTX-Video {stage.kind} {width}x{height}, {length} frames with {name}",
+              _new(ctx, before), f"video-ltxv-{stage.kind}")
+
+
+def _svd(ctx: Ctx, i: int, stage: Stage, state: ChainState) -> None:
+    needs = ["ImageOnlyCheckpointLoader", "VideoLinearCFGGuidance", "SVD_img2vid_Conditioning", "KSampler",
+             "VAEDecode", "LoadImage"]
+    if ctx.lacks(i, stage, "Stable Video Diffusion image-to-video", needs):
+        return
+    before = set(ctx.b.prompt)
+    name = ctx.binder.bind("video_model", "checkpoints", "Stable Video Diffusion checkpoint", tag="svd",
+                           need=["svd"], task="i2v")
+    loader = ctx.once("ImageOnlyCheckpointLoader", ckpt_name=name)
+    model = [ctx.b.add("VideoLinearCFGGuidance", model=[loader, 0], min_cfg=1.0), 0]
+    fps = stage.fps or 6.0
+    frames = _length(stage, fps, 1, 14)
+    width, height = _video_size(stage, 1024, 576, 8)
+    cond = ctx.b.add("SVD_img2vid_Conditioning", clip_vision=[loader, 1], init_image=ctx.image_in(i, stage, state),
+                     vae=[loader, 2], width=width, height=height, video_frames=frames, motion_bucket_id=127,
+                     fps=max(1, int(round(fps))), augmentation_level=0.0)
+    sd = SD(model, [loader, 1], [loader, 2], "svd", name)
+    samples = ctx.sample(state, sd, [cond, 0], [cond, 1], [cond, 2], 1.0, scheduler="karras")
+    _frames_out(ctx, state, sd, samples, fps)
+    ctx.cover(i, stage, f"Stable Video Diffusion i2v, {frames} frames with {name}", _new(ctx, before), "video-svd")
+
+
+# ---- text: LLM steps, templates, regex ----------------------------------------------------------------------
+PROMPT_WRITER = ("You write prompts for text-to-image models. Turn the user's idea into one detailed English image "
+                 "prompt (subject, setting, light, style). Answer with the prompt only.")
+IMAGE_CONSUMERS = SAMPLING_KINDS + ("controlnet", "reference", "hires", "t2v", "i2v", "flf2v", "v2v")
+
+
+def _chat(ctx: Ctx, system: str, prompt: Any, temperature: float = 0.7, max_tokens: int = 1024) -> str:
+    model = ctx.parsed.llm_model or ("qwen-max" if ctx.parsed.lang == "zh" else "gpt-4o-mini")
+    provider = "dashscope" if model.startswith("qwen") else "openai-compatible"
+    return ctx.b.add("LLMChat", provider=provider, model=model, system_prompt=system, prompt=prompt,
+                     temperature=temperature, max_tokens=max_tokens, seed=0, json_output=False)
+
+
+def _source_text(ctx: Ctx, stage: Stage, state: ChainState) -> Any:
+    """The text a text step works on: the chain's, a named text file (LoadText), or the stage's words."""
+    if state.text is not None:
+        return state.text
+    if stage.extra.get("file") and "LoadText" in ctx.registry:
+        return [ctx.once("LoadText", path=str(stage.extra["file"])), 0]
+    return stage.prompt or stage.text
+
+
+def llm_write(ctx: Ctx, i: int, stage: Stage, state: ChainState) -> None:
+    """An LLM writes text; when an image or video stage follows in the branch, its output is that stage's
+    prompt (by link into CLIPTextEncode.text)."""
+    if ctx.lacks(i, stage, "an LLM step", ["LLMChat"]):
+        return
+    feeds = ctx.later(i, stage, IMAGE_CONSUMERS)
+    system = PROMPT_WRITER if feeds else "You are a careful writer. Answer with the requested text only."
+    node = _chat(ctx, system, stage.prompt or stage.text, max_tokens=400 if feeds else 1024)
+    if feeds:
+        state.prompt_link = [node, 0]
+        ctx.cover(i, stage, f"an LLM writes the prompt for the {feeds.kind} step", [node], "llm-prompt")
+    else:
+        state.text = [node, 0]
+        ctx.cover(i, stage, "an LLM writes the text", [node], "llm-write")
+
+
+def caption(ctx: Ctx, i: int, stage: Stage, state: ChainState) -> None:
+    """A caption or slogan for the picture: a parallel text branch with its own SaveText."""
+    if ctx.lacks(i, stage, "an LLM caption", ["LLMChat", "SaveText"]):
+        return
+    picture = next((s for s in ctx.parsed.stages if s.branch == stage.branch and s.kind in IMAGE_CONSUMERS), None)
+    subject = stage.prompt or (positive_text(picture) if picture else stage.text)
+    chat = _chat(ctx, "You write short marketing copy. Answer with one line.",
+                 f"Write a one-line caption for: {subject}", temperature=0.8, max_tokens=100)
+    save = ctx.b.add("SaveText", text=[chat, 0], filename_prefix="NodeWeaver/caption", format="txt")
+    ctx.cover(i, stage, "an LLM writes a caption, saved as text", [chat, save], "llm-caption")
+
+
+def llm_text(ctx: Ctx, i: int, stage: Stage, state: ChainState) -> None:
+    """Summarize or translate the chain's text (or a text file, or the stage's words) with an LLM."""
+    if ctx.lacks(i, stage, f"an LLM {stage.kind} step", ["LLMChat"]):
+        return
+    before = set(ctx.b.prompt)
+    source = _source_text(ctx, stage, state)
+    if stage.kind == "translate":
+        language = stage.language or ("English" if ctx.parsed.lang == "zh" else "Chinese")
+        system, what = f"Translate the text into {language}. Answer with the translation only.", f"translate into {language}"
+    else:
+        system, what = "Summarize the text. Answer with the summary only.", "summarize"
+    state.text = [_chat(ctx, system, source), 0]
+    ctx.cover(i, stage, f"an LLM steps in: {what}", _new(ctx, before), f"llm-{stage.kind}")
+
+
+def text_template(ctx: Ctx, i: int, stage: Stage, state: ChainState) -> None:
+    if ctx.lacks(i, stage, "text templates", ["TextTemplate"]):
+        return
+    template = str(stage.extra.get("template") or stage.prompt or stage.text)
+    values = stage.extra.get("values")
+    if not isinstance(values, str):
+        names = list(dict.fromkeys(re.findall(r"\{(\w+)\}", template)))
+        given = values if isinstance(values, dict) else {}
+        values = "\n".join(f"{n}={given.get(n, n)}" for n in names)
+    node = ctx.b.add("TextTemplate", template=template, values=values)
+    state.text = [node, 0]
+    ctx.cover(i, stage, "fill the text template", [node], "text-template")
+
+
+def regex(ctx: Ctx, i: int, stage: Stage, state: ChainState) -> None:
+    if ctx.lacks(i, stage, "regular-expression extraction", ["RegexExtract"]):
+        return
+    before = set(ctx.b.prompt)
+    pattern = str(stage.extra.get("pattern") or r'\[\s*"([^"]+)"')
+    node = ctx.b.add("RegexExtract", string=_source_text(ctx, stage, state), regex_pattern=pattern,
+                     mode="First Group", case_insensitive=True, multiline=False, dotall=True, group_index=1)
+    state.text = [node, 0]
+    ctx.cover(i, stage, f"extract with the regex {pattern}", _new(ctx, before), "regex")
