@@ -23,6 +23,7 @@ from compiler.diff import WorkflowDiff, diff_workflows, is_link
 from compiler.errors import WorkflowError, WorkflowFormatError
 from compiler.formats import load_workflow, to_api_workflow
 from nodes.registry import NodeRegistry
+from nodes.spec import NodeSpec
 from runtime.errors import BadRequest
 
 # ---- words ------------------------------------------------------------------------------------------------
@@ -104,6 +105,7 @@ class Graph:
         self.registry = registry
         numeric = [int(i) for i in workflow if str(i).isdigit()]
         self._next = max(numeric, default=0) + 1
+        self._specs: dict[str, NodeSpec | None] = {}  # a spec is rebuilt on each lookup (model lists are read)
 
     def add(self, class_type: str, **inputs: Any) -> str:
         while str(self._next) in self.wf:
@@ -125,8 +127,14 @@ class Graph:
     def with_input(self, name: str, *, literal: bool = True) -> list[str]:
         return [i for i in self.wf if name in self.inputs(i) and is_link(self.inputs(i)[name]) != literal]
 
+    def spec(self, node_id: str) -> NodeSpec | None:
+        name = self.cls(node_id)
+        if name not in self._specs:
+            self._specs[name] = self.registry.spec(name) if name in self.registry else None
+        return self._specs[name]
+
     def output_types(self, node_id: str) -> list[str]:
-        spec = self.registry.spec(self.cls(node_id)) if self.cls(node_id) in self.registry else None
+        spec = self.spec(node_id)
         return [o.type for o in spec.outputs] if spec else []
 
     def link_type(self, link: list) -> str:
@@ -134,7 +142,7 @@ class Graph:
         return types[link[1]] if link[1] < len(types) else ""
 
     def is_output(self, node_id: str) -> bool:
-        spec = self.registry.spec(self.cls(node_id)) if self.cls(node_id) in self.registry else None
+        spec = self.spec(node_id)
         return bool(spec and spec.output_node)
 
     def consumers(self, source: str, slot: int | None = None) -> list[tuple[str, str]]:
@@ -193,7 +201,8 @@ class Session:
     answers: dict[str, str]
     changes: list[Change] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    prompt_tail: tuple[str, str] | None = None  # (node id, input) of an unquoted prompt later clauses may extend
+    # an unquoted prompt later clauses may extend: (node ids, what was done, the text given so far)
+    prompt_tail: tuple[list[str], str, str] | None = None
 
     def facts(self, clause: str) -> Facts:
         return extract(clause, checkpoints=self.checkpoints, loras=self.loras, inputs=self.inputs)
@@ -384,16 +393,16 @@ PROMPT_SET = [r"(?:change|set|replace|make|update)\s+(?:the\s+)?(?:positive\s+)?
               r"^\s*(?:new\s+|positive\s+)?prompt\s*[:：=]\s*(.+)",
               r"(?:正向|正面)?提示词(?:改成|改为|换成|设为|设置为|设成|变成|替换为|替换成)\s*[:：]?\s*(.+)",
               r"^\s*(?:正向|正面)?提示词\s*[:：]\s*(.+)"]
-PROMPT_ADD = [r"(?:add|append|include)\s+(.+?)\s+(?:to|in|into)\s+the\s+(?:positive\s+)?prompt",
+PROMPT_ADD = [r"(?:add|append|include)\s+(.{1,1000}?)\s+(?:to|in|into)\s+the\s+(?:positive\s+)?prompt",
               r"(?:在)?(?:正向|正面)?提示词(?:里|中|里面|后面)?(?:加上|添加|增加|加入|补充|加)\s*(.+)",
-              r"(?:加上|添加|增加|加入)\s*(.+?)\s*(?:到|进)(?:正向|正面)?提示词"]
+              r"(?:加上|添加|增加|加入)\s*(.{1,1000}?)\s*(?:到|进)(?:正向|正面)?提示词"]
 NEGATIVE_CLEAR = [r"(?:remove|clear|delete|drop|empty|no|without)\s+(?:the\s+|a\s+|any\s+)?negative(?:\s+prompt)?\b",
                   r"(?:去掉|删除|删掉|清空|移除|不要|去除)(?:掉)?(?:全部|所有)?" + NEGATIVE_ZH]
 NEGATIVE_SET = [r"(?:change|set|replace|make|update)\s+(?:the\s+)?negative(?:\s+prompt)?\s+(?:to|into|with|as)\s+(.+)",
                 r"negative(?:\s+prompt)?\s*[:：=]\s*(.+)",
                 NEGATIVE_ZH + r"(?:改成|改为|换成|设为|设置为|设成|变成|替换为)\s*[:：]?\s*(.+)",
                 NEGATIVE_ZH + r"\s*[:：]\s*(.+)"]
-NEGATIVE_ADD = [r"(?:add|append|include)\s+(.+?)\s+(?:to|in|into)\s+the\s+negative(?:\s+prompt)?",
+NEGATIVE_ADD = [r"(?:add|append|include)\s+(.{1,1000}?)\s+(?:to|in|into)\s+the\s+negative(?:\s+prompt)?",
                 r"(?:在)?" + NEGATIVE_ZH + r"(?:里|中|里面)?(?:加上|添加|增加|加入|加)\s*(.+)",
                 r"^\s*(?:avoid|no more)\s+(.+)", r"^\s*(?:避免|不要出现|不要有)\s*(.+)"]
 
@@ -416,11 +425,13 @@ def _set_text(s: Session, side: str, text: str, *, append: bool, quoted: bool) -
     for node_id in nodes:
         old = g.inputs(node_id)["text"].strip().rstrip(",")
         g.inputs(node_id)["text"] = f"{old}, {text}" if append and old else text
-    shown = text if len(text) <= 40 else text[:39] + "…"
-    what = ("cleared the negative prompt" if side == "negative" and not text else
-            f"{'added to' if append else 'set'} the {side} prompt: {shown!r}")
-    s.did(what, nodes)
-    s.prompt_tail = None if quoted or not text else (nodes[0], side)
+    done = f"{'added to' if append else 'set'} the {side} prompt"
+    s.did("cleared the negative prompt" if side == "negative" and not text else _told(done, text), nodes)
+    s.prompt_tail = None if quoted or not text else (nodes, done, text)
+
+
+def _told(done: str, text: str) -> str:
+    return f"{done}: {text if len(text) <= 40 else text[:39] + '…'!r}"
 
 
 def apply_negative(s: Session, clause: str, facts: Facts) -> bool:
@@ -447,11 +458,13 @@ def apply_prompt(s: Session, clause: str, facts: Facts) -> bool:
 def extend_prompt(s: Session, separator: str, clause: str) -> bool:
     """A clause no operation reads, right after an unquoted prompt, is the rest of that prompt ("… to a cat
     and a dog" was split at "and")."""
-    if s.prompt_tail is None or s.prompt_tail[0] not in s.graph.wf:
+    if s.prompt_tail is None:
         return False
-    inputs = s.graph.inputs(s.prompt_tail[0])
-    inputs["text"] = inputs["text"] + separator + clause
-    s.changes[-1].what += f" + {clause!r}"
+    nodes, done, text = s.prompt_tail
+    for node_id in nodes:
+        s.graph.inputs(node_id)["text"] += separator + clause
+    s.prompt_tail = (nodes, done, text + separator + clause)
+    s.changes[-1].what = _told(done, s.prompt_tail[2])
     return True
 
 
