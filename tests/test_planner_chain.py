@@ -427,3 +427,87 @@ def test_translate_then_save_writes_a_text_file(comfy):
     assert chat["provider"] == "dashscope" and "English" in chat["system_prompt"]
     assert only(result.workflow, "SaveText")[1]["text"] == [chat_id, 0]
     assert [c.kind for c in result.covered] == ["translate", "save"]
+
+
+# ---- other model families, and questions --------------------------------------------------------------------------
+def test_edit_with_an_installed_kontext_model_uses_reference_latent(isolated_folders, catalog_data):
+    registry = target(isolated_folders, catalog_data, {
+        "diffusion_models": ["flux1-dev-kontext_fp8_scaled.safetensors"],
+        "text_encoders": ["clip_l.safetensors", "t5xxl_fp8_e4m3fn_scaled.safetensors"], "vae": ["ae.safetensors"]})
+    result = build(request(Stage("edit", "add a hat", prompt="add a red hat to the dog", image="photo.png")),
+                   registry=registry, answers={})
+    assert_valid(result, registry)
+    wf = result.workflow
+    assert only(wf, "DualCLIPLoader")[1] == {"clip_name1": "clip_l.safetensors",
+                                             "clip_name2": "t5xxl_fp8_e4m3fn_scaled.safetensors", "type": "flux"}
+    encode_id, encode = only(wf, "VAEEncode")
+    assert wf[encode["pixels"][0]]["class_type"] == "FluxKontextImageScale"
+    assert only(wf, "ReferenceLatent")[1]["latent"] == [encode_id, 0]
+    sampler = only(wf, "KSampler")[1]
+    assert sampler["cfg"] == 1.0 and wf[sampler["positive"][0]]["class_type"] == "FluxGuidance"
+    assert "CheckpointLoaderSimple" not in classes(wf) and result.stages_used == ["edit-kontext"]
+
+
+def test_i2v_with_only_svd_installed_uses_svd(isolated_folders, catalog_data):
+    registry = target(isolated_folders, catalog_data, {"checkpoints": ["svd_xt.safetensors"]})
+    result = build(request(Stage("i2v", "animate photo.png", image="photo.png", frames=25)),
+                   registry=registry, answers={})
+    assert_valid(result, registry)
+    wf = result.workflow
+    loader_id, _ = only(wf, "ImageOnlyCheckpointLoader")
+    cond_id, cond = only(wf, "SVD_img2vid_Conditioning")
+    assert cond["clip_vision"] == [loader_id, 1] and cond["video_frames"] == 25
+    sampler = only(wf, "KSampler")[1]
+    assert wf[sampler["model"][0]]["class_type"] == "VideoLinearCFGGuidance"
+    assert sampler["latent_image"] == [cond_id, 2]
+
+
+def test_t2v_with_ltxv_named_uses_ltxv(isolated_folders, catalog_data):
+    registry = target(isolated_folders, catalog_data, {"checkpoints": ["ltx-video-2b-v0.9.5.safetensors"],
+                                                        "text_encoders": ["t5xxl_fp16.safetensors"]})
+    result = build(request(Stage("t2v", "a cat walks, LTX", prompt="a cat walks", model_hint="ltxv", frames=50)),
+                   registry=registry, answers={})
+    assert_valid(result, registry)
+    wf = result.workflow
+    assert only(wf, "CLIPLoader")[1]["type"] == "ltxv"
+    assert only(wf, "EmptyLTXVLatentVideo")[1]["length"] == 49
+    cond_id, _ = only(wf, "LTXVConditioning")
+    assert only(wf, "KSampler")[1]["positive"] == [cond_id, 0]
+
+
+def test_no_checkpoint_asks_with_the_demo_choice_and_drafts(isolated_folders, catalog_data):
+    registry = target(isolated_folders, catalog_data, {})
+    result = build(request(Stage("generate", "a fox", prompt="a fox")), registry=registry, answers={})
+    assert result.question.slot == "checkpoint" and result.question.choices == ["demo checkpoint"]
+    assert only(result.workflow, "CheckpointLoaderSimple")[1]["ckpt_name"] == result.question.download
+
+
+def test_several_seeds_sample_once_each_over_one_loader(comfy):
+    parsed = request(Stage("generate", "文字海报", prompt="a poster with the words 开业大吉 in gold lettering"),
+                     seeds=[3, 4, 5])
+    result = build(parsed, registry=comfy, answers={})
+    assert_valid(result, comfy)
+    wf = result.workflow
+    assert [s["seed"] for _, s in of(wf, "KSampler")] == [3, 4, 5]
+    assert len(of(wf, "CheckpointLoaderSimple")) == 1 and len(of(wf, "SaveImage")) == 3
+    assert all("text" not in n["inputs"]["text"] for n in wf.values()
+               if n.get("_meta", {}).get("title") == "Negative prompt")
+
+
+def test_hires_alone_generates_then_refines(comfy):
+    result = build(request(Stage("hires", "a harbour, hires fix", prompt="a harbour")), registry=comfy, answers={})
+    assert_valid(result, comfy)
+    assert len(of(result.workflow, "KSampler")) == 2
+    assert result.covered[0].what.startswith("hires fix") and len(result.covered[0].nodes) >= 6
+
+
+def test_builtin_registry_plans_images_and_reports_video_as_not_covered(registry, isolated_folders):
+    build_environment({"checkpoints": ["v1-5-pruned-emaonly.safetensors"]}, isolated_folders)
+    parsed = request(Stage("generate", "a fox", prompt="a fox", branch=0),
+                     Stage("t2v", "a wave", prompt="a wave", branch=1))
+    result = build(parsed, registry=registry, answers={})
+    assert_valid(result, registry)
+    assert [c.kind for c in result.covered] == ["generate"]
+    assert [c.kind for c in result.not_covered] == ["t2v"]
+    assert "no installed node provides Wan t2v video generation" in result.not_covered[0].reason
+    assert "UNETLoader" in result.not_covered[0].suggestion

@@ -257,14 +257,18 @@ def generate(ctx: Ctx, i: int, stage: Stage, state: ChainState) -> None:
     if ctx.lacks(i, stage, "text-to-image generation", SD_CORE + ["EmptyLatentImage"]):
         return
     before = set(ctx.b.prompt)
+    ctx.cover(i, stage, _txt2img(ctx, stage, state), _new(ctx, before), "text-to-image")
+
+
+def _txt2img(ctx: Ctx, stage: Stage, state: ChainState) -> str:
+    """The text-to-image nodes (also under a ControlNet, reference or hires stage); says what it drew."""
     sd = ctx.sd()
     positive, negative = ctx.prompts(stage, state, sd)
     width, height = _size(stage, sd.family)
     latent = ctx.b.add("EmptyLatentImage", width=width, height=height, batch_size=stage.count or 1)
     ctx.decode(state, sd, ctx.sample(state, sd, positive, negative, [latent, 0], 1.0))
     lora = f" with the LoRA {ctx.parsed.lora}" if ctx.parsed.lora else ""
-    ctx.cover(i, stage, f"text to image {width}x{height} with {sd.checkpoint}{lora}", _new(ctx, before),
-              "text-to-image")
+    return f"text to image {width}x{height} with {sd.checkpoint}{lora}"
 
 
 def img2img(ctx: Ctx, i: int, stage: Stage, state: ChainState) -> None:
@@ -379,9 +383,9 @@ def hires(ctx: Ctx, i: int, stage: Stage, state: ChainState) -> None:
     """Hires fix: LatentUpscaleBy of the sampled latent and a second KSampler pass at denoise 0.5."""
     if ctx.lacks(i, stage, "a hires-fix pass", SD_CORE + ["LatentUpscaleBy", "EmptyLatentImage"]):
         return
-    if state.image is None:
-        generate(ctx, i, stage, state)
     before = set(ctx.b.prompt)
+    if state.image is None:
+        _txt2img(ctx, stage, state)
     sd = ctx.sd()
     latent = state.latent
     if latent is None:
@@ -450,7 +454,7 @@ def controlnet(ctx: Ctx, i: int, stage: Stage, state: ChainState) -> None:
                         end_percent=1.0, vae=sd.vae)
     state.positive, state.negative = [applied, 0], [applied, 1]
     if follower is None:
-        generate(ctx, i, stage, state)
+        _txt2img(ctx, stage, state)
     ctx.cover(i, stage, f"{control} ControlNet with {name}", _new(ctx, before), f"controlnet-{control}")
 
 
@@ -482,7 +486,7 @@ def reference(ctx: Ctx, i: int, stage: Stage, state: ChainState) -> None:
         ctx.notes.append(f"The reference uses Redux (a Flux style model) with {sd.checkpoint}; for SD1.5/SDXL "
                          "checkpoints IPAdapter (ComfyUI_IPAdapter_plus) is the usual choice.")
     if follower is None:
-        generate(ctx, i, stage, state)
+        _txt2img(ctx, stage, state)
     ctx.cover(i, stage, f"reference image via Redux ({style})", _new(ctx, before), "reference-redux")
 
 
@@ -768,8 +772,8 @@ def llm_write(ctx: Ctx, i: int, stage: Stage, state: ChainState) -> None:
 
 def caption(ctx: Ctx, i: int, stage: Stage, state: ChainState) -> None:
     """A caption or slogan for the picture: a parallel text branch with its own SaveText."""
-    if ctx.lacks(i, stage, "an LLM caption", ["LLMChat", "SaveText"]):
-        return
+    if i in ctx.covered or ctx.lacks(i, stage, "an LLM caption", ["LLMChat", "SaveText"]):
+        return  # one caption even when the branch runs once per seed
     picture = next((s for s in ctx.parsed.stages if s.branch == stage.branch and s.kind in IMAGE_CONSUMERS), None)
     subject = stage.prompt or (positive_text(picture) if picture else stage.text)
     chat = _chat(ctx, "You write short marketing copy. Answer with one line.",
