@@ -749,8 +749,9 @@ def _source_text(ctx: Ctx, stage: Stage, state: ChainState) -> Any:
     """The text a text step works on: the chain's, a named text file (LoadText), or the stage's words."""
     if state.text is not None:
         return state.text
-    if stage.extra.get("file") and "LoadText" in ctx.registry:
-        return [ctx.once("LoadText", path=str(stage.extra["file"])), 0]
+    file = stage.extra.get("text_file") or stage.extra.get("file")
+    if file and "LoadText" in ctx.registry:
+        return [ctx.once("LoadText", path=str(file)), 0]
     return stage.prompt or stage.text
 
 
