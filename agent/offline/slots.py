@@ -19,8 +19,8 @@ VIDEO_EXT = ("mp4", "mov", "webm", "gif", "avi", "mkv")
 MODEL_EXT = ("safetensors", "ckpt", "pth", "pt", "bin", "gguf", "onnx")
 TEXT_EXT = ("txt", "md", "json", "csv")
 AUDIO_EXT = ("wav", "mp3", "flac", "ogg")
-FILE = re.compile(r"(?<![\w\-./])[\w\-./]+\.(" + "|".join(IMAGE_EXT + VIDEO_EXT + MODEL_EXT + TEXT_EXT + AUDIO_EXT)
-                  + r")(?![\w])", IC)
+FILE = re.compile(r"(?<![A-Za-z0-9_\-./])[A-Za-z0-9_\-./]+\.(" + "|".join(IMAGE_EXT + VIDEO_EXT + MODEL_EXT + TEXT_EXT + AUDIO_EXT)
+                  + r")(?![A-Za-z0-9_])", IC)
 EN_NUMBERS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
               "ten": 10, "a pair of": 2, "a couple of": 2}
 CJK = re.compile(r"[\u4e00-\u9fff]")
@@ -73,12 +73,12 @@ _N = r"(\d+(?:\.\d+)?)"
 _SIZE = re.compile(r"(?<!\d)(\d{2,4}) ?[x×*] ?(\d{2,4})(?!\d)(?: ?(?:px|pixels|像素))?")
 _ORIENTATION = re.compile(r"横版|横图|竖版|竖图|landscape orientation|portrait orientation|\bvertical\b|\bhorizontal\b"
                           r"|\bwidescreen\b", IC)
-_COUNT_ZH = re.compile(r"(?<!\d)(\d+|[一二两三四五六七八九十]) ?[张幅](?:不同的)?(?:图片|图像|照片|插画|图|画)?")
+_COUNT_ZH = re.compile(r"(?<![\d第])(\d+|[一二两三四五六七八九十]) ?[张幅](?:不同的)?(?:图片|图像|照片|插画|图|画)?")
 _COUNT_EN = re.compile(r"\b(\d+|one|two|three|four|five|six|seven|eight|nine|ten|a pair of|a couple of) "
                        r"(?:different |distinct |separate )?(?:images|pictures|photos|variations|versions|"
                        r"illustrations|renders|drawings|paintings|wallpapers|image|picture|photo)\b"
                        r"|\bbatch(?: size)? (?:of )?(\d+)", IC)
-_SCALE = re.compile(r"(?:\b(?:by|to) |放大到? ?|放大为 ?)?(?<![\w.])" + _N + r" ?(?:x|×|倍|times)(?![\w\-])"
+_SCALE = re.compile(r"(?:\b(?:by|to) |放大到? ?|放大为 ?)?(?<![A-Za-z0-9_.])" + _N + r" ?(?:x|×|倍|times)(?![\w\-])"
                     r"|(?<![\w])[x×]" + _N + r"\b|([两二三四]) ?倍|\b(double|twice|triple|quadruple)\b", IC)
 _DENOISE = re.compile(r"(?:denoise|denoising(?: strength)?|重绘幅度|重绘强度|去噪强度?) ?(?:of|at|=|:|:|to)? ?" + _N, IC)
 _FPS = re.compile(r"(?:(?:at )?(?<![\d.])" + _N + r" ?(?:fps|帧每秒|帧/秒)|(?:每秒|帧率|frame rate(?: of)?) ?[::]? ?"
@@ -147,7 +147,7 @@ _SETTINGS = [re.compile(p, IC) for p in (
     r"dpmpp_2m_sde|dpmpp_3m_sde|dpmpp_2m|ddim|ddpm|uni_pc_bh2|uni_pc|lcm|deis)\b(?: sampler)?"
     r"(?: (?:and|with) (?:the )?)?(?:\b(?:karras|exponential|sgm_uniform|simple|ddim_uniform|beta)\b(?: scheduler)?)?",
     r"(?:with |using |use )?(?:the )?\b(?:karras|exponential|sgm_uniform|ddim_uniform)\b(?: scheduler)?",
-    r"(?:(?:with|using|use|add|apply) (?:the |a |my )?|(?:加上|使用|用|加) ?)?(?:[\w\-.]{1,60} ?)?\blora\b"
+    r"(?:(?:with|using|use|add|apply) (?:the |a |my )?|(?:加上|使用|用|加) ?)?(?:(?<![\w\-.])[\w\-.]{1,60} ?)?lora\b"
     r"(?: ?(?:at )?(?:strength|weight|权重|强度) ?[::=]? ?\d+(?:\.\d+)?)?(?: ?(?:at )?(?<![\w.])[01]\.\d+)?",
     r"(?:at |with )?(?:a )?(?:lora )?(?:strength|weight|权重|强度) ?(?:of )?[::=]? ?\d+(?:\.\d+)?",
     r"(?:(?:with|using|use|via|on) (?:the )?|(?:用|使用|通过) ?)?(?:dashscope )?(?:wanx|通义万相|万相)",
@@ -173,8 +173,8 @@ FAMILIES = [
     (r"chroma", "chroma"), (r"stable cascade", "cascade"), (r"wanx|通义万相|万相", "wanx"),
 ]
 _FAMILY = re.compile(
-    r"(?:(?:with|using|use|via|on|in) (?:the |a )?|(?:用|使用|基于|采用|通过) ?)?(?<![\w.\-])("
-    + "|".join(f"(?:{p})" for p, _ in FAMILIES) + r")(?![\w\-])(?: ?(?:base |video )?(?:models?|checkpoint|模型))?", IC)
+    r"(?:(?:with|using|use|via|on|in) (?:the |a )?|(?:用|使用|基于|采用|通过) ?)?(?<![A-Za-z0-9_.\-])("
+    + "|".join(f"(?:{p})" for p, _ in FAMILIES) + r")(?![A-Za-z0-9_\-])(?: ?(?:base |video )?(?:models?|checkpoint|模型))?", IC)
 _FAMILY_KEYS = [(re.compile(f"^(?:{p})$", IC), key) for p, key in FAMILIES]
 
 
@@ -197,7 +197,7 @@ _NEG_LABEL = re.compile(r"(?:negative prompts?|negatives?|反向提示词|反向
 _NEG_EN = re.compile(r"\b(?:without|avoid(?:ing)?|no(?! (?:more|longer|matter|one|need)\b)) ([^,.;!?,。;]+)", IC)
 _NEG_ZH = re.compile(r"(?:不要|避免|不想要|别有|不能有|不带) ?([^,,。;;!?!?]+)")
 # a style stated inside a "without …" phrase ends the negative: "without the car as an oil painting"
-_NEG_CUT = re.compile(r" (?:as an? |as |in (?:an? |the )?(?:[\w\-]+ ){0,3}style\b|in the style of )|[^ ]*?风格", IC)
+_NEG_CUT = re.compile(r" (?:as an? |as |in (?:an? |the )?(?:[\w\-]+ ){0,3}style\b|in the style of )|风格", IC)
 
 
 def _negatives(slots: Slots) -> None:
@@ -210,7 +210,9 @@ def _negatives(slots: Slots) -> None:
         cut = _NEG_CUT.search(wanted)
         kept = ""
         if cut:
-            wanted, kept = wanted[:cut.start()], wanted[cut.start():]
+            # a Chinese style phrase starts after the last space before "风格" ("不要人物 水彩风格")
+            start = cut.start() if cut.group() != "风格" else wanted.rfind(" ", 0, cut.start()) + 1
+            wanted, kept = wanted[:start], wanted[start:]
         _add_negative(slots, wanted)
         return " " + kept
 
@@ -242,26 +244,30 @@ _STYLE_EN = re.compile(
 _STYLE_ZH_WORDS = ("水彩", "油画", "素描", "水墨", "国画", "动漫", "二次元", "赛博朋克", "蒸汽朋克", "像素", "漫画", "卡通",
                    "写实", "浮世绘", "吉卜力", "宫崎骏", "印象派", "梵高", "黏土", "版画", "铅笔画", "彩铅", "工笔", "剪纸",
                    "油彩", "插画", "3D", "皮克斯", "迪士尼", "极简", "复古")
-_STYLE_ZH = [re.compile(r"([\u4e00-\u9fffA-Za-z0-9]{1,12}?)(风格)"), re.compile(r"([\u4e00-\u9fffA-Za-z0-9]{1,12}?)(画风)")]
+_STYLE_ZH_RUN = re.compile(r"[\u4e00-\u9fffA-Za-z0-9]{1,12}$")
 _STYLE_ZH_BARE = re.compile(r"(?:改成|变成|转成|换成|转换成|做成|画成|改为|转为|变为|成)(" + "|".join(_STYLE_ZH_WORDS)
                             + r")(?:画|图)?")
 _ZH_STYLE_LEAD = re.compile(r"^.*?(?:改成|变成|转成|换成|转换成|做成|画成|改为|转为|变为|一种|一个|是|用|以|的|成)")
+
+
+_STYLE_LEAD_EN = re.compile(r"^(?:(?:into|in|as|to|an?|the|and|with)\b ?)+", IC)
 
 
 def _style(slots: Slots) -> None:
     """The style named, kept in the text too: it belongs in the prompt as well as in `style`."""
     text = slots.text
     if m := _STYLE_EN.search(text):
-        slots.style = next(g for g in m.groups() if g).strip()
+        slots.style = _STYLE_LEAD_EN.sub("", next(g for g in m.groups() if g).strip())
         if m.group(1) or m.group(4):
             slots.style += " style"
         return
-    if m := _STYLE_ZH[0].search(text) or _STYLE_ZH[1].search(text):
-        phrase = m.group(1)
-        # keep the shortest tail that still names the style: "一只猫赛博朋克" → "赛博朋克"
-        phrase = _ZH_STYLE_LEAD.sub("", phrase) or phrase
-        slots.style = phrase + m.group(2)
-        return
+    for word in ("风格", "画风"):
+        at = text.find(word)
+        if at > 0 and (m := _STYLE_ZH_RUN.search(text, max(0, at - 12), at)):
+            # the words just before it, from the verb or particle that introduces them: "改成水彩画风格"
+            phrase = _ZH_STYLE_LEAD.sub("", m.group()) or m.group()
+            slots.style = phrase + word
+            return
     if m := _STYLE_ZH_BARE.search(text):
         slots.style = m.group(1) + ("画" if m.group(0).endswith("画") else "")
 
@@ -283,8 +289,9 @@ _LEAD_ZH = re.compile(
     r"(?:画|生成|绘制|创作|制作|做|来|出|设计|创建|画出)*"
     r"(?:一张|一幅|一个|一副|一组)?(?:图片|图像|照片|插画|图)?(?:[::,,] ?)?(?:是|为)?")
 _TAIL_ZH = re.compile(r"(?:的(?:图片|图像|照片|插画|图|画|壁纸))$|(?:图片|图像)$|(?:谢谢你?|好吗|吧)$")
-_DANGLING = re.compile(r"(?:^|(?<=[ ,]))(?:with|and|of|at|in|using|use the|use|by|for|to|on|the|a|an)$", IC)
-_LEADING_JUNK = re.compile(r"^(?:(?:of|and|with|the|use the|use|using)\b ?|[,,.。:: ])+", IC)
+_DANGLING = re.compile(r"(?:^|(?<=[ ,]))(?:with|and|of|at|in|from|using|use the|use|by|for|to|on|the|a|an|用|把|将|让)$",
+                       IC)
+_LEADING_JUNK = re.compile(r"^(?:(?:of|and|with|the|use the|use|using|to)\b ?|(?:用|让)(?= )|[,,.。:: ])+", IC)
 _SPACES = re.compile(r"\s+")
 _COMMA_RUNS = re.compile(r"(?:[,,] ?)+(?=[,,.。;;!?]|$)|(?<=[,,]) (?=[,,])")
 _SPACE_PUNCT = re.compile(r" (?=[,,.。;;!?])")

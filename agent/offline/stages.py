@@ -17,6 +17,7 @@ from agent.offline.extract import LANGUAGES, QUOTE_CLOSERS, QUOTED, cn_number, e
 from agent.offline.slots import (
     EDGE,
     EN_NUMBERS,
+    FILE,
     Slots,
     clean_prompt,
     family_of,
@@ -111,12 +112,13 @@ _RULES: list[tuple[StageKind, re.Pattern]] = [
     ("interpolate", _rx(r"interpolat|补帧|插帧|\bsmoother\b|更流畅|更丝滑|\brife\b|film vfi|frame rate up")),
 ]
 _VIDEO = _rx(r"\bvideos?\b|视频|\banimate\b|\banimation\b|动起来|动画|\bmovie\b|\bclip\b|\bt2v\b|\bi2v\b|短片")
-_I2V = _rx(r"\banimate\b|动起来|图生视频|image[- ]to[- ]video|\bi2v\b|make (?:it|this|the image) move|"
+_I2V = _rx(r"\banimate\b|让?(?:这张)?(?:图片|图|照片)?动起来|(?:turn|make|convert)\b.{0,20}?\binto an? (?:video|clip|animation)"
+           r"(?: (?:where|of|showing|in which)\b)?|图生视频|image[- ]to[- ]video|\bi2v\b|make (?:it|this|the image) move|"
            r"(?:turn|make|convert) (?:it|this|the (?:image|picture|photo)) into a video")
 _T2V = _rx(r"text[- ]to[- ]video|文生视频|\bt2v\b")
 _V2V = _rx(r"video[- ]to[- ]video|\bv2v\b|视频转|视频风格|restyle the video")
 _POST: list[tuple[StageKind, re.Pattern]] = [
-    ("remove_background", _rx(r"抠图|抠出|remove (?:the )?background|transparent background|去(?:掉|除)?背景|背景透明|"
+    ("remove_background", _rx(r"抠图|抠出|remove (?:the )?background|\btransparent\b|去(?:掉|除)?背景|背景透明|"
                               r"透明背景|cut out (?:the )?(?:subject|person|object)|\brembg\b|background removal")),
     ("face_restore", _rx(r"(?:fix|refine|restore|repair|improve|enhance|detail)(?:e?s)? (?:the |her |his |their )?"
                          r"faces?|修复(?:人)?脸|修脸|面部修复|脸部修复|人脸修复|\bcodeformer\b|\bgfpgan\b|face ?detailer")),
@@ -127,7 +129,8 @@ _POST: list[tuple[StageKind, re.Pattern]] = [
     ("outpaint", _rx(r"outpaint|\bextend|\bexpand|扩图|扩展|向[左右上下]|[左右上下]边?扩|make it (?:wider|taller)|"
                      r"\bwider\b|\btaller\b|延展|外扩|uncrop")),
     ("invert", _rx(r"\binvert|反相|反色|负片|颜色反转|反转颜色")),
-    ("inpaint", _rx(r"inpaint|局部重绘|\bmask|遮罩|蒙版|repaint (?:the|this)")),
+    ("inpaint", _rx(r"inpaint|局部重绘|(?:the )?\bmask(?:ed)?\b(?: (?:area|region|part))?(?: of)?|遮罩|蒙版|"
+                    r"repaint (?:the|this)")),
     ("reference", _rx(r"ip-?adapter|in the style of (?:this|that|the|my) (?:image|picture|photo)|参考这张图|参考图|"
                       r"参考(?:这张)?(?:图片|照片)|风格参考|\bredux\b|reference (?:image|picture|photo)|"
                       r"like this (?:image|picture|photo)|和这张图一样|style of [\w\-.]+\.(?:png|jpe?g|webp)")),
@@ -136,7 +139,7 @@ _CONTROL = [("canny", _rx(r"\bcanny\b|\bedges?\b|边缘|轮廓")), ("depth", _rx
             ("pose", _rx(r"\bopen ?pose\b|\bpose\b|姿势|姿态|骨架|动作")), ("lineart", _rx(r"line ?art|线稿|线条")),
             ("scribble", _rx(r"\bscribble|涂鸦|草图")), ("tile", _rx(r"\btile\b")), ("softedge", _rx(r"soft ?edge|\bhed\b")),
             ("normal", _rx(r"normal map|法线")), ("seg", _rx(r"segmentation|语义分割")), ("mlsd", _rx(r"\bmlsd\b"))]
-_CONTROL_CONTEXT = _rx(r"control ?net|[\w\-.]+\.(?:png|jpe?g|webp)|(?:this|that|the|my) (?:image|picture|photo)|"
+_CONTROL_CONTEXT = _rx(r"control ?net|(?<![\w\-.])[\w\-.]+\.(?:png|jpe?g|webp)|(?:this|that|the|my) (?:image|picture|photo)|"
                        r"\bmap\b|这张图|这张照片|图的|图片的|照片的|按照|按这个|参考|same pose|pose (?:from|of)|"
                        r"edges? (?:from|of)|depth (?:from|of)")
 _REMOVE = _rx(r"\b(?:remove|erase|get rid of|delete|take out|eliminate)\b|去掉|删除|删掉|移除|去除|擦除|抹掉|P掉")
@@ -220,8 +223,8 @@ def _image_kind(text: str, slots: Slots) -> StageKind | None:
 
 
 _STYLE_TARGET = _rx(r"(?:into|to|as|成|为)\s?(?:an? )?(?:[\w\-]+ ){0,2}?(?:painting|watercolou?r|sketch|drawing|"
-                    r"illustration|cartoon|anime|comic|pixel art|style|oil|ink|manga|cyberpunk|ghibli|风格|画风|水彩|油画|"
-                    r"素描|水墨|动漫|漫画|卡通|像素|赛博朋克|二次元|国画|浮世绘)")
+                    r"illustration|cartoon|anime|comic|pixel art|style|oil|ink|manga|风格|画风|水彩|油画|"
+                    r"素描|水墨|动漫|漫画|卡通|像素|二次元|国画|浮世绘)(?![\w-]* (?:city|street|scene|landscape|world))")
 
 
 def _is_style_change(text: str, slots: Slots) -> bool:
@@ -246,19 +249,25 @@ def _control(text: str, slots: Slots) -> str | None:
 
 # ---- building a stage ------------------------------------------------------------------------------------------
 _VIDEO_KINDS = {"t2v", "i2v", "v2v", "flf2v", "interpolate"}
-_PROMPTED = {"generate", "img2img", "restyle", "inpaint", "controlnet", "reference", "t2v", "i2v", "v2v", "flf2v",
-             "audio", "3d"}
-_INSTRUCTED = {"edit", "llm_write", "caption", "describe", "summarize", "translate", "text_template", "regex"}
+_PROMPTED = {"generate", "img2img", "restyle", "inpaint", "controlnet", "reference", "t2v", "i2v", "v2v", "flf2v", "3d"}
+_INSTRUCTED = {"edit", "llm_write", "caption", "describe", "summarize", "translate", "text_template", "regex", "audio"}
 _NEEDS_IMAGE = {"img2img", "restyle", "edit", "inpaint", "remove", "replace", "outpaint", "upscale", "controlnet",
                 "reference", "i2v", "flf2v", "describe", "face_restore", "remove_background", "invert"}
 _LEFTOVER_KINDS = {"upscale", "hires", "face_restore", "remove_background"}
 _TRIGGERS: dict[str, re.Pattern] = {kind: pattern for kind, pattern in _RULES + _POST}
 _VIDEO_PHRASE = _rx(r"(?:\b(?:an?|the|one) )?(?:short )?(?:video|clip|animation|movie)s?\b(?: (?:of|showing|where|about)\b)?|"
                     r"(?:生成|做|制作)?(?:一段|一个|一部)?(?:视频|短片|动画)[::]?|" + _VIDEO.pattern)
-_TRIGGERS.update({"t2v": _VIDEO_PHRASE, "i2v": _rx(_I2V.pattern + "|" + _VIDEO_PHRASE.pattern), "v2v": _VIDEO_PHRASE,
-                  "restyle": _rx(_RESTYLE.pattern + r"|\b(?:into|as)\b"), "img2img": _IMG2IMG, "save": _SAVE,
+_TRIGGERS.update({"flf2v": _rx(_RULES[9][1].pattern + r"|first frame|last frame|start frame|end frame|首帧|尾帧|最后一帧|"
+                                                     + _VIDEO_PHRASE.pattern),
+                  "reference": _rx(r"(?:, ?)?(?:的)?风格|(?:in )?the style(?: of)?|" + _POST[-1][1].pattern),
+                  "3d": _rx(r"(?:\b(?:an?|the) )?\b3d (?:model|mesh|asset|object)s?\b(?: of\b)?|三维模型|3[dD]模型|三维"),
+                  "t2v": _VIDEO_PHRASE, "i2v": _rx(_I2V.pattern + "|" + _VIDEO_PHRASE.pattern), "v2v": _VIDEO_PHRASE,
+                  "restyle": _rx(_RESTYLE.pattern + r"|\b(?:into|as)\b"), "img2img": _rx(_IMG2IMG.pattern + r"|\binto\b"),
+                  "save": _SAVE,
                   "controlnet": _rx(r"control ?net|\buse\b|\bwith\b|\bfollow(?:ing)?\b|用|按照?|参考|的?(?:canny|open ?pose|"
-                                    r"depth(?: map)?|line ?art|scribble|边缘|深度图?|姿势|姿态|线稿)(?: edges?| map)?")})
+                                    r"pose|depth(?: map)?|line ?art|scribble|边缘|深度图?|姿势|姿态|线稿)(?: edges?| map)?"
+                                    r"(?: (?:from|of)\b)?|\bto\b")})
+_TRIGGERS["v2v"] = _rx(_VIDEO_PHRASE.pattern + "|" + _RESTYLE.pattern + r"|\b(?:into|as)\b")
 _LLM_NAMES = _rx(r"(?:(?:have|let|ask|use|using|with) )?(?:the )?\b(?:gpt(?:-[\w.]+)?|chatgpt|llm|deepseek|claude|"
                  r"qwen(?:-[\w]+)?)\b(?: to)?|(?:用|让|请)?(?:通义千问|千问|大模型|语言模型)(?:来)?")
 _OUTPAINT_SIDE = [("left", _rx(r"\bleft\b|左")), ("right", _rx(r"\bright\b|右")), ("top", _rx(r"\btop\b|\bup\b|上")),
@@ -277,6 +286,8 @@ class _Context:
 
 
 def _build(kind: StageKind, text: str, slots: Slots, ctx: _Context) -> Stage:
+    if kind == "reference":
+        slots.style = None  # the style is the reference image's, not words
     stage = Stage(kind=kind, text=text)
     _apply_slots(stage, slots)
     _files_to_stage(stage, slots, ctx)
@@ -291,7 +302,9 @@ def _build(kind: StageKind, text: str, slots: Slots, ctx: _Context) -> Stage:
         if kind == "replace":
             stage.prompt = stage.replacement
     elif kind == "restyle" and not stage.style:
-        stage.style = stage.prompt
+        stage.style = re.sub(r"^(?:an?|the) ", "", stage.prompt or "", flags=IC) or None
+    elif kind == "inpaint" and (what := _inpaint_prompt(slots.text)):
+        stage.prompt = what
     elif kind == "outpaint":
         stage.direction = _outpaint(text)
     elif kind == "translate" and (m := re.search(r"(?:into|to|成|为)\s?(" + "|".join(LANGUAGES) + ")", text, IC)):
@@ -306,6 +319,18 @@ def _build(kind: StageKind, text: str, slots: Slots, ctx: _Context) -> Stage:
                                                     text, IC)):
             stage.model_hint = m.group(1)
     return stage
+
+
+_INPAINT_WHAT = _rx(r"\b(?:as|with|into|to show|showing)\b ?|改成|画成|画上|换成")
+
+
+def _inpaint_prompt(text: str) -> str:
+    """What the masked region becomes: the words after the last "as"/"with"/"改成" that has words after it."""
+    last = None
+    for m in _INPAINT_WHAT.finditer(text):
+        if re.search(r"\w", text[m.end():m.end() + 40]):
+            last = m
+    return clean_prompt(text[last.end():]) if last else ""
 
 
 def _apply_slots(stage: Stage, slots: Slots) -> None:
@@ -332,11 +357,11 @@ def _files_to_stage(stage: Stage, slots: Slots, ctx: _Context) -> None:
     images = [f for f in slots.images if f not in masks]
     if masks:
         stage.mask = masks[0]
-    if images and stage.kind != "generate":
+    if images and stage.kind not in ("generate", "save"):
         stage.image = images[0]
         if stage.kind == "flf2v" and len(images) > 1:
             stage.extra["last_image"] = images[1]
-    elif images:
+    elif images and stage.kind == "generate":
         stage.extra["files"] = images
     if slots.videos:
         stage.video = slots.videos[0]
@@ -363,12 +388,13 @@ def _prompt(kind: StageKind, slots: Slots) -> str:
     return prompt or (slots.style or "")
 
 
+_FILE_PHRASE = _rx(r"(?:\b(?:in|of|on|from|for) )?(?:" + FILE.pattern + r")(?:里的?|中的?|上的?|的)?")
 _INSTRUCTION_LEAD = _rx(r"^(?:please |pls |kindly |can you |could you |then |and |also |请你?|帮我|麻烦你?|然后|再|接着|最后)+")
 
 
 def _instruction(text: str) -> str:
     """An instruction for a model that reads instructions (an edit model, an LLM): filler off, words kept."""
-    text = _LLM_NAMES.sub(" ", text)
+    text = _LLM_NAMES.sub(" ", _FILE_PHRASE.sub(" ", text))
     text = re.sub(r"\s+", " ", text).strip(EDGE)
     return _INSTRUCTION_LEAD.sub("", text).strip(EDGE)
 
@@ -376,8 +402,8 @@ def _instruction(text: str) -> str:
 _REMOVE_EN = _rx(r"\b(?:remove|erase|get rid of|delete|take out|eliminate) (.{1,120})")
 _REMOVE_ZH = _rx(r"(?:把|将)(.{1,40}?)(?:去掉|删掉|删除|移除|去除|擦掉|抹掉|P掉)|(?:去掉|删除|删掉|移除|去除|擦除|抹掉)(.{1,40})")
 _REPLACE_EN = _rx(r"\b(?:replace|swap) (.{1,80}?) (?:with|for|by) (.{1,120})|\bchange (.{1,80}?) (?:to|into) (.{1,120})")
-_REPLACE_ZH = _rx(r"(?:把|将)?(.{1,40}?)(?:换成|替换成|替换为|换为|改成|改为|变成|变为)(.{1,60})")
-_SCENE_WORDS = _rx(r"^(?:图中的?|图里的?|照片里的?|画面中的?|这张图里?的?|in the (?:image|picture|photo) )|"
+_REPLACE_ZH = _rx(r"换成|替换成|替换为|换为|改成|改为|变成|变为")
+_SCENE_WORDS = _rx(r"^(?:图中的?|图里的?|照片里的?|画面中的?|这张图里?的?|里的?|中的?|上的?|in the (?:image|picture|photo) )|"
                    r" (?:from|in|of) (?:the |this )?(?:image|picture|photo|background|scene|it)\b.*$")
 
 
@@ -392,7 +418,10 @@ def _target(kind: StageKind, text: str) -> tuple[str | None, str | None]:
     if m:
         target, new = _tidy(m.group(1) or m.group(3)), _tidy(m.group(2) or m.group(4))
     elif m := _REPLACE_ZH.search(text):
-        target, new = _tidy(m.group(1)), _tidy(m.group(2))
+        # the target is what comes before the verb, from "把"/"将" when one is near
+        before = text[max(0, m.start() - 40):m.start()]
+        lead = max(before.rfind("把"), before.rfind("将"))
+        target, new = _tidy(before[lead + 1:]), _tidy(text[m.end():m.end() + 60])
     else:
         return None, None
     if new and target and re.search(r"\bones?$", new):
@@ -406,7 +435,7 @@ def _tidy(text: str | None) -> str | None:
         return None
     text = _SCENE_WORDS.sub("", text.strip())
     text = trim_dangling(re.sub(r"^(?:把|将)", "", text).strip(EDGE))
-    return text.strip(EDGE).removesuffix("的") or None
+    return text.strip(EDGE).removesuffix("的").removeprefix("的") or None
 
 
 def _outpaint(text: str) -> dict[str, int]:
@@ -490,7 +519,7 @@ def _read_clause(clause: Clause, state: _State, ctx: _Context) -> None:
             and (lead := _leftover(kind, slots)):
         state.stages.append(_build("generate", lead, read_slots(lead), ctx))
         stage.prompt = None
-    if _fold(stage, state):
+    if _fold(stage, state) or _same_step(stage, clause, state):
         return
     targets = _branch_targets(clause.text, state.branches) if state.stages else [0]
     for branch in targets:
@@ -521,6 +550,18 @@ def _fold(stage: Stage, state: _State) -> bool:
         _merge_values(last, stage)
         return True
     return False
+
+
+def _same_step(stage: Stage, clause: Clause, state: _State) -> bool:
+    """"remove the background and make it transparent": a second clause that restates the same step."""
+    if clause.after != "soft" or not state.stages or stage.prompt:
+        return False
+    last = state.stages[-1]
+    if last.kind != stage.kind or stage.kind in ("generate", "unknown"):
+        return False
+    last.text = f"{last.text}; {stage.text}"
+    _merge_values(last, stage)
+    return True
 
 
 def _merge_values(into: Stage, source: Stage) -> None:
@@ -623,8 +664,8 @@ def _first_input_stage(parsed: ParsedRequest) -> Stage | None:
     return parsed.stages[0] if parsed.stages else None
 
 
-_LORA_ASKED = _rx(r"(?:with|using|use|add|apply) (?:the |a |my )?([\w\-.]{1,60}) ?lora\b|\blora[:: ]+([\w\-.]{1,60})|"
-                  r"(?:加上|使用|用|加)?([\w\-.]{1,30}?) ?lora")
+_LORA_ASKED = _rx(r"(?:with|using|use|add|apply) (?:the |a |my )?(?<![\w\-.])([\w\-.]{1,60}) ?lora\b|\blora[:: ]+([\w\-.]{1,60})|"
+                  r"(?<![\w\-.])([\w\-.]{1,30}?) ?lora")
 
 
 def _lora_wanted(parsed: ParsedRequest, text: str) -> None:
