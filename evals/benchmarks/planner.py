@@ -1,14 +1,19 @@
 """Benchmark: planning latency per request (offline planner, or an LLM provider when named), over suites;
-and with --scaling, how the offline extraction's time grows with the request's length on adversarial texts.
+and with --scaling, how the offline extraction's time grows with the request's length on adversarial texts;
+with --startup, the wall time of a whole `nodeweaver plan` command (interpreter start and imports included).
 
 Run: python -m evals.benchmarks.planner [SUITE.yaml ...] [--provider NAME] [--repeat 5]
      python -m evals.benchmarks.planner --scaling [--sizes 1000 4000 16000 64000]
+     python -m evals.benchmarks.planner --startup [--repeat 5]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -72,6 +77,30 @@ def scaling(sizes: list[int], repeat: int) -> None:
         print(f"{name:<16}" + "".join(f"{best_time(make(n), repeat) * 1000:>10.1f}" for n in sizes), flush=True)
 
 
+def _timed_plan(command: list[str], env: dict[str, str]) -> float:
+    """One whole command's wall time in ms; a failing command stops the benchmark with its own message."""
+    start = time.perf_counter()
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    elapsed = (time.perf_counter() - start) * 1000
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(command[2:])} exited {proc.returncode}: {proc.stderr.strip()[-500:]}")
+    return elapsed
+
+
+def startup(repeat: int, request: str = "a red fox in the snow") -> None:
+    """Median wall time of `nodeweaver plan REQUEST` as a user runs it: most of it is imports, so this is what
+    a heavy library loaded at import time shows up in (tests/test_cli_startup.py guards which ones load)."""
+    with tempfile.TemporaryDirectory() as root:
+        env = {**os.environ, "NODEWEAVER_DATA_DIR": str(Path(root) / "data"),
+               "NODEWEAVER_MODELS_DIR": str(Path(root) / "models"), "NODEWEAVER_CONFIG": str(Path(root) / "none")}
+        env.pop("NODEWEAVER_PLANNER_PROVIDER", None)
+        command = [sys.executable, "-m", "nodeweaver.cli", "plan", request, "--json"]
+        _timed_plan(command, env)  # warms the OS file cache; not counted
+        times = sorted(_timed_plan(command, env) for _ in range(repeat))
+    print(f"nodeweaver plan {request!r}, {repeat} runs: median {statistics.median(times):.0f} ms wall "
+          f"(min {times[0]:.0f}, max {times[-1]:.0f})")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("suites", nargs="*", type=Path)
@@ -79,7 +108,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--scaling", action="store_true", help="time the extraction on long adversarial texts")
     parser.add_argument("--sizes", nargs="+", type=int, default=[1000, 4000, 16000, 64000])
+    parser.add_argument("--startup", action="store_true", help="time whole `nodeweaver plan` commands")
     args = parser.parse_args(argv)
+    if args.startup:
+        startup(args.repeat)
+        return 0
     if args.scaling:
         scaling(args.sizes, min(args.repeat, 3))
         return 0
