@@ -30,7 +30,27 @@ MODEL_KINDS: dict[str, tuple[str, ...]] = {
     "embeddings": ("embeddings",),
     "style_models": ("style_models",),
     "hypernetworks": ("hypernetworks",),
+    "configs": ("configs",),
+    "diffusers": ("diffusers",),
+    "vae_approx": ("vae_approx",),
+    "gligen": ("gligen",),
+    "photomaker": ("photomaker",),
+    "classifiers": ("classifiers",),
+    "model_patches": ("model_patches",),
+    "audio_encoders": ("audio_encoders",),
 }
+# ComfyUI's legacy folder names (folder_paths.map_legacy): asking for one means the kind it became
+LEGACY_KINDS: dict[str, str] = {"unet": "diffusion_models", "clip": "text_encoders"}
+
+
+def canonical_kind(kind: str) -> str:
+    return LEGACY_KINDS.get(kind, kind)
+
+
+def model_kinds() -> list[str]:
+    """Every model kind known here: ComfyUI's folder names plus those extra_model_paths configured."""
+    settings = current()
+    return sorted(set(MODEL_KINDS) | set(settings.extra_model_paths) | set(settings.default_model_paths))
 
 
 class UnsafePathError(NodeWeaverError, ValueError):
@@ -69,12 +89,22 @@ def safe_join(root: Path, name: str) -> Path:
 
 
 def _folders_for(kind: str) -> list[Path]:
-    """The folders holding models of one kind: ours, then an existing ComfyUI installation's."""
+    """The folders holding models of one kind, in ComfyUI's search order: extra_model_paths' default
+    folders, ours, an existing ComfyUI installation's, then the other extra_model_paths folders."""
     settings = current()
+    kind = canonical_kind(kind)
     roots = [settings.models_dir]
     if settings.comfyui_dir is not None:
         roots.append(settings.comfyui_dir / "models")
-    return [root / sub for root in roots for sub in MODEL_KINDS.get(kind, (kind,))]
+    found = [*settings.default_model_paths.get(kind, ()),
+             *(root / sub for root in roots for sub in MODEL_KINDS.get(kind, (kind,))),
+             *settings.extra_model_paths.get(kind, ())]
+    return list(dict.fromkeys(found))
+
+
+def model_folders(kind: str) -> list[Path]:
+    """The folders searched for models of one kind, first first (ComfyUI's folder_paths.get_folder_paths)."""
+    return _folders_for(kind)
 
 
 def model_files(kind: str) -> list[str]:

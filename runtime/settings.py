@@ -106,7 +106,8 @@ class _ConfigFileSource(PydanticBaseSettingsSource):
         table = read_config_file()
         folders = table.get("folders", table)
         values = {k: folders[k] for k in ("data_dir", "models_dir", "input_dir", "output_dir", "temp_dir",
-                                          "custom_nodes", "comfyui_dir") if k in folders}
+                                          "custom_nodes", "comfyui_dir", "extra_model_paths",
+                                          "default_model_paths") if k in folders}
         for section in ("server", "engine", "providers"):
             if isinstance(table.get(section), dict):
                 values[section] = table[section]
@@ -131,6 +132,10 @@ class Settings(BaseSettings):
     temp_dir: Path | None = None  # previews (ComfyUI's temp folder); default: data_dir/temp
     custom_nodes: Annotated[list[Path], NoDecode] = Field(default_factory=list)
     comfyui_dir: Path | None = None  # an existing ComfyUI installation whose models/ are searched too
+    # more folders per model kind (ComfyUI's extra_model_paths.yaml): searched after ours, or before ours
+    # (default_model_paths: its `is_default` sections, whose folders ComfyUI puts first)
+    extra_model_paths: dict[str, list[Path]] = Field(default_factory=dict)
+    default_model_paths: dict[str, list[Path]] = Field(default_factory=dict)
     providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
     server: ServerSettings = Field(default_factory=ServerSettings)
     engine: EngineSettings = Field(default_factory=EngineSettings)
@@ -150,6 +155,9 @@ class Settings(BaseSettings):
         self.custom_nodes = [p.expanduser().resolve() for p in self.custom_nodes]
         if self.comfyui_dir is not None:
             self.comfyui_dir = self.comfyui_dir.expanduser().resolve()
+        for name in ("extra_model_paths", "default_model_paths"):
+            setattr(self, name, {kind: [p.expanduser().resolve() for p in paths]
+                                 for kind, paths in getattr(self, name).items()})
         return self
 
     @classmethod

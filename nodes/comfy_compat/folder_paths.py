@@ -24,7 +24,11 @@ def get_full_path_or_raise(folder_name: str, filename: str) -> str:
 
 
 def get_folder_paths(folder_name: str) -> list[str]:
-    return [str(folders.models_dir() / sub) for sub in folders.MODEL_KINDS.get(folder_name, (folder_name,))]
+    return [str(path) for path in folders.model_folders(folder_name)]
+
+
+def map_legacy(folder_name: str) -> str:
+    return folders.canonical_kind(folder_name)
 
 
 def get_input_directory() -> str:
@@ -36,7 +40,7 @@ def get_output_directory() -> str:
 
 
 def get_temp_directory() -> str:
-    return str(folders.output_dir() / "temp")
+    return str(folders.temp_dir())
 
 
 def get_annotated_filepath(name: str) -> str:
