@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from nodes.catalog_files import with_local_files
 from nodes.search import NodeSearchIndex, SearchHit
 from nodes.spec import NodeSpec, class_object_info
 from runtime.errors import NodeWeaverError
@@ -192,7 +193,7 @@ class NodeRegistry:
         if cls is not None:
             return class_object_info(name, cls, self._display.get(name), _module_label(cls, self._pack_of[name]))
         if name in self._catalog:
-            return self._catalog[name]
+            return with_local_files(name, self._catalog[name])
         raise RegistryError(f"unknown node class {name!r}")
 
     def object_info(self) -> dict[str, dict[str, Any]]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import pytest
 from conftest import DATA
 
 from nodes.registry import NodeRegistry
@@ -194,3 +196,28 @@ def test_models_of_an_existing_comfyui_installation_are_listed(registry, tmp_pat
     assert folders.model_files("diffusion_models") == ["flux.sft"]  # ComfyUI's legacy unet/ folder
     assert folders.model_path("checkpoints", "sdxl/juggernaut.safetensors") is not None
     assert "sdxl/juggernaut.safetensors" in registry.spec("CheckpointLoaderSimple").input("ckpt_name").choices
+
+
+def test_catalog_loaders_list_this_installations_files(isolated_folders):
+    """An imported catalog from a ComfyUI without models still validates workflows naming installed files."""
+    from compiler import validate
+    from nodes.registry import NodeRegistry
+
+    catalog = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "comfyui_object_info.json"
+    if not catalog.is_file():
+        pytest.skip("no ComfyUI catalog fixture")
+    registry = NodeRegistry()
+    registry.import_catalog_file(catalog)
+    workflow = {"1": {"class_type": "UpscaleModelLoader", "inputs": {"model_name": "4x-UltraSharp.pth"}},
+                "2": {"class_type": "LoadImage", "inputs": {"image": "photo.png"}},
+                "3": {"class_type": "ImageUpscaleWithModel", "inputs": {"upscale_model": ["1", 0],
+                                                                        "image": ["2", 0]}},
+                "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "x"}}}
+    before = validate(workflow, registry)
+    assert {e.type for e in before.errors} == {"value_not_in_list"}
+    (isolated_folders / "models" / "upscale_models").mkdir()
+    (isolated_folders / "models" / "upscale_models" / "4x-UltraSharp.pth").write_bytes(b"placeholder")
+    (isolated_folders / "input" / "photo.png").write_bytes(b"placeholder")
+    assert validate(workflow, registry).valid
+    info = registry.node_info("UpscaleModelLoader")["input"]["required"]["model_name"]
+    assert "4x-UltraSharp.pth" in (info[0] if isinstance(info[0], list) else info[1]["options"])
