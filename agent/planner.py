@@ -10,6 +10,7 @@ import sqlite3
 import time
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -156,21 +157,23 @@ def _plan_edit(request: str, workflow: dict[str, Any], registry: NodeRegistry, *
     edited = edit_workflow(workflow, request, registry=registry, checkpoints=folders.model_files("checkpoints"),
                            loras=folders.model_files("loras"), inputs=folders.input_files(),
                            upscale_models=folders.model_files("upscale_models"), answers=answers)
-    lines = edited.diff.lines() if edited.diff is not None else []
-    step({"step": "edit", "tool": "offline-editor", "changes": edited.changes,
-          "not_understood": edited.not_understood})
-    not_covered = [{"stage": i, "kind": "unknown", "what": clause, "nodes": [],
-                    "reason": "the editor did not understand this part", "suggestion": ""}
+    changes = [c.as_dict() for c in edited.changes]
+    step({"step": "edit", "tool": "offline-editor", "changes": changes, "not_understood": edited.not_understood})
+    covered = [{"stage": i, "kind": "edit", "what": c["what"], "nodes": c["nodes"], "reason": "", "suggestion": ""}
+               for i, c in enumerate(changes)]
+    not_covered = [{"stage": len(changes) + i, "kind": "unknown", "what": clause, "nodes": [],
+                    "reason": "not understood as a change to this workflow", "suggestion": ""}
                    for i, clause in enumerate(edited.not_understood)]
-    covered = [{"stage": i, "kind": "edit", "what": change.get("what", ""), "nodes": change.get("nodes", []),
-                "reason": "", "suggestion": ""} for i, change in enumerate(edited.changes)]
-    accounting = {"covered": covered, "not_covered": not_covered, "notes": [], "partial": bool(not_covered)}
-    if not edited.changes and edited.question is None:
-        edited.workflow = None
-        edited.error = ("I did not find a change to make in this request" +
-                        (f": {'; '.join(edited.not_understood)}" if edited.not_understood else "."))
-    return _finish_offline(request, registry, edited, accounting, step, trace, run=run, executor=executor,
-                           diff=lines)
+    accounting = {"covered": covered, "not_covered": not_covered, "notes": edited.notes,
+                  "partial": bool(not_covered)}
+    error = None
+    if not changes and edited.question is None:
+        error = "I found no change to make in this request" + (
+            f": {'; '.join(edited.not_understood)}" if edited.not_understood else ".")
+    draft = SimpleNamespace(workflow=edited.workflow if error is None else None, question=edited.question,
+                            summary=edited.summary, error=error)
+    return _finish_offline(request, registry, draft, accounting, step, trace, run=run, executor=executor,
+                           diff=edited.diff.lines())
 
 
 def _finish_offline(request: str, registry: NodeRegistry, offline: Any, accounting: dict[str, Any], step: Any,

@@ -40,6 +40,7 @@ from mcp_server.service import (
     is_unicode_text,
     json_text_too_deep,
 )
+from mcp_server.templates_api import router as templates_router
 from runtime.errors import BadRequest, NodeWeaverError
 
 log = logging.getLogger(__name__)
@@ -446,6 +447,7 @@ def create_app(service: NodeWeaverService, *, token: str | None = None, loopback
     _comfy_routes(app, service, offload)
     _file_routes(app, service, offload)
     _nodeweaver_routes(app, service, offload, mcp)
+    app.include_router(templates_router)
     _ws_route(app, service, token=token, loopback=loopback, allowed=set(origins))
     _docs_routes(app)
     if mcp_asgi is not None:

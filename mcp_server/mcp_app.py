@@ -29,6 +29,7 @@ from compiler.errors import WorkflowError
 from engine.events import ExecutionEvent
 from engine.jobs import Job, JobStatus, WorkflowInvalid
 from mcp_server.service import NodeWeaverService, WorkflowTool
+from mcp_server.templates_api import register_tools as register_template_tools
 from nodes.search import SearchHit
 from nodeweaver import __version__
 from runtime.errors import BadRequest, NodeWeaverError, NotFound
@@ -524,6 +525,7 @@ def build_mcp(service: NodeWeaverService) -> NodeWeaverMCP:
     _register_catalog_tools(mcp, service)
     _register_resources(mcp, service)
     _register_prompts(mcp)
+    register_template_tools(mcp, lambda: service.registry)
     for tool in service.list_tools():
         register_workflow_tool(mcp, service, tool)
     return mcp

@@ -58,7 +58,10 @@ def test_offline_planner_asks_instead_of_guessing(registry, isolated_folders):
     result = plan("Render a castle at dawn", registry=registry)
     assert result.status == "question" and result.question["slot"] == "checkpoint"
     beyond = plan("Make a 10 second video of waves", registry=registry)
-    assert beyond.status == "failed" and "beyond" in beyond.summary
+    # the built-in registry has no video nodes: the request is not dropped, it is reported as not covered
+    assert beyond.status == "failed" and beyond.workflow is None
+    assert [item["kind"] for item in beyond.not_covered] == ["t2v"]
+    assert "no installed node provides" in beyond.not_covered[0]["reason"]
 
 
 SCRIPT_BROKEN = '''```python

@@ -193,9 +193,6 @@ def plan_offline(request: str, *, checkpoints: list[str], loras: list[str], inpu
     answers = answers or {}
     f = extract(request, checkpoints=checkpoints, loras=loras, inputs=inputs)
     intents = Intents(f, inputs)
-    if intents.beyond:
-        return OfflineResult(None, "", error="The offline planner builds image, text and LLM workflows; video, audio "
-                                                "and 3D requests are beyond it. Configure an LLM provider to plan those.")
     b = WorkflowBuilder()
     if intents.template:
         template = next(q for q in f.quoted if "{" in q)
@@ -204,6 +201,43 @@ def plan_offline(request: str, *, checkpoints: list[str], loras: list[str], inpu
         return OfflineResult(b.prompt, "Fill the template and save the text.", template="text-template")
     if intents.text_only or (intents.llm and intents.regex):
         return _text_flow(b, f, intents)
+    if intents.wanx and not intents.beyond:
+        return _wanx_flow(b, f, intents)
+    return plan_stages(request, checkpoints=checkpoints, loras=loras, inputs=inputs, answers=answers,
+                       registry=registry)
+
+
+def plan_stages(request: str, *, checkpoints: list[str], loras: list[str], inputs: list[str],
+                answers: dict[str, str], registry: Any) -> OfflineResult:
+    """Image and video requests: read the stages the words ask for, build each from a fragment for the target
+    catalog, chained by socket type; whatever cannot be built is listed as not covered, never dropped."""
+    from agent.offline.chain import build
+    from agent.offline.stages import read_request
+
+    if registry is None:
+        from nodes.registry import default_registry
+
+        registry = default_registry()
+    parsed = read_request(request, checkpoints=checkpoints, loras=loras, inputs=inputs, answers=answers)
+    built = build(parsed, registry=registry, answers=answers)
+    covered = [c.as_dict() for c in built.covered]
+    not_covered = [c.as_dict() for c in built.not_covered]
+    notes = list(dict.fromkeys([*parsed.notes, *built.notes]))
+    question = None
+    if built.question is not None:
+        question = Question(built.question.text, list(built.question.choices), built.question.slot)
+    error = None
+    if built.workflow is None and question is None:
+        missing = "; ".join(f"{c['what']}: {c['reason']}" for c in not_covered) or "nothing to build"
+        error = f"I could not build any part of this request ({missing})."
+    return OfflineResult(built.workflow, built.summary, question=question, error=error,
+                         template="+".join(built.stages_used), covered=covered, not_covered=not_covered,
+                         notes=notes)
+
+
+def _legacy_image_flows(request: str, b: WorkflowBuilder, f: Facts, intents: Intents, *, checkpoints: list[str],
+                        inputs: list[str], answers: dict[str, str]) -> OfflineResult:
+    """The planner before stages (kept for comparison in evals/benchmarks, not used by plan_offline)."""
     if not intents.image:
         return OfflineResult(None, "", error="I could not tell what to build from this request: name a picture to "
                                                 "generate, an image to edit, or a text task for an LLM.")
