@@ -147,7 +147,7 @@ _SETTINGS = [re.compile(p, IC) for p in (
     r"dpmpp_2m_sde|dpmpp_3m_sde|dpmpp_2m|ddim|ddpm|uni_pc_bh2|uni_pc|lcm|deis)\b(?: sampler)?"
     r"(?: (?:and|with) (?:the )?)?(?:\b(?:karras|exponential|sgm_uniform|simple|ddim_uniform|beta)\b(?: scheduler)?)?",
     r"(?:with |using |use )?(?:the )?\b(?:karras|exponential|sgm_uniform|ddim_uniform)\b(?: scheduler)?",
-    r"(?:(?:with|using|use|add|apply) (?:the |a |my )?|(?:加上|使用|用|加) ?)?(?:(?<![\w\-.])[\w\-.]{1,60} ?)?lora\b"
+    r"(?:(?:with|using|use|add|apply) (?:the |a |my )?|(?:加上|使用|用|加) ?)?(?:(?<![A-Za-z0-9_\-.])[\w\-.]{1,60} ?)?lora(?![A-Za-z0-9_])"
     r"(?: ?(?:at )?(?:strength|weight|权重|强度) ?[::=]? ?\d+(?:\.\d+)?)?(?: ?(?:at )?(?<![\w.])[01]\.\d+)?",
     r"(?:at |with )?(?:a )?(?:lora )?(?:strength|weight|权重|强度) ?(?:of )?[::=]? ?\d+(?:\.\d+)?",
     r"(?:(?:with|using|use|via|on) (?:the )?|(?:用|使用|通过) ?)?(?:dashscope )?(?:wanx|通义万相|万相)",
@@ -236,7 +236,7 @@ STYLE_WORDS = (r"watercolou?r|oil painting|oil-painting|anime|manga|cyberpunk|st
                r"|claymation|clay|low poly|vaporwave|art nouveau|art deco|pop art|noir|photorealistic|realistic|"
                r"cinematic|fantasy|minimalist|vintage|retro|charcoal|pastel|line art|flat illustration|chinese ink")
 _STYLE_EN = re.compile(
-    r"\bin (?:an? |the )?((?:[\w\-]+ ){0,3}?[\w\-]+) style\b"
+    r"\bin (?:an? |the )?((?!the |style\b)(?:[\w\-]+ ){0,3}?[\w\-]+) style\b(?! of)"
     r"|\bin the style of ((?:(?!this |that |the |my |these )[\w\-]+)(?: [\w\-]+){0,3})"
     r"|\bas (?:an? )?((?:[\w\-]+ ){0,2}?(?:painting|watercolou?r|sketch|drawing|illustration|cartoon|anime|"
     r"comic|pixel art|render|print|poster|engraving|mosaic))\b"
@@ -291,9 +291,10 @@ _LEAD_ZH = re.compile(
 _TAIL_ZH = re.compile(r"(?:的(?:图片|图像|照片|插画|图|画|壁纸))$|(?:图片|图像)$|(?:谢谢你?|好吗|吧)$")
 _DANGLING = re.compile(r"(?:^|(?<=[ ,]))(?:with|and|of|at|in|from|using|use the|use|by|for|to|on|the|a|an|用|把|将|让)$",
                        IC)
-_LEADING_JUNK = re.compile(r"^(?:(?:of|and|with|the|use the|use|using|to)\b ?|(?:用|让)(?= )|[,,.。:: ])+", IC)
+_LEADING_JUNK = re.compile(r"^(?:(?:of|and|with|the|use the|use|using|to)\b ?|(?:用|让)(?= )|的|[,,.。:: ])+", IC)
 _SPACES = re.compile(r"\s+")
 _COMMA_RUNS = re.compile(r"(?:[,,] ?)+(?=[,,.。;;!?]|$)|(?<=[,,]) (?=[,,])")
+CJK_GAP = re.compile(r"(?<=[\u4e00-\u9fff]) (?=[\u4e00-\u9fff])")  # a gap a removed value left in Chinese text
 _SPACE_PUNCT = re.compile(r" (?=[,,.。;;!?])")
 EDGE = " ,,.。;;:：!!??、"
 
@@ -301,6 +302,7 @@ EDGE = " ,,.。;;:：!!??、"
 def clean_prompt(text: str) -> str:
     """The description left when instruction words, filler and punctuation debris are taken off its ends."""
     text = _SPACES.sub(" ", text).strip(EDGE)
+    text = CJK_GAP.sub("", text)
     text = _COMMA_RUNS.sub("", text)
     text = _SPACE_PUNCT.sub("", text)
     for _ in range(2):  # a lead can uncover another one ("please, make an image of")

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from agent.offline.extract import LANGUAGES, QUOTE_CLOSERS, QUOTED, cn_number, extract
 from agent.offline.slots import (
+    CJK_GAP,
     EDGE,
     EN_NUMBERS,
     FILE,
@@ -123,7 +124,7 @@ _POST: list[tuple[StageKind, re.Pattern]] = [
     ("face_restore", _rx(r"(?:fix|refine|restore|repair|improve|enhance|detail)(?:e?s)? (?:the |her |his |their )?"
                          r"faces?|修复(?:人)?脸|修脸|面部修复|脸部修复|人脸修复|\bcodeformer\b|\bgfpgan\b|face ?detailer")),
     ("hires", _rx(r"hi-?res(?:olution)? fix|highres fix|\bhires\b|高清修复|upscale the latent|latent upscale|"
-                  r"second (?:sampling )?pass|二次采样|潜空间放大")),
+                  r"second (?:sampling )?pass|二次采样|潜空间放大|\brefine\b|精修|细化")),
     ("upscale", _rx(r"upscal|\benlarge|放大|超分|高清化|super[- ]?resolution|esrgan|ultrasharp|"
                     r"increase the resolution|提高分辨率|\b\d(?:\.\d)?x (?:bigger|larger)")),
     ("outpaint", _rx(r"outpaint|\bextend|\bexpand|扩图|扩展|向[左右上下]|[左右上下]边?扩|make it (?:wider|taller)|"
@@ -212,6 +213,8 @@ def _video_kind(text: str, slots: Slots, state: _State) -> StageKind:
 def _image_kind(text: str, slots: Slots) -> StageKind | None:
     if slots.style and _RESTYLE.search(text) or _is_style_change(text, slots):
         return "restyle"
+    if slots.style and not clean_prompt(_DEICTIC.sub(" ", slots.text.replace(slots.style, " "))):
+        return "restyle"  # "photo.png in watercolor style": a style and nothing else
     if (slots.images and (_IMG2IMG.search(text) or slots.denoise is not None)) or \
             re.search(r"\bimg2img\b|图生图|重绘", text, IC):
         return "img2img"
@@ -395,7 +398,7 @@ _INSTRUCTION_LEAD = _rx(r"^(?:please |pls |kindly |can you |could you |then |and
 def _instruction(text: str) -> str:
     """An instruction for a model that reads instructions (an edit model, an LLM): filler off, words kept."""
     text = _LLM_NAMES.sub(" ", _FILE_PHRASE.sub(" ", text))
-    text = re.sub(r"\s+", " ", text).strip(EDGE)
+    text = CJK_GAP.sub("", re.sub(r"\s+", " ", text)).strip(EDGE)
     return _INSTRUCTION_LEAD.sub("", text).strip(EDGE)
 
 

@@ -1,0 +1,332 @@
+"""The offline planner's request reader (issue 17, "Planner reach"): words in Chinese or English → ordered stages,
+each with the slots its own words give it. Table-driven: every stage kind, branches, prompt cleaning, negatives,
+styles, targets, video and outpaint values, models and LoRAs; plus the stage count of multi-step requests, so a
+step the reader drops silently fails here."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.offline.slots import EDGE
+from agent.offline.spec import ParsedRequest
+from agent.offline.stages import MAX_STAGES, read_request
+from evals.benchmarks.planner import SHAPES
+
+CHECKPOINTS = ["v1-5-pruned-emaonly.safetensors", "sd_xl_base_1.0.safetensors"]
+LORAS = ["pixel-art.safetensors"]
+INPUTS = ["photo.png", "pose.png", "ref.png", "mask.png", "start.png", "end.png", "clip.mp4", "notes.txt"]
+
+
+def read(text: str, **kwargs) -> ParsedRequest:
+    return read_request(text, checkpoints=CHECKPOINTS, loras=LORAS, inputs=INPUTS, **kwargs)
+
+
+# (request, the stages expected in order: each a dict of the fields that must hold)
+CASES: list[tuple[str, list[dict]]] = [
+    # ---- generate: a bare description, counts, sizes, styles, negatives
+    ("一只戴着墨镜的橘猫坐在沙滩椅上,赛博朋克风格,4张",
+     [{"kind": "generate", "prompt": "一只戴着墨镜的橘猫坐在沙滩椅上,赛博朋克风格", "style": "赛博朋克风格", "count": 4}]),
+    ("A red fox sleeping in the snow, watercolor style, 4 images, 1024x768",
+     [{"kind": "generate", "prompt": "A red fox sleeping in the snow, watercolor style", "style": "watercolor style",
+       "count": 4, "width": 1024, "height": 768}]),
+    ("an image of a lighthouse at night", [{"kind": "generate", "prompt": "a lighthouse at night"}]),
+    ("make an image of a fox in the snow", [{"kind": "generate", "prompt": "a fox in the snow"}]),
+    ("Please generate 3 pictures of a red barn in autumn",
+     [{"kind": "generate", "prompt": "a red barn in autumn", "count": 3}]),
+    ("draw a portrait of an old sailor, negative prompt: blurry, lowres",
+     [{"kind": "generate", "prompt": "a portrait of an old sailor", "negative": "blurry, lowres"}]),
+    ("画一只猫,反向提示词:模糊,卡通", [{"kind": "generate", "prompt": "一只猫", "negative": "模糊,卡通"}]),
+    ("帮我画一张一只猫在月光下的图,不要模糊", [{"kind": "generate", "prompt": "一只猫在月光下", "negative": "模糊"}]),
+    ("一座雪山下的小木屋,负面:人物,文字", [{"kind": "generate", "prompt": "一座雪山下的小木屋", "negative": "人物,文字"}]),
+    ("生成一张赛博朋克风格的城市图片", [{"kind": "generate", "prompt": "赛博朋克风格的城市", "style": "赛博朋克风格"}]),
+    ("请画一只狗,谢谢", [{"kind": "generate", "prompt": "一只狗"}]),
+    ("a castle at dawn without the car as an oil painting",
+     [{"kind": "generate", "negative": "the car", "style": "oil painting", "prompt": "a castle at dawn as an oil painting"}]),
+    ("a quiet harbour in the style of van gogh, avoid people and boats",
+     [{"kind": "generate", "style": "van gogh", "negative": "people, boats"}]),
+    ("画一张竖版的海报:一只熊猫在竹林里", [{"kind": "generate", "prompt": "海报:一只熊猫在竹林里", "width": 768, "height": 1024}]),
+    ("use sdxl, draw a fox, 30 steps, cfg 7, seed 42", [{"kind": "generate", "prompt": "a fox", "model_hint": "sdxl"}]),
+    ("用flux画一只熊猫", [{"kind": "generate", "prompt": "一只熊猫", "model_hint": "flux"}]),
+    # ---- post-processing after a generation
+    ("画一只柴犬,然后放大2倍", [{"kind": "generate", "prompt": "一只柴犬"}, {"kind": "upscale", "scale": 2.0}]),
+    ("make an image of a fox in the snow, then upscale it 2x with 4x-UltraSharp.pth",
+     [{"kind": "generate", "prompt": "a fox in the snow"},
+      {"kind": "upscale", "scale": 2.0, "with_model": True, "model_hint": "4x-UltraSharp.pth"}]),
+    ("generate a mountain lake, then upscale 4x with RealESRGAN",
+     [{"kind": "generate"}, {"kind": "upscale", "scale": 4.0, "with_model": True}]),
+    ("upscale photo.png by 2x", [{"kind": "upscale", "image": "photo.png", "scale": 2.0, "with_model": False}]),
+    ("用超分模型把photo.png放大4倍", [{"kind": "upscale", "image": "photo.png", "scale": 4.0, "with_model": True}]),
+    ("hires fix: a castle on a cliff at sunset",
+     [{"kind": "generate", "prompt": "a castle on a cliff at sunset"}, {"kind": "hires"}]),
+    ("a castle on a cliff, hires fix 1.5x", [{"kind": "generate", "prompt": "a castle on a cliff"},
+                                           {"kind": "hires", "scale": 1.5}]),
+    ("画一座古城,高清修复", [{"kind": "generate", "prompt": "一座古城"}, {"kind": "hires"}]),
+    ("draw a knight, upscale the latent and refine", [{"kind": "generate", "prompt": "a knight"}, {"kind": "hires"}]),
+    ("fix the face in photo.png", [{"kind": "face_restore", "image": "photo.png"}]),
+    ("修复人脸 photo.png", [{"kind": "face_restore", "image": "photo.png"}]),
+    ("抠图 photo.png", [{"kind": "remove_background", "image": "photo.png"}]),
+    ("remove the background of photo.png and make it transparent",
+     [{"kind": "remove_background", "image": "photo.png"}]),
+    ("invert the colors of photo.png", [{"kind": "invert", "image": "photo.png"}]),
+    ("draw a cat and save it as cat.png", [{"kind": "generate", "prompt": "a cat"},
+                                           {"kind": "save", "extra": {"filename": "cat.png"}}]),
+    # ---- image edits
+    ("remove the car from photo.png", [{"kind": "remove", "image": "photo.png", "target": "the car"}]),
+    ("去掉photo.png里的电线杆", [{"kind": "remove", "image": "photo.png", "target": "电线杆"}]),
+    ("replace the red car with a green one in photo.png",
+     [{"kind": "replace", "image": "photo.png", "target": "the red car", "replacement": "a green car",
+       "prompt": "a green car"}]),
+    ("把背景换成海边", [{"kind": "replace", "target": "背景", "replacement": "海边"}]),
+    ("把photo.png的背景换成海边", [{"kind": "replace", "image": "photo.png", "target": "背景", "replacement": "海边"}]),
+    ("make the sky purple in photo.png", [{"kind": "edit", "image": "photo.png", "prompt": "make the sky purple"}]),
+    ("给photo.png里的人戴上一顶帽子", [{"kind": "edit", "image": "photo.png", "prompt": "给人戴上一顶帽子"}]),
+    ("turn photo.png into a watercolor painting",
+     [{"kind": "restyle", "image": "photo.png", "style": "watercolor painting"}]),
+    ("把这张图改成水彩画风格", [{"kind": "restyle", "style": "水彩画风格", "prompt": "水彩画风格"}]),
+    ("photo.png in watercolor style", [{"kind": "restyle", "image": "photo.png", "style": "watercolor style"}]),
+    ("turn photo.png into a cyberpunk city with denoise 0.6",
+     [{"kind": "img2img", "image": "photo.png", "prompt": "a cyberpunk city", "denoise": 0.6}]),
+    ("based on photo.png draw a snowy version of this street",
+     [{"kind": "img2img", "image": "photo.png", "prompt": "a snowy version of this street"}]),
+    ("inpaint the masked area of photo.png with mask.png as a flower bed",
+     [{"kind": "inpaint", "image": "photo.png", "mask": "mask.png", "prompt": "a flower bed"}]),
+    ("extend the left side of photo.png by 256px",
+     [{"kind": "outpaint", "image": "photo.png", "direction": {"left": 256}}]),
+    ("向右扩展512像素 photo.png", [{"kind": "outpaint", "image": "photo.png", "direction": {"right": 512}}]),
+    ("make it wider", [{"kind": "outpaint", "direction": {"left": 256, "right": 256}}]),
+    ("outpaint photo.png on all sides by 128 pixels",
+     [{"kind": "outpaint", "direction": {"left": 128, "right": 128, "top": 128, "bottom": 128}}]),
+    # ---- guided generation
+    ("draw a woman standing, use the pose from pose.png",
+     [{"kind": "controlnet", "control": "pose", "image": "pose.png", "prompt": "a woman standing"}]),
+    ("用pose.png的姿势画一个骑士", [{"kind": "controlnet", "control": "pose", "image": "pose.png", "prompt": "骑士"}]),
+    ("use the canny edges of photo.png to draw a futuristic car",
+     [{"kind": "controlnet", "control": "canny", "image": "photo.png", "prompt": "a futuristic car"}]),
+    ("用这张图的线稿生成一个动漫女孩 photo.png", [{"kind": "controlnet", "control": "lineart", "prompt": "动漫女孩"}]),
+    ("a temple at night, controlnet depth map from photo.png",
+     [{"kind": "controlnet", "control": "depth", "image": "photo.png", "prompt": "a temple at night"}]),
+    ("a knight in the style of this image ref.png",
+     [{"kind": "reference", "image": "ref.png", "prompt": "a knight", "style": None}]),
+    ("画一只猫,参考这张图的风格 ref.png", [{"kind": "reference", "image": "ref.png", "prompt": "一只猫"}]),
+    # ---- video
+    ("a video of waves crashing on rocks, 5 seconds",
+     [{"kind": "t2v", "prompt": "waves crashing on rocks", "seconds": 5.0}]),
+    ("用wan生成视频:一只猫在草地上奔跑,81帧",
+     [{"kind": "t2v", "prompt": "一只猫在草地上奔跑", "frames": 81, "model_hint": "wan"}]),
+    ("a video of a cat surfing, 5 seconds at 24fps", [{"kind": "t2v", "prompt": "a cat surfing", "fps": 24.0}]),
+    ("让图片动起来 photo.png", [{"kind": "i2v", "image": "photo.png", "prompt": None}]),
+    ("animate photo.png, the girl waves, 81 frames",
+     [{"kind": "i2v", "image": "photo.png", "frames": 81, "prompt": "girl waves"}]),
+    ("turn photo.png into a video where the camera slowly zooms",
+     [{"kind": "i2v", "image": "photo.png", "prompt": "camera slowly zooms"}]),
+    ("图生视频 photo.png,每秒16帧", [{"kind": "i2v", "image": "photo.png", "fps": 16.0}]),
+    ("turn clip.mp4 into anime style", [{"kind": "v2v", "video": "clip.mp4", "style": "anime style"}]),
+    ("first frame start.png, last frame end.png, a flower blooming",
+     [{"kind": "flf2v", "image": "start.png", "extra": {"last_image": "end.png"}, "prompt": "a flower blooming"}]),
+    ("用首尾帧生成视频 start.png end.png", [{"kind": "flf2v", "image": "start.png", "prompt": None}]),
+    ("make it smoother, 60fps", [{"kind": "interpolate", "fps": 60.0}]),
+    ("给视频补帧到60fps clip.mp4", [{"kind": "interpolate", "video": "clip.mp4", "fps": 60.0}]),
+    # ---- text and LLM steps
+    ("用通义千问写一段关于秋天的提示词,然后用它画一张图",
+     [{"kind": "llm_write", "prompt": "写一段关于秋天的提示词"},
+      {"kind": "generate", "prompt": None, "extra": {"prompt_from": "previous"}}]),
+    ("have GPT write the prompt for a poster about space travel, then generate the image",
+     [{"kind": "llm_write", "prompt": "write the prompt for a poster about space travel"},
+      {"kind": "generate", "extra": {"prompt_from": "previous"}}]),
+    ("draw a coffee cup, then write a caption for it", [{"kind": "generate", "prompt": "a coffee cup"},
+                                                       {"kind": "caption"}]),
+    ("describe this image photo.png", [{"kind": "describe", "image": "photo.png"}]),
+    ("反推提示词 photo.png", [{"kind": "describe", "image": "photo.png", "prompt": "反推提示词"}]),
+    ("summarize notes.txt then translate it into French",
+     [{"kind": "summarize", "extra": {"text_file": "notes.txt"}}, {"kind": "translate", "language": "French"}]),
+    ('把这段话翻译成英文:"今天天气很好"', [{"kind": "translate", "language": "English"}]),
+    ('fill the template "Hello {name}" with name=Bo', [{"kind": "text_template", "extra": {"template": "Hello {name}"}}]),
+    ('extract the first number with a regex from "order 42 shipped"', [{"kind": "regex"}]),
+    ("compose a piano music track", [{"kind": "audio"}]),
+    ("make a 3d model of a chair", [{"kind": "3d", "prompt": "a chair"}]),
+    # ---- several steps, unknown steps and filler
+    ("draw a knight, then fix the face, then remove the background and finally save it",
+     [{"kind": "generate", "prompt": "a knight"}, {"kind": "face_restore"}, {"kind": "remove_background"},
+      {"kind": "save"}]),
+    ("photo of a dog on the beach, then animate it, then make it smoother",
+     [{"kind": "generate", "prompt": "a dog on the beach"}, {"kind": "i2v"}, {"kind": "interpolate"}]),
+    ("画一只熊猫,然后把背景换成竹林,再放大2倍,最后保存",
+     [{"kind": "generate", "prompt": "一只熊猫"}, {"kind": "replace", "target": "背景", "replacement": "竹林"},
+      {"kind": "upscale", "scale": 2.0}, {"kind": "save"}]),
+    ("a cozy cabin; then send it to my email",
+     [{"kind": "generate", "prompt": "a cozy cabin"}, {"kind": "unknown", "text": "send it to my email"}]),
+    ("画一只猫,然后发到我的邮箱", [{"kind": "generate"}, {"kind": "unknown"}]),
+    ("draw a cat. thanks!", [{"kind": "generate", "prompt": "a cat"}]),
+    ("帮我画一只兔子,谢谢", [{"kind": "generate", "prompt": "一只兔子"}]),
+    # ---- two pictures → two branches; later steps per branch only where the words say so
+    ("two images: a sunrise beach and a night city",
+     [{"kind": "generate", "prompt": "a sunrise beach", "branch": 0},
+      {"kind": "generate", "prompt": "a night city", "branch": 1}]),
+    ("画两张图:一张是日出的海边,一张是夜晚的城市",
+     [{"kind": "generate", "prompt": "日出的海边", "branch": 0}, {"kind": "generate", "prompt": "夜晚的城市", "branch": 1}]),
+    ("画两张图:一张是日出的海边,一张是夜晚的城市,然后把第二张放大2倍",
+     [{"kind": "generate", "branch": 0}, {"kind": "generate", "branch": 1},
+      {"kind": "upscale", "scale": 2.0, "branch": 1}]),
+    ("two pictures, one of a red apple and one of a green pear, then upscale both",
+     [{"kind": "generate", "prompt": "a red apple", "branch": 0},
+      {"kind": "generate", "prompt": "a green pear", "branch": 1},
+      {"kind": "upscale", "branch": 0}, {"kind": "upscale", "branch": 1}]),
+]
+
+
+@pytest.mark.parametrize("text,expected", CASES, ids=[c[0][:40] for c in CASES])
+def test_a_request_reads_as_its_stages_with_their_slots(text, expected):
+    parsed = read(text)
+    kinds = [s.kind for s in parsed.stages]
+    assert kinds == [e["kind"] for e in expected], f"{text!r} → {kinds}"
+    for stage, wanted in zip(parsed.stages, expected, strict=True):
+        for name, value in wanted.items():
+            got = getattr(stage, name)
+            if name == "extra":
+                assert {k: got.get(k) for k in value} == value, (text, stage)
+            else:
+                assert got == value, f"{text!r}: {name} is {got!r}, expected {value!r} ({stage})"
+
+
+def test_the_table_covers_every_stage_kind():
+    from typing import get_args
+
+    from agent.offline.spec import StageKind
+
+    covered = {e["kind"] for _, expected in CASES for e in expected}
+    assert covered == set(get_args(StageKind)), set(get_args(StageKind)) - covered
+    assert len(CASES) >= 60
+
+
+# ---- prompt cleaning: the debris newcomers left behind ------------------------------------------------------------
+@pytest.mark.parametrize("text,fragment", [
+    ("an image of a red kite", "n image of"),
+    ("make an image of a red kite, use the sdxl model", "use the"),
+    ("generate a red kite, use the euler sampler", "use the"),
+    ("把这张图改成水彩画风格", "把"),
+    ("hires fix: a castle at dawn", "hires"),
+    ("画一只猫,然后放大2倍", "然后"),
+    ("a red kite over a field, 4 images, seed 7, 1024x768", "4 images"),
+    ("a red kite, 20 steps, cfg 6.5", "steps"),
+    ("a red kite, negative prompt: blurry", "negative"),
+    ("生成4张一只猫在屋顶上的图", "4张"),
+    ("a castle with the pixel-art lora at strength 0.7", "lora"),
+    ("draw photo.png style art of a fox", "photo.png"),
+])
+def test_prompts_carry_no_instruction_debris(text, fragment):
+    prompts = [s.prompt or "" for s in read(text).stages]
+    assert prompts and all(fragment not in p for p in prompts), prompts
+    assert all(p == p.strip(EDGE) for p in prompts)
+
+
+def test_a_style_inside_a_without_phrase_goes_to_the_prompt_not_the_negative():
+    stage = read("a street without the car as an oil painting").stages[0]
+    assert stage.negative == "the car"
+    assert stage.style == "oil painting" and "oil painting" in stage.prompt and "car" not in stage.prompt
+
+
+def test_only_what_the_user_avoids_is_negative():
+    stage = read("a sunny meadow, watercolor style").stages[0]
+    assert stage.negative is None and stage.style == "watercolor style"
+    stage = read("一片草地,反向提示词:模糊,卡通").stages[0]
+    assert stage.negative == "模糊,卡通" and "模糊" not in stage.prompt
+
+
+# ---- models --------------------------------------------------------------------------------------------------------
+def test_an_installed_checkpoint_and_lora_are_named_on_the_request():
+    parsed = read("a castle with sd_xl_base_1.0.safetensors and the pixel-art lora at strength 0.7, 25 steps, seed 3")
+    assert parsed.checkpoint == "sd_xl_base_1.0.safetensors"
+    assert parsed.lora == "pixel-art.safetensors" and parsed.lora_strength == 0.7 and parsed.lora_wanted is None
+    assert parsed.steps == 25 and parsed.seeds == [3]
+    assert parsed.stages[0].prompt == "a castle"
+
+
+@pytest.mark.parametrize("text,wanted", [("a castle at dawn with the ghibli lora", "ghibli"),
+                                         ("用吉卜力lora画一座城堡", "吉卜力"),
+                                         ("a castle, lora: moebius.safetensors", "moebius.safetensors")])
+def test_a_lora_asked_for_but_not_installed_is_kept_to_ask_about(text, wanted):
+    parsed = read(text)
+    assert parsed.lora is None and parsed.lora_wanted == wanted
+    assert "lora" not in (parsed.stages[0].prompt or "").lower()
+
+
+@pytest.mark.parametrize("text,hint", [("a fox, sd 1.5", "sd15"), ("a fox with flux dev", "flux"),
+                                       ("a video of a fox with LTXV", "ltxv"), ("用混元生成视频:一只狐狸", "hunyuan"),
+                                       ("a fox using Qwen-Image", "qwen"), ("a fox, sd3.5", "sd3"),
+                                       ("animate photo.png with svd", "svd")])
+def test_a_family_word_becomes_the_stage_model_hint(text, hint):
+    stage = read(text).stages[0]
+    assert stage.model_hint == hint
+    assert hint not in (stage.prompt or "").lower().replace(" ", "")
+
+
+# ---- notes ---------------------------------------------------------------------------------------------------------
+def test_a_chinese_prompt_for_a_clip_model_gets_a_note():
+    assert any("English" in n for n in read("一只猫坐在窗台上").notes)
+    assert read("a cat on a windowsill").notes == []
+    assert read("用Qwen-Image画一只猫坐在窗台上").notes == []
+
+
+# ---- answers and inputs --------------------------------------------------------------------------------------------
+def test_an_answered_image_goes_to_the_first_stage_that_reads_one():
+    parsed = read("upscale this image 2x, then animate it", answers={"image": "photo.png"})
+    assert [s.kind for s in parsed.stages] == ["upscale", "i2v"]
+    assert parsed.stages[0].image == "photo.png" and parsed.stages[1].image is None
+
+
+def test_a_stage_that_names_its_own_file_reads_it():
+    parsed = read("draw a cat, then replace the background of ref.png with a beach")
+    assert parsed.stages[1].kind == "replace" and parsed.stages[1].image == "ref.png"
+
+
+# ---- silent drops --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("text,count", [
+    ("draw a cat; make it wider; fix the face; upscale 2x; save it", 5),
+    ("画一只猫,然后放大2倍,接着修复人脸,之后抠图,最后保存", 5),
+    ("a lighthouse. Then turn it into a watercolor painting. After that, animate it. Finally, upload it to my blog", 4),
+    ("a red kite and then a video of it flying", 2),
+])
+def test_every_step_of_a_long_request_is_a_stage(text, count):
+    assert len(read(text).stages) == count
+
+
+def test_quoted_text_is_not_split_into_steps():
+    parsed = read('translate "first, then second; finally third" into English')
+    assert [s.kind for s in parsed.stages] == ["translate"]
+
+
+def test_past_the_stage_limit_the_rest_is_one_unknown_stage():
+    parsed = read("; ".join(["draw a cat"] * (MAX_STAGES + 5)))
+    assert len(parsed.stages) == MAX_STAGES + 1
+    assert parsed.stages[-1].kind == "unknown" and parsed.stages[-1].text.count("draw a cat") == 5
+
+
+def test_an_empty_or_filler_request_has_no_invented_stages():
+    assert read("thanks").stages == []
+    assert read("谢谢").stages == []
+
+
+# ---- time linear in the request's length ---------------------------------------------------------------------------
+READER_SHAPES = {**SHAPES,
+                 "then": lambda n: ("then " * n)[:n],
+                 "把换成": lambda n: ("把换成" * n)[:n],
+                 "replace with": lambda n: ("replace a with " * n)[:n],
+                 "two images": lambda n: ("two images: a and b, " * n)[:n],
+                 "styles": lambda n: ("in a style 风格 as a painting " * n)[:n],
+                 "lora": lambda n: ("x-lora " * n)[:n]}
+
+
+def _time(text: str) -> float:
+    import time
+
+    start = time.perf_counter()
+    read(text)
+    return time.perf_counter() - start
+
+
+@pytest.mark.parametrize("shape", list(READER_SHAPES))
+def test_reading_takes_time_linear_in_the_request_length(shape):
+    make = READER_SHAPES[shape]
+    quarter = min(_time(make(8_000)) for _ in range(2))
+    full = min(_time(make(32_000)) for _ in range(3))
+    assert full / max(quarter, 0.01) < 8, f"{shape}: 8k chars {quarter * 1000:.0f} ms, 32k {full * 1000:.0f} ms"
