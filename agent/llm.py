@@ -70,11 +70,3 @@ def make_chat_model(provider: str, model: str | None = None) -> BaseChatModel:
     return ChatOpenAI(model=name, api_key=profile.key(), base_url=profile.base_url, timeout=profile.timeout,
                       max_retries=profile.max_retries, temperature=0.2)
 
-
-def configured_provider() -> str | None:
-    """The provider to plan with when none is named: a key in the environment, else None (offline)."""
-    import os
-
-    if os.environ.get("NODEWEAVER_PLANNER_PROVIDER"):
-        return os.environ["NODEWEAVER_PLANNER_PROVIDER"]
-    return None

@@ -15,11 +15,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from nodeweaver import __version__
+from nodeweaver import __version__, templates_cmd
 from runtime.errors import NodeWeaverError
 from runtime.settings import Settings, activate, current, load_settings
 
 EXIT_OK, EXIT_INVALID, EXIT_UNREADABLE, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_QUESTION = 0, 1, 2, 3, 4, 5
+EXIT_PARTIAL = 6  # a valid plan that leaves part of the request out (listed under not_covered)
 LOG_PATH: Path | None = None
 
 
@@ -70,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     _server_parsers(sub)
     _catalog_parsers(sub)
     _workflow_parsers(sub)
+    templates_cmd.add_parsers(sub, _common_flags)
     return parser
 
 
@@ -85,6 +87,9 @@ def _planning_parsers(sub) -> None:
     p.add_argument("--model", help="the provider's model for planning")
     p.add_argument("--answer", action="append", default=[], metavar="SLOT=VALUE",
                    help="answer a clarifying question (e.g. image=photo.png, checkpoint='demo checkpoint')")
+    p.add_argument("--from", dest="from_workflow", metavar="WORKFLOW",
+                   help="change this workflow (API JSON, UI JSON, text form or PNG) as the request says, "
+                        "instead of planning a new one; prints the changes")
     p.add_argument("--max-repairs", type=int, default=3)
     p.add_argument("--json", action="store_true", help="print the whole result (workflow, trace) as JSON")
     _common_flags(p)
@@ -250,12 +255,14 @@ class ExtraModelPathsError(NodeWeaverError):
 
 
 def _apply_extra_model_paths(path: Path, overrides: dict[str, Any]) -> None:
-    """Map one ComfyUI extra_model_paths.yaml onto the folder overrides. As in ComfyUI, relative paths are
-    taken from the file's folder (or the section's base_path); a value may list several paths, one a line.
-    custom_nodes folders are added to the packs; a base_path becomes the ComfyUI installation searched for
-    models (the first one, unless --comfyui-dir was given). Other model kinds have no NodeWeaver folder of
-    their own: they are named on stderr, not silently dropped."""
+    """Map one ComfyUI extra_model_paths.yaml onto the folder overrides, as ComfyUI's load_extra_path_config
+    does: every key of a section names a folder kind (legacy `clip`/`unet` mean text_encoders/diffusion_models),
+    its value one path a line, relative to the section's base_path (else to the file's folder); `is_default`
+    sections' folders are searched before ours. custom_nodes folders are added to the packs; a base_path also
+    becomes the ComfyUI installation searched for models (the first one, unless --comfyui-dir was given)."""
     import yaml
+
+    from runtime.folders import canonical_kind
 
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -266,20 +273,21 @@ def _apply_extra_model_paths(path: Path, overrides: dict[str, Any]) -> None:
     here = path.resolve().parent
     packs = list(overrides.get("custom_nodes") or [])
     for name, section in data.items():
-        section = section or {}
-        base = here / str(section["base_path"]).strip() if section.get("base_path") else None
+        section = dict(section or {})
+        base_text = section.pop("base_path", None)
+        base = here / os.path.expandvars(os.path.expanduser(str(base_text).strip())) if base_text else None
         if base is not None and not overrides.get("comfyui_dir"):
             overrides["comfyui_dir"] = str(base)
+        target = "default_model_paths" if section.pop("is_default", False) else "extra_model_paths"
         for kind, value in section.items():
-            if kind in ("base_path", "is_default"):
-                continue
-            folders = [here / (base or "") / line.strip() for line in str(value).splitlines() if line.strip()]
+            if not isinstance(value, str):
+                raise ExtraModelPathsError(f"{path}: [{name}] {kind} must be a path, or paths one a line")
+            folders = [str((base or here) / line.strip()) for line in value.splitlines() if line.strip()]
             if kind == "custom_nodes":
-                packs += [str(folder) for folder in folders]
-            elif base is None or str(base) != overrides.get("comfyui_dir") \
-                    or any(folder != base / "models" / kind for folder in folders):
-                print(f"note: {path}: [{name}] {kind} folders are not used (NodeWeaver searches "
-                      f"models/{kind} under --models-dir and --comfyui-dir)", file=sys.stderr)
+                packs += folders
+            else:
+                kinds = overrides.setdefault(target, {})
+                kinds[canonical_kind(str(kind))] = [*kinds.get(canonical_kind(str(kind)), []), *folders]
     overrides["custom_nodes"] = packs
 
 
@@ -699,6 +707,15 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print("nodeweaver plan: say what the workflow should do, e.g. nodeweaver plan \"a red fox, 768x512\"",
               file=sys.stderr)
         return EXIT_UNREADABLE
+    base = None
+    if args.from_workflow:
+        from compiler.errors import WorkflowFormatError
+        from compiler.formats import load_workflow
+
+        try:
+            base = load_workflow(_read_source(args.from_workflow), registry).prompt
+        except WorkflowFormatError as exc:
+            return _print_unreadable(args, exc)
     runner = _QueueRunner(registry, settings, show_progress=not args.json) if args.run else None
     try:
         if args.resume:
@@ -711,18 +728,24 @@ def cmd_plan(args: argparse.Namespace) -> int:
             result = plan(args.request, provider=provider, model=args.model, registry=registry, run=args.run,
                           executor=runner, answers=answers, max_repairs=args.max_repairs, on_step=on_step,
                           checkpoint_path=checkpoints if provider else None,
-                          max_request_chars=settings.server.max_plan_chars)
+                          max_request_chars=settings.server.max_plan_chars, workflow=base)
     finally:
         if runner is not None:
             runner.close()
-    if args.output and result.workflow:
+    if args.output and result.workflow and result.status in ("valid", "partial", "ran"):
         Path(args.output).write_text(json.dumps(result.workflow, ensure_ascii=False, indent=2) + "\n",
                                      encoding="utf-8")
     _print_plan_result(result, args)
-    codes = {"valid": EXIT_OK, "ran": EXIT_OK, "question": EXIT_QUESTION}
+    return _plan_exit_code(result)
+
+
+def _plan_exit_code(result) -> int:
+    """0 valid (or ran), 6 valid but partial, 5 a question, 3 the run failed, 1 no valid plan."""
     if result.status == "failed" and any(e.get("type") == "execution_error" for e in result.errors):
         return EXIT_FAILED
-    return codes.get(result.status, EXIT_INVALID)
+    if result.status in ("valid", "partial", "ran"):
+        return EXIT_PARTIAL if result.partial else EXIT_OK
+    return EXIT_QUESTION if result.status == "question" else EXIT_INVALID
 
 
 def _print_plan_result(result, args: argparse.Namespace) -> None:
@@ -733,7 +756,7 @@ def _print_plan_result(result, args: argparse.Namespace) -> None:
         if result.question.get("choices"):
             print(f"  choices: {', '.join(result.question['choices'])}")
         print(f"  answer with: --answer {result.question.get('slot')}=VALUE")
-    elif result.status in ("valid", "ran"):
+    elif result.status in ("valid", "partial", "ran"):
         if any("tiny-sd15-random" in json.dumps(n) for n in (result.workflow or {}).values()):
             print("note: no checkpoint is installed, so this uses the demo checkpoint (random weights: "
                   "the path runs, the pictures are noise)", file=sys.stderr)
@@ -747,6 +770,22 @@ def _print_plan_result(result, args: argparse.Namespace) -> None:
         print(f"FAILED: {result.summary}", file=sys.stderr)
         for err in result.errors[:10]:
             print(f"  - {err.get('type')}: {err.get('message')}", file=sys.stderr)
+    if not args.json:
+        _print_accounting(result)
+
+
+def _print_accounting(result) -> None:
+    """The changes made to a given workflow, what the plan leaves out and why, and notes: never left unsaid."""
+    if result.diff:
+        print("# changes:")
+        for line in result.diff:
+            print(f"#   {line}")
+    for item in result.not_covered:
+        suggestion = f" — {item['suggestion']}" if item.get("suggestion") else ""
+        print(f"NOT COVERED: {item.get('what') or item.get('kind')}: {item.get('reason', '')}{suggestion}",
+              file=sys.stderr)
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -861,6 +900,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 COMMANDS = {"mcp": cmd_mcp, "serve": cmd_serve, "eval": cmd_eval, "eval-compare": cmd_eval_compare,
             "plan": cmd_plan, "demo-checkpoint": cmd_demo_checkpoint, "nodes": cmd_nodes, "node": cmd_node,
             "validate": cmd_validate, "convert": cmd_convert, "run": cmd_run, "history": cmd_history}
+COMMANDS.update(templates_cmd.COMMANDS)
 
 
 def _setup_logging() -> Path | None:

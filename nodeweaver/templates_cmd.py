@@ -11,11 +11,16 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from agent.templates import TASKS, TemplateInfo, load_library
-from nodes.registry import NodeRegistry, default_registry
 from runtime.errors import BadRequest, NodeWeaverError
+
+if TYPE_CHECKING:
+    from agent.templates import TemplateInfo
+    from nodes.registry import NodeRegistry
+
+# the library (and the planner package it lives in) loads only when a template command runs: every other
+# command starts without it
 
 EXIT_OK, EXIT_UNREADABLE = 0, 2
 
@@ -25,7 +30,8 @@ def add_parsers(sub: Any, common_flags: Callable[[argparse.ArgumentParser], None
     (folders, --catalog); without it only --catalog is added."""
     p = sub.add_parser("templates", help="search ComfyUI's official workflow templates (English or Chinese)")
     p.add_argument("words", nargs="*", help="search words; none lists the most used templates")
-    p.add_argument("--task", choices=TASKS, help="only templates doing this task")
+    p.add_argument("--task", help="only templates doing this task (t2i, i2i, inpaint, outpaint, upscale, "
+                                  "controlnet, edit, t2v, i2v, flf2v, v2v, audio, 3d, api …)")
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     (common_flags or _catalog_flag)(p)
@@ -44,6 +50,8 @@ def _catalog_flag(parser: argparse.ArgumentParser) -> None:
 
 def _registry(args: argparse.Namespace) -> NodeRegistry:
     """The built-in registry, or a fresh one with the --catalog files imported (the shared one stays as is)."""
+    from nodes.registry import NodeRegistry, default_registry
+
     catalogs = getattr(args, "catalog", None) or []
     if not catalogs:
         return default_registry()
@@ -70,6 +78,8 @@ def _table(rows: list[TemplateInfo]) -> str:
 def cmd_templates(args: argparse.Namespace) -> int:
     if args.limit < 1:
         raise BadRequest("--limit must be at least 1")
+    from agent.templates import load_library
+
     library = load_library(_registry(args))
     found = library.search(args.words, task=args.task, limit=args.limit)
     if args.json:
@@ -93,6 +103,8 @@ def _needs(info: TemplateInfo) -> str:
 
 def cmd_template(args: argparse.Namespace) -> int:
     registry = _registry(args)
+    from agent.templates import load_library
+
     library = load_library(registry)
     info = library.get(args.id)
     workflow = library.workflow(args.id, to=args.to, registry=registry)
