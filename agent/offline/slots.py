@@ -246,7 +246,7 @@ _STYLE_ZH_WORDS = ("水彩", "油画", "素描", "水墨", "国画", "动漫", "
                    "油彩", "插画", "3D", "皮克斯", "迪士尼", "极简", "复古")
 _STYLE_ZH_RUN = re.compile(r"[\u4e00-\u9fffA-Za-z0-9]{1,12}$")
 _STYLE_ZH_BARE = re.compile(r"(?:改成|变成|转成|换成|转换成|做成|画成|改为|转为|变为|成)(" + "|".join(_STYLE_ZH_WORDS)
-                            + r")(?:画|图)?")
+                            + r")(画|图)?")
 _ZH_STYLE_LEAD = re.compile(r"^.*?(?:改成|变成|转成|换成|转换成|做成|画成|改为|转为|变为|一种|一个|是|用|以|的|成)")
 
 
@@ -269,7 +269,7 @@ def _style(slots: Slots) -> None:
             slots.style = phrase + word
             return
     if m := _STYLE_ZH_BARE.search(text):
-        slots.style = m.group(1) + ("画" if m.group(0).endswith("画") else "")
+        slots.style = m.group(1) + ("画" if m.group(2) == "画" else "")
 
 
 # ---- prompt cleaning ---------------------------------------------------------------------------------------

@@ -113,7 +113,7 @@ _RULES: list[tuple[StageKind, re.Pattern]] = [
     ("interpolate", _rx(r"interpolat|补帧|插帧|\bsmoother\b|更流畅|更丝滑|\brife\b|film vfi|frame rate up")),
 ]
 _VIDEO = _rx(r"\bvideos?\b|视频|\banimate\b|\banimation\b|动起来|动画|\bmovie\b|\bclip\b|\bt2v\b|\bi2v\b|短片")
-_I2V = _rx(r"\banimate\b|让?(?:这张)?(?:图片|图|照片)?动起来|(?:turn|make|convert)\b.{0,20}?\binto an? (?:video|clip|animation)"
+_I2V = _rx(r"\banimate\b|让.{0,6}?动起来|动起来|(?:turn|make|convert)\b.{0,20}?\binto an? (?:video|clip|animation)"
            r"(?: (?:where|of|showing|in which)\b)?|图生视频|image[- ]to[- ]video|\bi2v\b|make (?:it|this|the image) move|"
            r"(?:turn|make|convert) (?:it|this|the (?:image|picture|photo)) into a video")
 _T2V = _rx(r"text[- ]to[- ]video|文生视频|\bt2v\b")
@@ -160,6 +160,7 @@ class _State:
     stages: list[Stage] = field(default_factory=list)
     branches: int = 1
     pending: list[Slots] = field(default_factory=list)  # settings stated before any stage
+    wanted: int = 0  # pictures a list announced ("three images: …")
 
 
 def _produces_image(stage: Stage) -> bool:
@@ -258,7 +259,7 @@ _NEEDS_IMAGE = {"img2img", "restyle", "edit", "inpaint", "remove", "replace", "o
                 "reference", "i2v", "flf2v", "describe", "face_restore", "remove_background", "invert"}
 _LEFTOVER_KINDS = {"upscale", "hires", "face_restore", "remove_background"}
 _TRIGGERS: dict[str, re.Pattern] = {kind: pattern for kind, pattern in _RULES + _POST}
-_VIDEO_PHRASE = _rx(r"(?:\b(?:an?|the|one) )?(?:short )?(?:video|clip|animation|movie)s?\b(?: (?:of|showing|where|about)\b)?|"
+_VIDEO_PHRASE = _rx(_T2V.pattern + r"|(?:\b(?:an?|the|one) )?(?:short )?(?:video|clip|animation|movie)s?\b(?: (?:of|showing|where|about)\b)?|"
                     r"(?:生成|做|制作)?(?:一段|一个|一部)?(?:视频|短片|动画)[::]?|" + _VIDEO.pattern)
 _TRIGGERS.update({"flf2v": _rx(_RULES[9][1].pattern + r"|first frame|last frame|start frame|end frame|首帧|尾帧|最后一帧|"
                                                      + _VIDEO_PHRASE.pattern),
@@ -464,21 +465,37 @@ _BRANCH_EN_ITEM = re.compile(r"(?:^|[,;] ?(?:and )?|\band )(?:one (?:of|with|sho
                              r"(?: one)?(?: (?:of|is|shows))?)\b ?", IC)
 
 
-def _branches(text: str) -> tuple[str, list[str]] | None:
-    """Two or three pictures listed one by one: the shared lead-in and each picture's own words."""
+@dataclass
+class _Split:
+    lead: str          # the words before the list ("用sdxl画"): shared by every picture
+    parts: list[str]   # each picture's own words
+    wanted: int        # pictures announced; more than len(parts) when the list goes on after a ";"
+
+
+def _branches(text: str) -> _Split | None:
+    """Two or three pictures listed one by one ("two images: a beach and a city", "两张图:一张是…,一张是…")."""
     if m := _BRANCH_ZH.search(text):
         n, rest = cn_number(m.group(1)) or 0, text[m.end():]
+        if not _BRANCH_ZH_ITEM.search(rest):
+            return None
         parts = [p for p in _BRANCH_ZH_ITEM.split(rest) if p.strip(EDGE)]
     elif m := _BRANCH_EN.search(text):
         n, rest = EN_NUMBERS.get(m.group(1).lower()) or int(m.group(1)), text[m.end():]
+        listed = _BRANCH_EN_ITEM.match(rest) or _BRANCH_EN_ITEM.search(rest)
+        if not listed and not re.search(r"[:\-—]", m.group()):
+            return None  # "2 images, sdxl, seed 1 and 2" is a count, not a list
         parts = [p for p in _BRANCH_EN_ITEM.split(rest) if p.strip(EDGE)]
         for separator in (r";", r",? and ", r","):
             if len(parts) == n:
                 break
-            parts = [p for p in re.split(separator, rest, flags=IC) if p.strip()]
+            parts = [p for p in re.split(separator, rest, flags=IC) if p.strip(EDGE)]
     else:
         return None
-    return (text[:m.start()], parts) if len(parts) == n and n > 1 else None
+    parts = [p for p in parts if re.search(r"[^\W\d_]", p)]
+    colon = re.search(r"[::\-—]", m.group()) is not None
+    if n > 1 and (len(parts) == n or (colon and 0 < len(parts) < n)):
+        return _Split(text[:m.start()], parts, n)
+    return None
 
 
 _BRANCH_PICK = _rx(r"第([一二三123])张|\b(?:the )?(first|second|third|1st|2nd|3rd)(?: one| image| picture| photo)?\b")
@@ -590,6 +607,9 @@ def _description(clause: Clause, slots: Slots, state: _State, ctx: _Context) -> 
         else:
             state.stages.append(_build("generate", clause.text, slots, ctx))
         return
+    if state.wanted > state.branches and all(s.kind == "generate" for s in state.stages):
+        _add_branch(clause.text, Slots(text=""), slots, state, ctx)  # "three images: a; b; c": the list goes on
+        return
     last = state.stages[-1]
     if clause.after == "soft" and last.kind in _PROMPTED | {"edit", "replace"}:
         last.prompt = f"{last.prompt}, {remainder}" if last.prompt else remainder
@@ -607,19 +627,22 @@ def _last_branch_stages(state: _State) -> list[Stage]:
     return list(last.values())
 
 
-def _add_branches(clause: Clause, slots: Slots, split: tuple[str, list[str]], state: _State,
-                  ctx: _Context) -> None:
-    lead, parts = split
-    shared = read_slots(lead)
-    for branch, part in enumerate(parts):
-        own = read_slots(part)
-        stage = _build("generate", part, own, ctx)
-        stage.branch = branch
-        for values in (shared, slots):
-            _apply_slots(stage, Slots(text="", model_hint=values.model_hint, negatives=values.negatives,
-                                      style=values.style, width=values.width, height=values.height))
-        state.stages.append(stage)
-    state.branches = len(parts)
+def _add_branches(clause: Clause, slots: Slots, split: _Split, state: _State, ctx: _Context) -> None:
+    shared = read_slots(split.lead)
+    for part in split.parts:
+        _add_branch(part, shared, slots, state, ctx)
+    state.wanted = split.wanted
+
+
+def _add_branch(part: str, shared: Slots, whole: Slots, state: _State, ctx: _Context) -> None:
+    """One listed picture as its own generate stage; the lead-in's style and negatives and the clause's size and
+    model family apply to every picture, the picture's own words only to it."""
+    stage = _build("generate", part, read_slots(part), ctx)
+    stage.branch = len(state.stages)  # only generate stages come before, one per listed picture
+    _apply_slots(stage, Slots(text="", model_hint=shared.model_hint or whole.model_hint, negatives=shared.negatives,
+                              style=shared.style, width=whole.width, height=whole.height))
+    state.stages.append(stage)
+    state.branches = stage.branch + 1
 
 
 def read_request(text: str, *, checkpoints: list[str], loras: list[str], inputs: list[str],
