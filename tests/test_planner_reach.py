@@ -7,6 +7,7 @@ placeholder files, and checked for what the request asked: every stage planned, 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -206,3 +207,21 @@ def test_cli_partial_plan_has_its_own_exit_code_and_lists_what_is_missing(user, 
     assert data["status"] == "partial", data["summary"]
     assert proc.returncode == 6  # EXIT_PARTIAL
     assert any(item["kind"] == "remove_background" for item in data["not_covered"])
+
+
+@pytest.mark.slow
+def test_cli_edits_a_given_workflow_and_prints_the_changes(user):
+    """`plan --from`: the workflow is changed, not planned anew; the diff is printed, the result validates."""
+    base = Path(__file__).resolve().parents[1] / "evals" / "suites" / "workflows" / "t2i_sd15.json"
+    out = user / "edited.json"
+    env = {**os.environ}
+    proc = subprocess.run([sys.executable, "-m", "nodeweaver.cli", "plan", "--from", str(base), "-o", str(out),
+                           "把采样步数改成30,然后放大2倍"], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "KSampler.steps: 20 → 30" in proc.stdout
+    edited = json.loads(out.read_text(encoding="utf-8"))
+    original = json.loads(base.read_text(encoding="utf-8"))
+    assert edited["5"]["inputs"]["steps"] == 30
+    assert edited["2"] == original["2"]  # untouched nodes keep their ids and values
+    added = {n["class_type"] for k, n in edited.items() if k not in original}
+    assert added & {"ImageUpscaleWithModel", "ImageScaleBy"}

@@ -651,6 +651,8 @@ def apply_upscale(s: Session, clause: str, facts: Facts) -> bool:
     factor = _scale(clause, facts) or 2.0
     named = next((m for m in s.upscale_models if m.lower() in clause.lower()), None)
     model = named or s.answers.get("upscale_model") or (sorted(s.upscale_models)[0] if s.upscale_models else None)
+    if not all(name in g.registry for name in ("UpscaleModelLoader", "ImageUpscaleWithModel")):
+        model = None  # this catalog cannot load upscale models: enlarge the pixels instead
     touched: list[str] = []
     for (source, slot), outputs in finals.items():
         image: list = [source, slot]
