@@ -75,9 +75,13 @@ class NodeRegistry:
     def register_module(self, module: ModuleType, pack: str) -> list[str]:
         """Register a module's NODE_CLASS_MAPPINGS; a bad class is reported and skipped, not fatal."""
         mappings = getattr(module, "NODE_CLASS_MAPPINGS", None)
-        if not isinstance(mappings, Mapping):
-            raise TypeError("the pack exports no NODE_CLASS_MAPPINGS dict")
         display = getattr(module, "NODE_DISPLAY_NAME_MAPPINGS", None) or {}
+        if not isinstance(mappings, Mapping) and hasattr(module, "comfy_entrypoint"):
+            from nodes.comfy_compat.extensions import entrypoint_mappings  # a ComfyUI V3 pack (ComfyExtension)
+
+            mappings, display = entrypoint_mappings(module) or ({}, {})
+        if not isinstance(mappings, Mapping):
+            raise TypeError("the pack exports no NODE_CLASS_MAPPINGS dict (nor a comfy_entrypoint)")
         added = []
         for name, cls in mappings.items():
             problem = _class_problem(str(name), cls)

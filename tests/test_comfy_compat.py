@@ -153,10 +153,10 @@ def test_comfy_api_latest_offers_the_execution_api_and_says_what_it_lacks(regist
     from comfy_api.latest import ComfyAPI, ComfyAPISync
 
     assert hasattr(ComfyAPI().execution, "set_progress") and hasattr(ComfyAPISync().execution, "set_progress")
-    (tmp_path / "v3_pack.py").write_text("from comfy_api.latest import io\nNODE_CLASS_MAPPINGS = {}\n")
+    (tmp_path / "v3_pack.py").write_text("from comfy_api.latest import InputImpl\nNODE_CLASS_MAPPINGS = {}\n")
     registry.load_custom_nodes([tmp_path])
     [error] = registry.load_errors
-    assert error.pack == "v3_pack" and "cannot import name 'io'" in error.error
+    assert error.pack == "v3_pack" and "cannot import name 'InputImpl'" in error.error
     assert "comfy_api.latest" in error.error
 
 

@@ -128,3 +128,15 @@ def test_a_v3_node_without_execute_is_refused_by_name():
 
     with pytest.raises(TypeError, match="NoExecute must define both define_schema and execute"):
         NoExecute.GET_SCHEMA()
+
+
+def test_a_v3_pack_in_a_custom_nodes_folder_loads_through_its_entrypoint(registry, tmp_path):
+    """As ComfyUI loads it: a pack folder with comfy_entrypoint and no NODE_CLASS_MAPPINGS."""
+    import shutil
+
+    shutil.copytree(DATA / "v3_pack", tmp_path / "v3_pack_folder")
+    registry.load_custom_nodes([tmp_path])
+    assert not registry.load_errors, registry.load_errors
+    assert {"V3Pick", "V3Number", "V3Show"} <= set(registry.names())
+    result = run(registry, pick_workflow(True, value=4))
+    assert result.status == "success"
