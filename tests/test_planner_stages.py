@@ -338,7 +338,12 @@ READER_SHAPES = {**SHAPES,
                  "replace with": lambda n: ("replace a with " * n)[:n],
                  "two images": lambda n: ("two images: a and b, " * n)[:n],
                  "styles": lambda n: ("in a style 风格 as a painting " * n)[:n],
-                 "lora": lambda n: ("x-lora " * n)[:n]}
+                 "lora": lambda n: ("x-lora " * n)[:n],
+                 "dashes": lambda n: ("a-" * n)[:n],
+                 "model names": lambda n: ("1x-" * n)[:n],
+                 "one chinese run": lambda n: "成" + "水" * n,
+                 "negations": lambda n: ("no " * n)[:n],
+                 "styles in a row": lambda n: ("a style " * n)[:n]}
 
 
 def _time(text: str) -> float:

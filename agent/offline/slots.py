@@ -197,7 +197,7 @@ _NEG_LABEL = re.compile(r"(?:negative prompts?|negatives?|反向提示词|反向
 _NEG_EN = re.compile(r"\b(?:without|avoid(?:ing)?|no(?! (?:more|longer|matter|one|need)\b)) ([^,.;!?,。;]+)", IC)
 _NEG_ZH = re.compile(r"(?:不要|避免|不想要|别有|不能有|不带) ?([^,,。;;!?!?]+)")
 # a style stated inside a "without …" phrase ends the negative: "without the car as an oil painting"
-_NEG_CUT = re.compile(r" (?:as an? |as |in (?:an? |the )?(?:[\w\-]+ ){0,3}style\b|in the style of )|风格", IC)
+_NEG_CUT = re.compile(r" (?:as an? |as |in (?:an? |the )?(?:[\w\-]{1,30} ){0,3}style\b|in the style of )|风格", IC)
 
 
 def _negatives(slots: Slots) -> None:
@@ -236,11 +236,11 @@ STYLE_WORDS = (r"watercolou?r|oil painting|oil-painting|anime|manga|cyberpunk|st
                r"|claymation|clay|low poly|vaporwave|art nouveau|art deco|pop art|noir|photorealistic|realistic|"
                r"cinematic|fantasy|minimalist|vintage|retro|charcoal|pastel|line art|flat illustration|chinese ink")
 _STYLE_EN = re.compile(
-    r"\bin (?:an? |the )?((?!the |style\b)(?:[\w\-]+ ){0,3}?[\w\-]+) style\b(?! of)"
-    r"|\bin the style of ((?:(?!this |that |the |my |these )[\w\-]+)(?: [\w\-]+){0,3})"
-    r"|\bas (?:an? )?((?:[\w\-]+ ){0,2}?(?:painting|watercolou?r|sketch|drawing|illustration|cartoon|anime|"
+    r"\bin (?:an? |the )?((?!the |style\b)(?:[\w\-]{1,30} ){0,3}?[\w\-]{1,30}) style\b(?! of)"
+    r"|\bin the style of ((?:(?!this |that |the |my |these )[\w\-]{1,30})(?: [\w\-]{1,30}){0,3})"
+    r"|\bas (?:an? )?((?:[\w\-]{1,30} ){0,2}?(?:painting|watercolou?r|sketch|drawing|illustration|cartoon|anime|"
     r"comic|pixel art|render|print|poster|engraving|mosaic))\b"
-    r"|\b((?:[\w\-]+ )?[\w]+)[- ]style\b", IC)
+    r"|\b((?:[\w\-]{1,30} )?\w{1,30})[- ]style\b", IC)
 _STYLE_ZH_WORDS = ("水彩", "油画", "素描", "水墨", "国画", "动漫", "二次元", "赛博朋克", "蒸汽朋克", "像素", "漫画", "卡通",
                    "写实", "浮世绘", "吉卜力", "宫崎骏", "印象派", "梵高", "黏土", "版画", "铅笔画", "彩铅", "工笔", "剪纸",
                    "油彩", "插画", "3D", "皮克斯", "迪士尼", "极简", "复古")

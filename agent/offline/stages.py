@@ -134,7 +134,7 @@ _POST: list[tuple[StageKind, re.Pattern]] = [
                     r"repaint (?:the|this)")),
     ("reference", _rx(r"ip-?adapter|in the style of (?:this|that|the|my) (?:image|picture|photo)|参考这张图|参考图|"
                       r"参考(?:这张)?(?:图片|照片)|风格参考|\bredux\b|reference (?:image|picture|photo)|"
-                      r"like this (?:image|picture|photo)|和这张图一样|style of [\w\-.]+\.(?:png|jpe?g|webp)")),
+                      r"like this (?:image|picture|photo)|和这张图一样|style of [\w\-.]{1,80}\.(?:png|jpe?g|webp)")),
 ]
 _CONTROL = [("canny", _rx(r"\bcanny\b|\bedges?\b|边缘|轮廓")), ("depth", _rx(r"\bdepth\b|深度图?")),
             ("pose", _rx(r"\bopen ?pose\b|\bpose\b|姿势|姿态|骨架|动作")), ("lineart", _rx(r"line ?art|线稿|线条")),
@@ -226,9 +226,9 @@ def _image_kind(text: str, slots: Slots) -> StageKind | None:
     return None
 
 
-_STYLE_TARGET = _rx(r"(?:into|to|as|成|为)\s?(?:an? )?(?:[\w\-]+ ){0,2}?(?:painting|watercolou?r|sketch|drawing|"
+_STYLE_TARGET = _rx(r"(?:into|to|as|成|为)\s?(?:an? )?(?:[\w\-]{1,30} ){0,2}?(?:painting|watercolou?r|sketch|drawing|"
                     r"illustration|cartoon|anime|comic|pixel art|style|oil|ink|manga|风格|画风|水彩|油画|"
-                    r"素描|水墨|动漫|漫画|卡通|像素|二次元|国画|浮世绘)(?![\w-]* (?:city|street|scene|landscape|world))")
+                    r"素描|水墨|动漫|漫画|卡通|像素|二次元|国画|浮世绘)(?![\w-]{0,30} (?:city|street|scene|landscape|world))")
 
 
 def _is_style_change(text: str, slots: Slots) -> bool:
@@ -318,8 +318,8 @@ def _build(kind: StageKind, text: str, slots: Slots, ctx: _Context) -> Stage:
     elif kind == "upscale":
         stage.with_model = stage.with_model or bool(re.search(
             r"\bwith (?:an? |the )?(?:upscal(?:e|ing) )?model\b|esrgan|ultrasharp|swinir|超分模型|放大模型|模型放大|"
-            r"\b\d+x[-_][\w\-]+", text, IC))
-        if not stage.model_hint and (m := re.search(r"(?<![\w\-.])(\d+x[-_][\w\-]+|realesrgan[\w\-]*|esrgan)",
+            r"\b\d{1,2}x[-_][\w\-]{1,60}", text, IC))
+        if not stage.model_hint and (m := re.search(r"(?<![\w\-.])(\d{1,2}x[-_][\w\-]{1,60}|realesrgan[\w\-]{0,60}|esrgan)",
                                                     text, IC)):
             stage.model_hint = m.group(1)
     return stage
