@@ -579,6 +579,14 @@ def _comfy_routes(app: FastAPI, service: NodeWeaverService, offload: _Offload) -
     async def system_stats() -> Response:
         return await reply(await offload.light(service.system_stats))
 
+    @app.get("/models")
+    async def model_kinds() -> Response:
+        return await reply(await offload.light(service.model_kinds))
+
+    @app.get("/models/{folder}")
+    async def model_files(folder: str) -> Response:
+        return await reply(await offload.light(lambda: service.model_files(folder)))
+
 
 def _file_routes(app: FastAPI, service: NodeWeaverService, offload: _Offload) -> None:
     """ComfyUI's /view and /upload/image."""

@@ -27,7 +27,7 @@ from engine.jobs import FINISHED, Job, JobNotFound, JobQueue, WorkflowInvalid
 from nodes.registry import NodeRegistry, default_registry
 from nodeweaver import __version__
 from runtime import folders
-from runtime.errors import NodeWeaverError
+from runtime.errors import NodeWeaverError, NotFound
 from runtime.settings import Settings, current
 
 TOOL_NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
@@ -366,6 +366,18 @@ class NodeWeaverService:
         except OSError as exc:
             raise _write_error(exc, name) from None
         return {"name": target.name, "subfolder": subfolder, "type": kind}
+
+    def model_kinds(self) -> list[str]:
+        """ComfyUI's GET /models: the model folder kinds known here."""
+        return folders.model_kinds()
+
+    def model_files(self, kind: str) -> list[str]:
+        """ComfyUI's GET /models/{folder}: the installed files of one kind; an unknown kind is a 404."""
+        kind = folders.canonical_kind(kind)
+        if kind not in folders.model_kinds():
+            raise NotFound(f"no model folder kind {kind!r}; known kinds: {', '.join(folders.model_kinds())}",
+                           kind="unknown_model_folder")
+        return folders.model_files(kind)
 
     def system_stats(self) -> dict[str, Any]:
         devices = []

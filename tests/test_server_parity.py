@@ -181,6 +181,27 @@ def test_history_without_parameters_is_the_whole_history(tmp_path):
         svc.close()
 
 
+def test_models_endpoints_list_folder_kinds_and_installed_files(isolated_folders):
+    """ComfyUI's GET /models and /models/{folder}: the kinds, one kind's files, 404 for an unknown kind."""
+    from fastapi.testclient import TestClient
+
+    (isolated_folders / "models" / "upscale_models").mkdir()
+    (isolated_folders / "models" / "upscale_models" / "4x-UltraSharp.pth").write_bytes(b"placeholder")
+    (isolated_folders / "models" / "text_encoders").mkdir()
+    (isolated_folders / "models" / "text_encoders" / "umt5.safetensors").write_bytes(b"placeholder")
+    svc = NodeWeaverService(start_worker=False)
+    try:
+        with TestClient(create_app(svc, mount_mcp=False), base_url="http://127.0.0.1") as http:
+            kinds = http.get("/models").json()
+            assert {"checkpoints", "loras", "upscale_models", "text_encoders"} <= set(kinds)
+            assert http.get("/models/upscale_models").json() == ["4x-UltraSharp.pth"]
+            assert http.get("/models/clip").json() == ["umt5.safetensors"]  # ComfyUI's legacy name
+            missing = http.get("/models/no_such_kind")
+            assert missing.status_code == 404 and missing.json()["error"]["type"] == "unknown_model_folder"
+    finally:
+        svc.close()
+
+
 # ---- ComfyUI launch flags -------------------------------------------------------------------------------
 def _settings(*flags: str):
     try:
