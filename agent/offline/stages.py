@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import bisect
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from agent.offline.extract import LANGUAGES, QUOTE_CLOSERS, QUOTED, cn_number, extract
 from agent.offline.slots import (
@@ -42,7 +42,7 @@ _BOUNDARY = re.compile(
     r"(?P<hard>(?:[,,.。!?!?] ?)?\b(?:and then|and finally|then|after that|afterwards|afterward|finally|"
     r"after which)\b[,,]?|(?:[,,.。;;] ?)?(?:然后|接着|之后|随后|最后(?!一?帧)|(?<!不)再(?!见))|[;;])"
     r"|(?P<soft>[。!?!?\n]|\.(?= |$)|[,,] ?(?=(?:" + _VERBS_EN + r"|" + _VERBS_ZH + r")\b)"
-    r"|(?<=[^ ]) (?:and|&) (?=(?:" + _VERBS_EN + r")\b)|并且?(?=(?:" + _VERBS_ZH + r")))", IC)
+    r"|(?<=[^ ]) (?:and|&) (?=(?:" + _VERBS_EN + r")\b)|(?<![合吞兼])并且?(?=(?:" + _VERBS_ZH + r")))", IC)
 
 
 @dataclass
@@ -62,22 +62,23 @@ def split_clauses(text: str) -> list[Clause]:
         i = bisect.bisect_right(starts, m.start()) - 1
         if i >= 0 and spans[i][0] <= m.start() < spans[i][1]:
             continue
-        _add_clause(clauses, text[begin:m.start()], after)
+        added = _add_clause(clauses, text[begin:m.start()], after)
         begin = m.end()
-        after = "hard" if m.group("hard") else ("soft" if after != "hard" or text[begin:m.end()].strip() else after)
+        if m.group("hard"):
+            after = "hard"
+        elif added:
+            after = "soft"  # with nothing between ("then, draw …") a sequence word still marks the next step
         if len(clauses) > MAX_STAGES:
             break
     _add_clause(clauses, text[begin:], after)
     return clauses
 
 
-def _add_clause(clauses: list[Clause], piece: str, after: str) -> None:
+def _add_clause(clauses: list[Clause], piece: str, after: str) -> bool:
     piece = piece.strip(EDGE + "\n")
     if piece:
         clauses.append(Clause(piece, after))
-    elif clauses and after == "hard":
-        # "…,然后 …": a hard separator right after a soft one still marks the next clause as a new step
-        pass
+    return bool(piece)
 
 
 # ---- classification ------------------------------------------------------------------------------------------
@@ -543,9 +544,7 @@ def _read_clause(clause: Clause, state: _State, ctx: _Context) -> None:
         return
     targets = _branch_targets(clause.text, state.branches) if state.stages else [0]
     for branch in targets:
-        copy = Stage(**{**stage.__dict__, "direction": dict(stage.direction), "extra": dict(stage.extra)})
-        copy.branch = branch
-        state.stages.append(copy)
+        state.stages.append(replace(stage, branch=branch, direction=dict(stage.direction), extra=dict(stage.extra)))
 
 
 def _leftover(kind: StageKind, slots: Slots) -> str:
@@ -708,7 +707,14 @@ _CHINESE_READY = {"qwen", "qwen-edit", "hunyuan", "kolors", "wan", "wanx", "cogv
 _CLIP_KINDS = {"generate", "img2img", "restyle", "inpaint", "replace", "controlnet", "reference"}
 
 
+_CHINESE_READY_NAMES = _rx(r"qwen|hunyuan|kolors|cogview|wan2|wan_")
+
+
 def _notes(parsed: ParsedRequest) -> None:
+    """CLIP text encoders (SD 1.5, SDXL …) were trained on English captions: say so for a Chinese prompt, unless
+    the model named reads Chinese (Qwen-Image, Hunyuan, Kolors, Wan)."""
+    if parsed.checkpoint and _CHINESE_READY_NAMES.search(parsed.checkpoint):
+        return
     for stage in parsed.stages:
         if stage.kind in _CLIP_KINDS and stage.prompt and has_cjk(stage.prompt) and \
                 (family_of(stage.model_hint or "") or stage.model_hint or "") not in _CHINESE_READY:
