@@ -290,6 +290,9 @@ def test_a_chinese_prompt_for_a_clip_model_gets_a_note():
     assert any("English" in n for n in read("一只猫坐在窗台上").notes)
     assert read("a cat on a windowsill").notes == []
     assert read("用Qwen-Image画一只猫坐在窗台上").notes == []
+    parsed = read_request("一只猫坐在窗台上,用qwen_image_fp8.safetensors", checkpoints=["qwen_image_fp8.safetensors"],
+                          loras=[], inputs=[])
+    assert parsed.checkpoint == "qwen_image_fp8.safetensors" and parsed.notes == []
 
 
 # ---- answers and inputs --------------------------------------------------------------------------------------------
