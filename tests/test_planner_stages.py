@@ -358,8 +358,8 @@ def _time(text: str) -> float:
 
 
 @pytest.mark.parametrize("shape", list(READER_SHAPES))
-def test_reading_takes_time_linear_in_the_request_length(shape):
-    make = READER_SHAPES[shape]
-    quarter = min(_time(make(8_000)) for _ in range(2))
-    full = min(_time(make(32_000)) for _ in range(3))
-    assert full / max(quarter, 0.01) < 8, f"{shape}: 8k chars {quarter * 1000:.0f} ms, 32k {full * 1000:.0f} ms"
+def test_a_long_adversarial_request_is_read_without_stalling(shape):
+    """A liveness bound, not a speed goal (that is `python -m evals.benchmarks.planner --scaling`): a linear
+    reader takes ~0.2 s on 32,000 characters, a quadratic one minutes, so 20 s cannot flake and still catches it."""
+    elapsed = _time(READER_SHAPES[shape](32_000))
+    assert elapsed < 20, f"{shape}: 32k chars took {elapsed:.1f} s"
