@@ -362,8 +362,25 @@ def test_t2i_then_i2v_animates_the_generated_picture(comfy):
     wf = result.workflow
     node = only(wf, "WanImageToVideo")[1]
     assert wf[node["start_image"][0]]["class_type"] == "VAEDecode" and node["length"] == 33
-    assert "LoadImage" not in classes(wf) and "SaveImage" not in classes(wf)
+    assert "LoadImage" not in classes(wf)
+    # the picture asked for is saved too, not only the video made from it
+    assert only(wf, "SaveImage")[1]["images"] == node["start_image"]
+    assert len(of(wf, "SaveVideo")) == 1
     assert [c.kind for c in result.covered] == ["generate", "i2v"]
+
+
+def test_upscaled_photo_then_i2v_saves_the_upscale_but_not_a_loaded_file(comfy):
+    parsed = request(Stage("upscale", "upscale photo.png", image="photo.png", scale=4.0),
+                     Stage("i2v", "then animate it", prompt="leaves move"))
+    result = build(parsed, registry=comfy, answers={})
+    assert_valid(result, comfy)
+    wf = result.workflow
+    up_id, _ = only(wf, "ImageUpscaleWithModel")
+    assert only(wf, "SaveImage")[1]["images"] == [up_id, 0]
+    plain = build(request(Stage("i2v", "animate photo.png", prompt="leaves move", image="photo.png")),
+                  registry=comfy, answers={})
+    assert_valid(plain, comfy)
+    assert "SaveImage" not in classes(plain.workflow)  # the input file itself is not saved again
 
 
 def test_v2v_uses_the_input_videos_frames_as_control(comfy):
@@ -511,3 +528,119 @@ def test_builtin_registry_plans_images_and_reports_video_as_not_covered(registry
     assert [c.kind for c in result.not_covered] == ["t2v"]
     assert "no installed node provides Wan t2v video generation" in result.not_covered[0].reason
     assert "UNETLoader" in result.not_covered[0].suggestion
+
+
+# ---- round 2: loosely named LoRAs, fallbacks to installed models, steps no core node provides ---------------------
+@pytest.mark.parametrize(("text", "wanted", "strength"), [
+    ("a lighthouse with the watercolor LoRA at strength 0.7", "watercolor", 0.7),
+    ("加上水彩LoRA,权重0.6,画一座小桥", "水彩", 0.6),
+    ("a fox, Water-Color lora", "Water-Color", 1.0),
+])
+def test_a_loosely_named_installed_lora_is_loaded_with_its_strength(isolated_folders, catalog_data, text, wanted,
+                                                                     strength):
+    registry = target(isolated_folders, catalog_data, {"checkpoints": ["v1-5-pruned-emaonly.safetensors"],
+                                                        "loras": ["watercolor_sd15.safetensors",
+                                                                  "pixel-art-xl.safetensors"]})
+    parsed = ParsedRequest(text=text, lang="en", stages=[Stage("generate", text, prompt="a lighthouse")],
+                           lora_wanted=wanted)
+    result = build(parsed, registry=registry, answers={})
+    assert_valid(result, registry)
+    lora_id, lora = only(result.workflow, "LoraLoader")
+    assert (lora["lora_name"], lora["strength_model"], lora["strength_clip"]) == \
+        ("watercolor_sd15.safetensors", strength, strength)
+    assert only(result.workflow, "KSampler")[1]["model"] == [lora_id, 0]
+
+
+def test_a_lora_name_matching_no_installed_file_is_still_asked(isolated_folders, catalog_data):
+    registry = target(isolated_folders, catalog_data, {"checkpoints": ["v1-5-pruned-emaonly.safetensors"],
+                                                        "loras": ["watercolor_sd15.safetensors"]})
+    parsed = request(Stage("generate", "a fox", prompt="a fox"), lora_wanted="ghibli")
+    result = build(parsed, registry=registry, answers={})
+    assert result.question is not None and result.question.slot == "lora"
+    assert result.question.choices == ["watercolor_sd15.safetensors"]
+    assert "LoraLoader" not in classes(result.workflow)
+
+
+def test_v2v_without_a_vace_model_redraws_each_frame_at_the_videos_rate(comfy):
+    result = build(request(Stage("v2v", "restyle clip.mp4 as claymation", prompt="claymation", video="clip.mp4")),
+                   registry=comfy, answers={})
+    assert_valid(result, comfy)
+    wf = result.workflow
+    parts_id, parts = only(wf, "GetVideoComponents")
+    assert wf[parts["video"][0]]["inputs"]["file"] == "clip.mp4"
+    encode_id, encode = only(wf, "VAEEncode")
+    assert encode["pixels"] == [parts_id, 0]
+    sampler = only(wf, "KSampler")[1]
+    assert sampler["latent_image"] == [encode_id, 0] and 0 < sampler["denoise"] < 1
+    assert wf[sampler["positive"][0]]["inputs"]["text"] == "claymation"
+    video = only(wf, "CreateVideo")[1]
+    assert video["fps"] == [parts_id, 2] and video["audio"] == [parts_id, 1]
+    assert wf[video["images"][0]]["class_type"] == "VAEDecode"
+    assert "WanVaceToVideo" not in classes(wf) and any("VACE" in n for n in result.notes)
+    assert [c.kind for c in result.covered] == ["v2v"]
+
+
+def test_flf2v_without_its_model_uses_the_installed_wan_i2v_model(isolated_folders, catalog_data):
+    models = {k: [f for f in v if "flf2v" not in f] for k, v in {**MODELS, **EXTRA_MODELS}.items()}
+    registry = target(isolated_folders, catalog_data, models)
+    parsed = request(Stage("flf2v", "from first.png to last.png", prompt="a flower opens", image="first.png",
+                           extra={"end_image": "last.png"}))
+    result = build(parsed, registry=registry, answers={})
+    assert_valid(result, registry)
+    wf = result.workflow
+    assert only(wf, "UNETLoader")[1]["unet_name"] == "wan2.1_i2v_480p_14B_fp16.safetensors"
+    node = only(wf, "WanFirstLastFrameToVideo")[1]
+    assert {wf[node[k][0]]["inputs"]["image"] for k in ("start_image", "end_image")} == {"first.png", "last.png"}
+    assert any("first-last-frame" in n for n in result.notes)
+
+
+def test_interpolation_alone_carries_the_video_through_and_reports_it(comfy):
+    parsed = request(Stage("interpolate", "interpolate clip.mp4 to 60 fps", video="clip.mp4", fps=60.0))
+    result = build(parsed, registry=comfy, answers={})
+    assert_valid(result, comfy)
+    wf = result.workflow
+    parts_id, _ = only(wf, "GetVideoComponents")
+    assert only(wf, "CreateVideo")[1]["images"] == [parts_id, 0] and len(of(wf, "SaveVideo")) == 1
+    assert [c.kind for c in result.not_covered] == ["interpolate"] and not result.covered
+    assert "Frame-Interpolation" in result.not_covered[0].suggestion
+    assert "unchanged" in result.summary
+
+
+def test_a_video_then_interpolation_keeps_the_video_and_reports_the_step(comfy):
+    parsed = request(Stage("generate", "a lighthouse", prompt="a lighthouse"), Stage("i2v", "animate it"),
+                     Stage("interpolate", "interpolate to 60 fps", fps=60.0))
+    result = build(parsed, registry=comfy, answers={})
+    assert_valid(result, comfy)
+    assert [c.kind for c in result.covered] == ["generate", "i2v"]
+    assert [c.kind for c in result.not_covered] == ["interpolate"]
+    assert len(of(result.workflow, "SaveVideo")) == 1 and len(of(result.workflow, "SaveImage")) == 1
+
+
+def test_lineart_guide_without_its_controlnet_uses_canny_edges(comfy):
+    parsed = request(Stage("controlnet", "color the line art", prompt="a mech warrior", image="photo.png",
+                           control="lineart"))
+    result = build(parsed, registry=comfy, answers={})
+    assert_valid(result, comfy)
+    wf = result.workflow
+    canny_id, canny = only(wf, "Canny")
+    assert wf[canny["image"][0]]["inputs"]["image"] == "photo.png"
+    assert only(wf, "ControlNetLoader")[1]["control_net_name"] == "control_v11p_sd15_canny.pth"
+    assert only(wf, "ControlNetApplyAdvanced")[1]["image"] == [canny_id, 0]
+    assert not result.not_covered and any("lineart" in n for n in result.notes)
+
+
+def test_two_styles_of_one_photo_are_two_saved_branches_over_one_load(comfy):
+    parsed = request(Stage("restyle", "as a watercolor", prompt="a street", style="watercolor", image="photo.png"),
+                     Stage("restyle", "as an oil painting", prompt="a street", style="oil painting",
+                           image="photo.png", branch=1))
+    result = build(parsed, registry=comfy, answers={})
+    assert_valid(result, comfy)
+    wf = result.workflow
+    assert len(of(wf, "LoadImage")) == 1 and len(of(wf, "CheckpointLoaderSimple")) == 1
+    saves = of(wf, "SaveImage")
+    assert len(saves) == 2
+    texts = set()
+    for _, save in saves:
+        sampler = wf[wf[save["images"][0]]["inputs"]["samples"][0]]["inputs"]
+        texts.add(wf[sampler["positive"][0]]["inputs"]["text"])
+    assert texts == {"a street, watercolor", "a street, oil painting"}

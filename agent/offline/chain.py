@@ -52,6 +52,10 @@ NOT_PROVIDED: dict[str, tuple[str, str]] = {
 }
 
 
+# video steps no core node provides: the draft still carries the frames through, so the node slots in
+VIDEO_THROUGH = ("interpolate",)
+
+
 @dataclass
 class BuildResult:
     """A drafted workflow (None when nothing could be built) and the account of every stage."""
@@ -88,7 +92,7 @@ def build(parsed: ParsedRequest, *, registry: NodeRegistry, answers: dict[str, s
     covered = [ctx.covered[i] for i in sorted(ctx.covered)]
     workflow = ctx.b.prompt or None
     return BuildResult(workflow, covered, ctx.not_covered, ctx.questions[0] if ctx.questions else None,
-                       _summary(covered, ctx.not_covered), ctx.notes, ctx.stages_used, ctx.questions)
+                       _summary(covered, ctx.not_covered, workflow is not None), ctx.notes, ctx.stages_used, ctx.questions)
 
 
 def _runs(parsed: ParsedRequest) -> list[tuple[int, int]]:
@@ -112,19 +116,25 @@ def _apply(ctx: Ctx, index: int, stage: Stage, state: ChainState) -> None:
     reason, suggestion = NOT_PROVIDED.get(stage.kind, NOT_PROVIDED["unknown"])
     if all(c.stage != index for c in ctx.not_covered):
         ctx.miss(index, stage, reason, suggestion)
+    if stage.kind in VIDEO_THROUGH and fr.frames_through(ctx, index, stage, state):
+        entry = next(c for c in ctx.not_covered if c.stage == index)
+        if "the draft" not in entry.reason:
+            entry.reason += "; the draft carries the frames through to the save, where such a node slots in"
 
 
 def _finish(ctx: Ctx, parsed: ParsedRequest, state: ChainState) -> None:
     """Save what the chain ends with: video frames, else the image, else the text."""
     b, saves = ctx.b, []
     if state.frames is not None:
+        fps = state.fps if isinstance(state.fps, list) else float(state.fps)
         if "CreateVideo" in ctx.registry and "SaveVideo" in ctx.registry:
-            video = b.add("CreateVideo", images=state.frames, fps=float(state.fps))
+            sound = {"audio": state.audio} if state.audio is not None else {}
+            video = b.add("CreateVideo", images=state.frames, fps=fps, **sound)
             saves += [video, b.add("SaveVideo", video=[video, 0], filename_prefix="NodeWeaver/video", format="auto",
                                    codec="auto")]
         elif "SaveAnimatedWEBP" in ctx.registry:
             saves.append(b.add("SaveAnimatedWEBP", images=state.frames, filename_prefix="NodeWeaver/video",
-                               fps=float(state.fps), lossless=False, quality=90, method="default"))
+                               fps=fps, lossless=False, quality=90, method="default"))
         else:
             saves.append(b.add("SaveImage", images=state.frames, filename_prefix="NodeWeaver/frames"))
     if state.image is not None:
@@ -142,8 +152,10 @@ def _finish(ctx: Ctx, parsed: ParsedRequest, state: ChainState) -> None:
                 ctx.miss(index, stage, "nothing earlier in the request produces a result to save")
 
 
-def _summary(covered: list[Coverage], not_covered: list[Coverage]) -> str:
-    done = " → ".join(c.what.split(" (")[0] for c in covered) or "nothing buildable"
+def _summary(covered: list[Coverage], not_covered: list[Coverage], drafted: bool = False) -> str:
+    """What the plan does, in order; a draft with no covered stage only loads and saves its input."""
+    done = " → ".join(c.what.split(" (")[0] for c in covered) or \
+        ("load the input and save it unchanged" if drafted else "nothing buildable")
     if not_covered:
         return f"{done}; not covered: {', '.join(c.kind for c in not_covered)}"
     return done

@@ -59,7 +59,8 @@ class ChainState:
     mask: Ref | None = None
     latent: Ref | None = None          # the sampled latent behind the current image, while it is current
     frames: Ref | None = None          # decoded video frames (IMAGE batch)
-    fps: float = 16.0
+    fps: float | Ref = 16.0            # a number, or a link (a loaded video's own frame rate)
+    audio: Ref | None = None           # a loaded video's sound track, kept when its frames are re-saved
     text: Ref | None = None            # the last LLM/text output
     prompt_link: Ref | None = None     # an LLM-written prompt waiting for the next sampling stage
     positive: Ref | None = None        # conditioning prepared by controlnet/reference for the next sampling
@@ -172,9 +173,10 @@ class Ctx:
                               "checkpoint", checkpoint))
         loader = self.once("CheckpointLoaderSimple", ckpt_name=checkpoint)
         model, clip = [loader, 0], [loader, 1]
-        if p.lora:
-            strength = p.lora_strength if p.lora_strength is not None else 1.0
-            lora = self.once("LoraLoader", model=model, clip=clip, lora_name=p.lora, strength_model=strength,
+        lora_name = p.lora or self.answers.get("lora") or self._installed_lora(p.lora_wanted)
+        if lora_name:
+            strength = p.lora_strength if p.lora_strength is not None else lora_strength(p.text, lora_name)
+            lora = self.once("LoraLoader", model=model, clip=clip, lora_name=lora_name, strength_model=strength,
                              strength_clip=strength)
             model, clip = [lora, 0], [lora, 1]
         elif p.lora_wanted:
@@ -183,6 +185,26 @@ class Ctx:
         family = family_of(checkpoint) or "sd15"
         self._sd = SD(model, clip, [loader, 2], family, checkpoint)
         return self._sd
+
+    def _installed_lora(self, wanted: str | None) -> str | None:
+        """The installed LoRA a loosely named one means ("the watercolor LoRA" → watercolor_sd15.safetensors):
+        the file whose name holds the wanted words, or whose name the words hold; None when none or several
+        equally good ones match (then the user is asked)."""
+        if not wanted:
+            return None
+        key = _squash(wanted.rsplit(".", 1)[0] if wanted.lower().endswith(LORA_EXT) else wanted)
+        key = LORA_WORDS.get(key, key)
+        if len(key) < 3:
+            return None
+        files = self.binder.files("loras")
+        matches = [f for f in files if key in _squash(f.rsplit(".", 1)[0]) or _squash(f.rsplit(".", 1)[0]) in key]
+        if len(matches) > 1 and self.parsed.checkpoint:  # several: the one made for the checkpoint's family
+            family = family_of(self.parsed.checkpoint)
+            matches = [f for f in matches if family_of(f) == family] or matches
+        if len(matches) != 1:
+            return None
+        self.notes.append(f"The LoRA {wanted!r} is read as the installed {matches[0]}.")
+        return matches[0]
 
     def encode(self, sd: SD, text: Any, negative: bool = False) -> Ref:
         title = "Negative prompt" if negative else "Positive prompt"
@@ -214,6 +236,35 @@ class Ctx:
 
     def decode(self, state: ChainState, sd: SD, samples: Ref) -> None:
         state.set_image([self.b.add("VAEDecode", samples=samples, vae=sd.vae), 0], latent=samples)
+
+
+LORA_EXT = (".safetensors", ".ckpt", ".pt", ".bin")
+# Chinese style words → the English words LoRA files are named with
+LORA_WORDS = {"水彩": "watercolor", "油画": "oil", "像素": "pixel", "像素风": "pixel", "动漫": "anime", "二次元": "anime",
+              "赛博朋克": "cyberpunk", "素描": "sketch", "线稿": "lineart", "写实": "realistic", "水墨": "ink",
+              "国风": "chinese", "吉卜力": "ghibli", "黏土": "clay", "粘土": "clay"}
+_STRENGTH = (r"[^。;;\n]{0,40}?(?<![A-Za-z0-9_.])(\d*\.\d+|\d+(?:\.\d+)?)"
+             r"(?!\d|\s*(?:x|倍|px|步|张|秒|fps|steps?|images?|pictures?|photos?|versions?|seconds?)\b)")
+_STRENGTH_WORDS = r"(?:lora|权重|强度|weight|strength)"
+
+
+def _squash(text: str) -> str:
+    """Lower case with separators removed, so "Water Color", "water-color" and "watercolor" compare equal."""
+    return re.sub(r"[\s_\-.]+", "", text.lower())
+
+
+def lora_strength(text: str, name: str = "") -> float:
+    """The LoRA strength a request states ("… LoRA at strength 0.7", "with watercolor_sd15 at 0.7", "LoRA 权重
+    0.6"), else 1.0; only a number that follows the LoRA's name or a strength word and that ComfyUI's
+    sliders take as a strength (0 < s ≤ 2)."""
+    stem = name.rsplit(".", 1)[0] if name.lower().endswith(LORA_EXT) else name
+    anchors = ([re.escape(stem)] if stem else []) + [_STRENGTH_WORDS]
+    for anchor in anchors:
+        for match in re.finditer(anchor + _STRENGTH, text, re.IGNORECASE):
+            value = float(match.group(1))
+            if 0 < value <= 2:
+                return value
+    return 1.0
 
 
 def positive_text(stage: Stage) -> str:
@@ -421,6 +472,26 @@ CONTROL_PATTERNS = {"canny": "canny", "depth": "depth", "pose": "pose", "openpos
                     "scribble": "scribble", "tile": "tile", "softedge": "softedge", "normal": "normal"}
 
 
+EDGE_LIKE = ("lineart", "scribble", "softedge")
+
+
+def _cn_avoid(arch: str) -> tuple[str, ...]:
+    return ("sd15", "v11") if arch == "sdxl" else ("xl",)
+
+
+def _edges_instead(ctx: Ctx, control: str, arch: str) -> bool:
+    """A line-art/scribble/soft-edge guide with no such ControlNet installed but a canny one: the canny model
+    on the image's Canny edges follows the same lines (said in the notes), rather than asking for a model."""
+    if ctx.answers.get("controlnet") or ctx.binder.find("controlnet", need=[control], avoid=_cn_avoid(arch)):
+        return False
+    canny = ctx.binder.find("controlnet", need=["canny"], avoid=_cn_avoid(arch))
+    if canny:
+        ctx.notes.append(f"No {control} ControlNet is installed: the draft guides by the image's Canny edges with "
+                         f"{canny}; {DOWNLOADS.get(('controlnet', f'{arch}-{control}'), f'a {control} ControlNet')} "
+                         "follows the lines more faithfully.")
+    return canny is not None
+
+
 def controlnet(ctx: Ctx, i: int, stage: Stage, state: ChainState) -> None:
     """Guide generation by a control image: ControlNetLoader + ControlNetApplyAdvanced (Canny first for a
     canny edge map; a depth/pose map the user gives is used as is). It prepares the conditioning of the next
@@ -434,9 +505,10 @@ def controlnet(ctx: Ctx, i: int, stage: Stage, state: ChainState) -> None:
     sd = ctx.sd()
     image = ctx.image_in(i, stage, state, use_state=False) if stage.image or state.image is None else state.image
     arch = "sdxl" if sd.family == "sdxl" else "sd15"
+    if control in EDGE_LIKE and "Canny" in ctx.registry and _edges_instead(ctx, control, arch):
+        control = "canny"
     name = ctx.binder.bind("controlnet", "controlnet", f"{control} ControlNet for {arch}", tag=f"{arch}-{control}",
-                           need=[control],
-                           avoid=("sd15", "v11") if arch == "sdxl" else ("xl",), task="controlnet")
+                           need=[control], avoid=_cn_avoid(arch), task="controlnet")
     hint = image
     is_map = bool(stage.extra.get("is_map")) or (stage.image and control in stage.image.lower())
     if control == "canny" and not is_map:
@@ -593,9 +665,18 @@ def _video_size(stage: Stage, width: int, height: int, step: int) -> tuple[int, 
     return _round(stage.width or width, step), _round(stage.height or height, step)
 
 
-def _frames_out(ctx: Ctx, state: ChainState, sd: SD, samples: Ref, fps: float) -> None:
+def _frames_out(ctx: Ctx, state: ChainState, sd: SD, samples: Ref, fps: float | Ref) -> None:
+    keep_image(ctx, state)
     state.frames = [ctx.b.add("VAEDecode", samples=samples, vae=sd.vae), 0]
     state.fps, state.image, state.latent, state.image_load = fps, None, None, None
+    state.audio = None  # generated frames no longer match a loaded video's sound
+
+
+def keep_image(ctx: Ctx, state: ChainState) -> None:
+    """Save the picture a video stage animates when an earlier stage made it (generated, redrawn, upscaled):
+    who asks for a picture and then a video of it wants both. A file loaded as is is not saved again."""
+    if state.image is not None and state.image_load is None and "SaveImage" in ctx.registry:
+        ctx.b.add("SaveImage", images=state.image, filename_prefix="NodeWeaver/image")
 
 
 def _wan(ctx: Ctx, i: int, stage: Stage, state: ChainState) -> None:
@@ -605,10 +686,21 @@ def _wan(ctx: Ctx, i: int, stage: Stage, state: ChainState) -> None:
                                                                     "TrimVideoLatent"]}.get(task, [])
     if ctx.lacks(i, stage, f"Wan {task} video generation", needs):
         return
+    dedicated = ctx.answers.get("video_model") or ctx.binder.find("diffusion_models", need=WAN_NEED[task],
+                                                                  avoid=WAN_AVOID[task])
+    if task == "vace" and not dedicated and _frames_v2v_ok(ctx):
+        _v2v_frames(ctx, i, stage, state)
+        return
     before = set(ctx.b.prompt)
     b, bind = ctx.b, ctx.binder.bind
-    unet = bind("video_model", "diffusion_models", f"Wan {task} video model", tag=f"wan-{task}",
-                need=WAN_NEED[task], avoid=WAN_AVOID[task], task=stage.kind)
+    unet = dedicated or ""
+    if task == "flf2v" and not dedicated:  # Wan's i2v models take a first and last frame too (the 2.2 template)
+        unet = ctx.binder.find("diffusion_models", need=["wan", "i2v"], avoid=("ti2v", "flf2v")) or ""
+        if unet:
+            ctx.notes.append(f"No Wan first-last-frame model is installed: the draft uses the i2v model {unet}; "
+                             f"{DOWNLOADS[('diffusion_models', 'wan-flf2v')]} follows both frames more closely.")
+    unet = unet or bind("video_model", "diffusion_models", f"Wan {task} video model", tag=f"wan-{task}",
+                        need=WAN_NEED[task], avoid=WAN_AVOID[task], task=stage.kind)
     encoder = bind("text_encoder", "text_encoders", "UMT5-XXL text encoder Wan uses", tag="umt5", need=["umt5"])
     v22 = "5b" in unet.lower() and ("2.2" in unet or "2_2" in unet)
     vae = [ctx.once("VAELoader", vae_name=bind("video_vae", "vae", "Wan VAE", tag="wan22" if v22 else "wan",
@@ -660,18 +752,52 @@ def _wan_images(ctx: Ctx, i: int, stage: Stage, state: ChainState, task: str, un
     return images
 
 
+def video_in(ctx: Ctx, stage: Stage, state: ChainState) -> Ref:
+    """The frames a video stage works on: the chain's, else its video file's (LoadVideo → GetVideoComponents,
+    whose frame rate and sound the chain keeps), else a question (the draft loads the named file)."""
+    if state.frames is not None:
+        return state.frames
+    videos = [x for x in ctx.inputs if x.lower().endswith(VIDEO_EXT)]
+    name = stage.video if stage.video in ctx.inputs else ctx.answers.get("video")
+    if not name:
+        ctx.ask(Question(f"{stage.video} is not in the input folder. Which video should I use?" if stage.video
+                         else f"Which video should the {stage.kind} step use?", videos, "video"))
+        name = stage.video or (videos[0] if videos else "input.mp4")
+    parts = ctx.b.add("GetVideoComponents", video=[ctx.once("LoadVideo", file=name), 0])
+    state.fps, state.audio = [parts, 2], [parts, 1]
+    return [parts, 0]
+
+
+def _frames_v2v_ok(ctx: Ctx) -> bool:
+    """Frame-by-frame img2img is possible: an image checkpoint and the nodes to load, encode and sample."""
+    needs = SD_CORE + ["LoadVideo", "GetVideoComponents", "VAEEncode"]
+    checkpoints = [f for f in ctx.binder.files("checkpoints") if family_of(f) not in ("ltxv", "svd", "wan")]
+    return all(n in ctx.registry for n in needs) and bool(checkpoints or ctx.parsed.checkpoint)
+
+
+def _v2v_frames(ctx: Ctx, i: int, stage: Stage, state: ChainState) -> None:
+    """Video → video without a Wan VACE model: every frame redrawn by img2img with the image checkpoint (the
+    frames as one batch, one seed), at the video's own frame rate; said in the notes, as frames may flicker."""
+    before = set(ctx.b.prompt)
+    frames = video_in(ctx, stage, state)
+    sd = ctx.sd()
+    positive, negative = ctx.prompts(stage, state, sd)
+    latent = ctx.b.add("VAEEncode", pixels=frames, vae=sd.vae)
+    denoise = stage.denoise if stage.denoise is not None else 0.5
+    samples = ctx.sample(state, sd, positive, negative, [latent, 0], denoise)
+    state.frames = [ctx.b.add("VAEDecode", samples=samples, vae=sd.vae), 0]
+    if stage.fps:
+        state.fps = stage.fps
+    ctx.notes.append(f"No Wan VACE model is installed: the video is redrawn frame by frame with {sd.checkpoint} "
+                     f"(img2img at denoise {denoise}), which may flicker; "
+                     f"{DOWNLOADS[('diffusion_models', 'wan-vace')]} keeps the frames consistent.")
+    ctx.cover(i, stage, f"video to video, each frame redrawn (img2img at denoise {denoise}) with {sd.checkpoint}",
+              _new(ctx, before), "video-frames-img2img")
+
+
 def _vace(ctx: Ctx, i: int, stage: Stage, state: ChainState, common: dict) -> tuple[Ref, Ref, Ref]:
     """Video → video with Wan VACE: the input video's frames (or the chain's) as the control video."""
-    control = state.frames
-    if control is None:
-        videos = [x for x in ctx.inputs if x.lower().endswith(VIDEO_EXT)]
-        name = stage.video if stage.video in ctx.inputs else ctx.answers.get("video")
-        if not name:
-            ctx.ask(Question(f"{stage.video} is not in the input folder. Which video should I use?" if stage.video
-                             else "Which video should the video-to-video step use?", videos, "video"))
-            name = stage.video or (videos[0] if videos else "input.mp4")
-        parts = ctx.b.add("GetVideoComponents", video=[ctx.once("LoadVideo", file=name), 0])
-        control = [parts, 0]
+    control = video_in(ctx, stage, state)
     extra: dict[str, Any] = {"control_video": control}
     if stage.image:
         extra["reference_image"] = ctx.image_in(i, stage, state, use_state=False)
@@ -730,6 +856,21 @@ def _svd(ctx: Ctx, i: int, stage: Stage, state: ChainState) -> None:
     samples = ctx.sample(state, sd, [cond, 0], [cond, 1], [cond, 2], 1.0, scheduler="karras")
     _frames_out(ctx, state, sd, samples, fps)
     ctx.cover(i, stage, f"Stable Video Diffusion i2v, {frames} frames with {name}", _new(ctx, before), "video-svd")
+
+
+def frames_through(ctx: Ctx, i: int, stage: Stage, state: ChainState) -> bool:
+    """For a video step no core node provides (interpolation): keep the chain's frames, or load the named
+    video's, so the draft still loads and saves the video and the missing node slots in before the save.
+    True when the chain now holds frames."""
+    if state.frames is not None:
+        return True
+    if not stage.video or any(n not in ctx.registry for n in ("LoadVideo", "GetVideoComponents", "CreateVideo",
+                                                                "SaveVideo")):
+        return False
+    state.frames = video_in(ctx, stage, state)
+    if "video-load" not in ctx.stages_used:
+        ctx.stages_used.append("video-load")
+    return True
 
 
 # ---- text: LLM steps, templates, regex ----------------------------------------------------------------------
