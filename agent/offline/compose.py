@@ -1,9 +1,9 @@
-"""The offline planner: intents and facts of a request → one of NodeWeaver's workflow templates, filled in.
+"""The offline planner's entry: which planner a request goes to, and the text-only flows.
 
-Templates: text-to-image (with LoRA, several seeds, hires fix), img2img, upscale, invert, Wanx, LLM chains
-(summarise → translate → save, copywriting, JSON → regex), text templates, LLM → image flows (prompt
-expansion, the travel poster) and parallel image + caption branches. It says plainly when a request is
-beyond it, and asks when something essential is missing.
+Image and video requests are read into stages (agent.offline.stages) and built stage by stage for the target
+catalog (agent.offline.chain), with what each stage covers or why it is not covered. Text-only requests
+(LLM chains: summarise → translate → save, copywriting, JSON → regex; text templates) and Wanx image requests
+keep their own small flows here. It asks when something essential is missing.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from agent.offline.extract import FILE_NAME, SEED_LIST, Facts, extract
 IMAGE_EXT = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 TEXT_EXT = (".txt", ".md", ".json", ".csv")
 DASHSCOPE_SIZES_FALLBACK = "1024*1024"
-DEFAULT_NEGATIVE = "blurry, low quality, watermark, text"
 BEYOND = ("video", "视频", "audio", "music", "音乐", "语音", "speech", "3d model", "mesh", "三维", "animation", "动画",
           "gif")
 
@@ -137,15 +136,6 @@ def _trim_dangling(text: str) -> str:
             end -= 1
 
 
-def pick_checkpoint(f: Facts, checkpoints: list[str]) -> str | None:
-    if f.checkpoint:
-        return f.checkpoint
-    if not checkpoints:
-        return None
-    wants_xl = f.has("sdxl", "xl")
-    ranked = sorted(checkpoints, key=lambda c: (("xl" in c.lower()) != wants_xl, "v1-5" not in c.lower(), c))
-    return ranked[0]
-
 
 def template_values(f: Facts, template: str) -> str:
     """`name=value` lines for a template's placeholders, each value as the request states it ("name is Bo",
@@ -213,12 +203,14 @@ def plan_stages(request: str, *, checkpoints: list[str], loras: list[str], input
     catalog, chained by socket type; whatever cannot be built is listed as not covered, never dropped."""
     from agent.offline.chain import build
     from agent.offline.stages import read_request
+    from runtime import folders
 
     if registry is None:
         from nodes.registry import default_registry
 
         registry = default_registry()
-    parsed = read_request(request, checkpoints=checkpoints, loras=loras, inputs=inputs, answers=answers)
+    parsed = read_request(request, checkpoints=checkpoints, loras=loras, inputs=inputs, answers=answers,
+                          upscale_models=folders.model_files("upscale_models"))
     built = build(parsed, registry=registry, answers=answers)
     covered = [c.as_dict() for c in built.covered]
     not_covered = [c.as_dict() for c in built.not_covered]
@@ -234,39 +226,6 @@ def plan_stages(request: str, *, checkpoints: list[str], loras: list[str], input
                          template="+".join(built.stages_used), covered=covered, not_covered=not_covered,
                          notes=notes)
 
-
-def _legacy_image_flows(request: str, b: WorkflowBuilder, f: Facts, intents: Intents, *, checkpoints: list[str],
-                        inputs: list[str], answers: dict[str, str]) -> OfflineResult:
-    """The planner before stages (kept for comparison in evals/benchmarks, not used by plan_offline)."""
-    if not intents.image:
-        return OfflineResult(None, "", error="I could not tell what to build from this request: name a picture to "
-                                                "generate, an image to edit, or a text task for an LLM.")
-    # image flows that need an input image
-    if intents.invert or intents.pixel_upscale or intents.img2img:
-        image = answers.get("image") or next((x for x in intents.image_files if x in inputs), None)
-        if image is None:
-            named = intents.image_files[0] if intents.image_files else "an image"
-            images = [x for x in inputs if x.lower().endswith(IMAGE_EXT)]
-            return OfflineResult(None, "", question=Question(
-                f"{named} is not in the input folder. Which image should I use?", images, "image"))
-        if intents.invert or intents.pixel_upscale:
-            load = b.add("LoadImage", image=image)
-            if intents.invert:
-                result = b.add("ImageInvert", image=b.out(load))
-            else:
-                result = b.add("ImageScaleBy", image=b.out(load), upscale_method="lanczos", scale_by=f.scale or 2.0)
-            b.add("SaveImage", images=b.out(result), filename_prefix="NodeWeaver/image")
-            return OfflineResult(b.prompt, "Load the image, transform it and save it.",
-                                 template="invert" if intents.invert else "upscale")
-    if intents.wanx:
-        return _wanx_flow(b, f, intents)
-    checkpoint = answers.get("checkpoint") or pick_checkpoint(f, checkpoints)
-    if checkpoint is None:
-        return OfflineResult(None, "", question=Question(
-            "No checkpoint is installed. Put one in the models/checkpoints folder, or use the demo checkpoint "
-            "(random weights) to try the workflow.", ["demo checkpoint"], "checkpoint"))
-    return _sd_flow(b, f, intents, checkpoint, image=answers.get("image") or next(
-        (x for x in intents.image_files if x in inputs), None))
 
 
 def _text_flow(b: WorkflowBuilder, f: Facts, intents: Intents) -> OfflineResult:
@@ -344,47 +303,3 @@ def _caption_branch(b: WorkflowBuilder, f: Facts) -> None:
                  prompt=f"Write a one-line marketing caption for: {subject_text(f)}", temperature=0.8,
                  max_tokens=100, seed=0, json_output=False)
     b.add("SaveText", text=b.out(chat), filename_prefix="NodeWeaver/caption", format="txt")
-
-
-def _sd_flow(b: WorkflowBuilder, f: Facts, intents: Intents, checkpoint: str, image: str | None) -> OfflineResult:
-    ckpt = b.add("CheckpointLoaderSimple", ckpt_name=checkpoint)
-    model, clip = b.out(ckpt, 0), b.out(ckpt, 1)
-    if f.lora:
-        strength = f.lora_strength if f.lora_strength is not None else 1.0
-        lora = b.add("LoraLoader", model=model, clip=clip, lora_name=f.lora, strength_model=strength,
-                     strength_clip=strength)
-        model, clip = b.out(lora, 0), b.out(lora, 1)
-    subject = f.quoted[0] if f.quoted else subject_text(f)
-    if intents.llm and not intents.parallel:
-        text: Any = b.out(_prompt_writer(b, f, subject))
-    else:
-        text = subject
-    positive = b.add("CLIPTextEncode", title="Positive prompt", text=text, clip=clip)
-    negative = b.add("CLIPTextEncode", title="Negative prompt", text=f.negative or DEFAULT_NEGATIVE, clip=clip)
-    if intents.img2img and image:
-        load = b.add("LoadImage", image=image)
-        latent = b.add("VAEEncode", pixels=b.out(load), vae=b.out(ckpt, 2))
-        denoise = f.denoise if f.denoise is not None else 0.6
-    else:
-        latent = b.add("EmptyLatentImage", width=f.width or 512, height=f.height or 512, batch_size=f.batch or 1)
-        denoise = 1.0
-    seeds = f.seeds or [0]
-    for seed in seeds:
-        sampled = b.add("KSampler", model=model, seed=seed, steps=f.steps or 20, cfg=f.cfg if f.cfg is not None else 7.0,
-                        sampler_name=f.sampler or "euler", scheduler=f.scheduler or "normal",
-                        positive=b.out(positive), negative=b.out(negative), latent_image=b.out(latent),
-                        denoise=denoise)
-        if intents.hires:
-            upscaled = b.add("LatentUpscaleBy", samples=b.out(sampled), upscale_method="nearest-exact",
-                             scale_by=f.scale or 1.5)
-            second = f.denoise if f.denoise is not None else 0.5
-            sampled = b.add("KSampler", model=model, seed=seed, steps=f.steps or 20,
-                            cfg=f.cfg if f.cfg is not None else 7.0, sampler_name=f.sampler or "euler",
-                            scheduler=f.scheduler or "normal", positive=b.out(positive), negative=b.out(negative),
-                            latent_image=b.out(upscaled), denoise=second)
-        decoded = b.add("VAEDecode", samples=b.out(sampled), vae=b.out(ckpt, 2))
-        b.add("SaveImage", images=b.out(decoded), filename_prefix="NodeWeaver/image")
-    if intents.parallel or (intents.caption and intents.llm):
-        _caption_branch(b, f)
-    kind = "img2img" if intents.img2img else ("hires-fix" if intents.hires else "text-to-image")
-    return OfflineResult(b.prompt, f"Stable Diffusion {kind} with {checkpoint}", template=kind)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from agent.offline.compose import Intents, subject_text, template_values
 from agent.offline.extract import extract, quoted_passages
+from agent.offline.stages import read_request as read_stages
 from agent.planner import plan
 from evals.environment import environment
 from evals.suite import load_suite
@@ -59,6 +60,8 @@ def read_request(text: str) -> None:
     subject_text(facts)
     for quoted in quoted_passages(text)[:1]:
         template_values(facts, quoted)
+    read_stages(text, checkpoints=["v1-5-pruned-emaonly.safetensors"], loras=["pixel-art.safetensors"],
+                inputs=["photo.png"])
 
 
 def best_time(text: str, repeat: int = 3) -> float:
