@@ -184,12 +184,7 @@ def plan_offline(request: str, *, checkpoints: list[str], loras: list[str], inpu
     f = extract(request, checkpoints=checkpoints, loras=loras, inputs=inputs)
     intents = Intents(f, inputs)
     b = WorkflowBuilder()
-    if intents.template:
-        template = next(q for q in f.quoted if "{" in q)
-        node = b.add("TextTemplate", template=template, values=template_values(f, template))
-        b.add("SaveText", text=b.out(node), filename_prefix="NodeWeaver/text", format="txt")
-        return OfflineResult(b.prompt, "Fill the template and save the text.", template="text-template")
-    if intents.text_only or (intents.llm and intents.regex):
+    if intents.llm and intents.regex:
         return _text_flow(b, f, intents)
     if intents.wanx and not intents.beyond:
         return _wanx_flow(b, f, intents)
