@@ -251,11 +251,30 @@ def _plan_llm(request: str, registry: NodeRegistry, *, provider: str | None, mod
         errors = errors + [{"type": "execution_error", **state["runtime_error"]}]
     if status == "provider_error":
         errors = [t["error"] for t in state.get("trace", []) if t.get("error")][-1:] or errors
-    return PlanResult(
-        status=status, request=request, planner=label, workflow=workflow if status in ("valid", "ran") else workflow,
+    result = PlanResult(
+        status=status, request=request, planner=label, workflow=workflow,
         text=state.get("draft"), summary=state.get("summary", ""), question=state.get("question"), errors=errors,
         outputs=state.get("outputs") or {}, trace=state.get("trace", []), llm_calls=state.get("llm_calls", 0),
         tokens=state.get("tokens", 0), repairs=state.get("attempts", 0), thread_id=thread_id if checkpointer else None)
+    if workflow and status in ("valid", "ran"):
+        _account(result)
+    return result
+
+
+def _account(result: PlanResult) -> None:
+    """What an LLM-drafted workflow covers of the request, judged from its nodes; a valid one that leaves a
+    stage out becomes `partial`, as an offline plan would."""
+    from agent.coverage import audit
+    from agent.offline.stages import read_request
+
+    parsed = read_request(result.request, checkpoints=folders.model_files("checkpoints"),
+                          loras=folders.model_files("loras"), inputs=folders.input_files())
+    if len(parsed.stages) == 1 and parsed.stages[0].kind == "generate":
+        return  # a lone description is read as a picture by default; the LLM's reading of it stands
+    result.covered, result.not_covered = audit(parsed, result.workflow or {})
+    result.partial = bool(result.not_covered)
+    if result.partial and result.status == "valid":
+        result.status = "partial"
 
 
 def resume(thread_id: str, *, checkpoint_path: Path, provider: str | None = None, model: str | None = None,

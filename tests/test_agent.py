@@ -254,3 +254,25 @@ def test_a_json_draft_is_accepted_too(registry, one_checkpoint):
     llm = GenericFakeChatModel(messages=iter([AIMessage(f"```json\n{json.dumps(api)}\n```")]))
     result = plan("show the word hi", chat_model=llm, registry=registry)
     assert result.status == "valid" and result.workflow == api and result.repairs == 0
+
+
+def test_an_llm_plan_that_drops_a_stage_is_partial_and_says_which(registry, one_checkpoint):
+    """The LLM drafts a plain text-to-image workflow for a two-step request: the upscale it left out is listed,
+    not hidden behind a `valid`."""
+    llm = GenericFakeChatModel(messages=iter([AIMessage(SCRIPT_FIXED)]))
+    result = plan("draw a fox in the snow, then upscale it 2x", chat_model=llm, registry=registry)
+    assert result.status == "partial" and result.partial
+    assert [c["kind"] for c in result.covered] == ["generate"]
+    assert [c["kind"] for c in result.not_covered] == ["upscale"]
+    assert "no node" in result.not_covered[0]["reason"]
+
+
+def test_an_llm_plan_covering_every_stage_stays_valid(registry, one_checkpoint):
+    with_upscale = SCRIPT_FIXED.replace(
+        'out = SaveImage(images=img.IMAGE, filename_prefix="fox")',
+        'up = ImageScaleBy(image=img.IMAGE, upscale_method="lanczos", scale_by=2.0)\n'
+        'out = SaveImage(images=up.IMAGE, filename_prefix="fox")')
+    llm = GenericFakeChatModel(messages=iter([AIMessage(with_upscale)]))
+    result = plan("draw a fox in the snow, then upscale it 2x", chat_model=llm, registry=registry)
+    assert result.status == "valid" and not result.not_covered
+    assert {c["kind"] for c in result.covered} >= {"generate", "upscale"}
