@@ -261,8 +261,10 @@ def test_switch_to_a_family_that_is_not_installed_asks(catalog_registry, install
 
 def test_a_checkpoint_switch_on_a_workflow_without_one_is_reported_not_done(catalog_registry, installed):
     result = edit(wan_t2v(), "switch to SDXL and preview only", catalog_registry)
-    assert result.not_understood == ["switch to SDXL"]
-    assert "no checkpoint loader" in result.summary
+    assert not result.not_understood
+    assert [(n.kind, n.what) for n in result.not_covered] == [("checkpoint", "switch to SDXL")]
+    assert "no checkpoint loader" in result.not_covered[0].reason and "no checkpoint loader" in result.summary
+    assert [c.kind for c in result.changes] == ["save"]
     assert [n.class_type for n in result.diff.removed] == ["SaveAnimatedWEBP"]
     assert [n.class_type for n in result.diff.added] == ["PreviewImage"]
     assert_valid(result, catalog_registry)
@@ -311,7 +313,8 @@ def test_removing_a_node_by_class_passes_its_input_through(catalog_registry, ins
     result = edit(upscaled, "remove the ImageScaleBy node", catalog_registry)
     assert result.workflow == t2i()
     refused = edit(t2i(), "delete the VAEDecode", catalog_registry)
-    assert refused.not_understood == ["delete the VAEDecode"] and refused.diff.empty
+    assert [(n.kind, n.what) for n in refused.not_covered] == [("remove_node", "delete the VAEDecode")]
+    assert refused.diff.empty and not refused.changes
     assert "would leave them unconnected" in refused.summary
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from agent.offline.compose import IMAGE_EXT, Question
 from agent.offline.extract import CN_DIGITS, NUM, Facts, decimal, extract, number
+from agent.offline.fragments import LORA_EXT, LORA_WORDS
 from compiler import validate
 from compiler.diff import WorkflowDiff, diff_workflows, is_link
 from compiler.errors import WorkflowError, WorkflowFormatError
@@ -31,6 +32,9 @@ from runtime.errors import BadRequest
 CONNECT = r"\s*+(?:(?:to|=|:|：|at|of|is|改成|改为|设为|设成|设置为|设置成|调到|调成|调为|调整为|换成|变成|为|到)\s*+)?"
 SEPARATORS = (r"\s*(?:[,，;；。!！]|\.(?=\s|$)|\band\s+then\b|\band\b|\bthen\b|\balso\b|然后|接着|并且|之后|"
               r"再(?=把|将|加|放大|用|改|换|去))\s*")
+# "add people and boats to the negative prompt": the list between the verb and the prompt is one clause
+ADD_SPAN = (r"\b(?:add|append|include|put)\s+(?:(?!\b(?:add|append|include|put|then|also)\b)[^.;。；!！\n]){1,300}?"
+            r"\s(?:to|in|into|as)\s+(?:the\s+)?(?:(?:positive|negative|main|video|image)\s+)?(?:prompt|negatives?)\b")
 QUOTE_SPAN = r"[“\"「『‘][^”\"」』’]*[”\"」』’]|(?<![A-Za-z])'[^']*'(?![A-Za-z])"
 SAMPLER_ALIASES = {"euler a": "euler_ancestral", "euler ancestral": "euler_ancestral", "dpm++ 2m sde": "dpmpp_2m_sde",
                    "dpm++ 2m": "dpmpp_2m", "dpm++ sde": "dpmpp_sde", "dpm++ 3m sde": "dpmpp_3m_sde",
@@ -51,13 +55,30 @@ LARGE_FAMILIES = ("sdxl", "flux", "sd3")
 # ---- results ----------------------------------------------------------------------------------------------
 @dataclass
 class Change:
-    """One operation applied: in words, and the node ids it added or touched."""
+    """One operation applied: the capability it used (`kind`: "sampling", "size", "count", "length", "prompt",
+    "negative", "lora", "checkpoint", "upscale", "hires", "save", "input_image", "remove_node"), in words, and
+    the node ids it added or touched."""
 
+    kind: str
     what: str
     nodes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"what": self.what, "nodes": self.nodes}
+        return {"kind": self.kind, "what": self.what, "nodes": self.nodes}
+
+
+@dataclass
+class NotCovered:
+    """A clause understood but impossible here (no node in this catalog provides it, or this workflow gives it
+    nothing to act on): the workflow is left as it was for this clause, and the result is partial."""
+
+    kind: str
+    what: str
+    reason: str
+    suggestion: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        return {"kind": self.kind, "what": self.what, "reason": self.reason, "suggestion": self.suggestion}
 
 
 @dataclass
@@ -69,6 +90,7 @@ class EditResult:
     summary: str
     changes: list[Change] = field(default_factory=list)
     not_understood: list[str] = field(default_factory=list)
+    not_covered: list[NotCovered] = field(default_factory=list)
     question: Question | None = None
     notes: list[str] = field(default_factory=list)
     valid: bool = False
@@ -80,7 +102,8 @@ class EditResult:
                                                        "slot": self.question.slot}
         return {"workflow": self.workflow, "diff": self.diff.model_dump(), "diff_lines": self.diff.lines(),
                 "summary": self.summary, "changes": [c.as_dict() for c in self.changes],
-                "not_understood": self.not_understood, "question": question, "notes": self.notes,
+                "not_understood": self.not_understood, "not_covered": [n.as_dict() for n in self.not_covered],
+                "question": question, "notes": self.notes,
                 "valid": self.valid, "errors": self.errors, "source_format": self.source_format}
 
 
@@ -93,7 +116,12 @@ class NeedsAnswer(Exception):
 
 
 class CannotApply(Exception):
-    """An operation was understood but this workflow gives it nothing to act on (the reason says why)."""
+    """An operation was understood but cannot be done here: this workflow gives it nothing to act on, or no
+    installed node provides it (the reason says why, the suggestion what would)."""
+
+    def __init__(self, reason: str, *, kind: str = "", suggestion: str = "") -> None:
+        super().__init__(reason)
+        self.reason, self.kind, self.suggestion = reason, kind, suggestion
 
 
 # ---- the workflow as a graph ------------------------------------------------------------------------------
@@ -207,8 +235,8 @@ class Session:
     def facts(self, clause: str) -> Facts:
         return extract(clause, checkpoints=self.checkpoints, loras=self.loras, inputs=self.inputs)
 
-    def did(self, what: str, nodes: list[str]) -> None:
-        self.changes.append(Change(what=what, nodes=sorted(set(nodes), key=_id_order)))
+    def did(self, kind: str, what: str, nodes: list[str]) -> None:
+        self.changes.append(Change(kind=kind, what=what, nodes=sorted(set(nodes), key=_id_order)))
 
 
 def _id_order(node_id: str) -> tuple[int, str]:
@@ -269,7 +297,7 @@ def apply_sampling(s: Session, clause: str, facts: Facts) -> bool:
             raise CannotApply(f"no node of this workflow takes {name}")
         for node_id in targets:
             g.inputs(node_id)[key] = value
-        s.did(f"{key} = {value}", targets)
+        s.did("sampling", f"{key} = {value}", targets)
     return True
 
 
@@ -323,7 +351,7 @@ def set_size(s: Session, width: int, height: int) -> None:
     for node_id in makers:
         g.inputs(node_id).update(width=width, height=height)
     if makers:
-        s.did(f"size = {width}x{height}", makers)
+        s.did("size", f"size = {width}x{height}", makers)
         return
     encoders = g.of_class("VAEEncode")
     if not encoders:
@@ -334,7 +362,7 @@ def set_size(s: Session, width: int, height: int) -> None:
         scale = g.add("ImageScale", image=pixels, upscale_method="lanczos", width=width, height=height, crop="center")
         g.inputs(enc)["pixels"] = [scale, 0]
         added.append(scale)
-    s.did(f"scale the input image to {width}x{height}", added + encoders)
+    s.did("size", f"scale the input image to {width}x{height}", added + encoders)
 
 
 def _count(clause: str, facts: Facts) -> int | None:
@@ -358,7 +386,7 @@ def apply_count(s: Session, clause: str, facts: Facts) -> bool:
     for node_id in makers:
         g.inputs(node_id)["batch_size"] = count
     if makers:
-        s.did(f"batch_size = {count}", makers)
+        s.did("count", f"batch_size = {count}", makers)
         return True
     encoders = g.of_class("VAEEncode")
     if not encoders:
@@ -368,7 +396,7 @@ def apply_count(s: Session, clause: str, facts: Facts) -> bool:
         repeat = g.add("RepeatLatentBatch", samples=[enc, 0], amount=count)
         g.rewire([enc, 0], [repeat, 0], skip={repeat})
         added.append(repeat)
-    s.did(f"repeat the encoded latent {count} times", added)
+    s.did("count", f"repeat the encoded latent {count} times", added)
     return True
 
 
@@ -384,16 +412,18 @@ def apply_frames(s: Session, clause: str, facts: Facts) -> bool:
         s.notes.append(f"{frames} frames rounded to {length} (video latents take 4k+1 frames)")
     for node_id in makers:
         g.inputs(node_id)["length"] = length
-    s.did(f"length = {length} frames", makers)
+    s.did("length", f"length = {length} frames", makers)
     return True
 
 
 # ---- prompts ----------------------------------------------------------------------------------------------
-PROMPT_SET = [r"(?:change|set|replace|make|update)\s+(?:the\s+)?(?:positive\s+)?prompt\s+(?:to|into|with|as)\s+(.+)",
-              r"^\s*(?:new\s+|positive\s+)?prompt\s*[:：=]\s*(.+)",
-              r"(?:正向|正面)?提示词(?:改成|改为|换成|设为|设置为|设成|变成|替换为|替换成)\s*[:：]?\s*(.+)",
+PROMPT_KIND = r"(?:(?:positive|main|video|image|picture|text|subject)\s+)?"
+PROMPT_SET = [r"(?:change|set|replace|make|update|switch)\s+(?:the\s+|its\s+)?" + PROMPT_KIND
+              + r"prompt\s+(?:to|into|with|as|for)\s+(.+)",
+              r"^\s*(?:new\s+)?" + PROMPT_KIND + r"prompt\s*[:：=]\s*(.+)",
+              r"(?:正向|正面|视频|画面|图片)?提示词(?:改成|改为|换成|设为|设置为|设成|变成|替换为|替换成)\s*[:：]?\s*(.+)",
               r"^\s*(?:正向|正面)?提示词\s*[:：]\s*(.+)"]
-PROMPT_ADD = [r"(?:add|append|include)\s+(.{1,1000}?)\s+(?:to|in|into)\s+the\s+(?:positive\s+)?prompt",
+PROMPT_ADD = [r"(?:add|append|include|put)\s+(.{1,1000}?)\s+(?:to|in|into)\s+the\s+" + PROMPT_KIND + r"prompt",
               r"(?:在)?(?:正向|正面)?提示词(?:里|中|里面|后面)?(?:加上|添加|增加|加入|补充|加)\s*(.+)",
               r"(?:加上|添加|增加|加入)\s*(.{1,1000}?)\s*(?:到|进)(?:正向|正面)?提示词"]
 NEGATIVE_CLEAR = [r"(?:remove|clear|delete|drop|empty|no|without)\s+(?:the\s+|a\s+|any\s+)?negative(?:\s+prompt)?\b",
@@ -402,8 +432,11 @@ NEGATIVE_SET = [r"(?:change|set|replace|make|update)\s+(?:the\s+)?negative(?:\s+
                 r"negative(?:\s+prompt)?\s*[:：=]\s*(.+)",
                 NEGATIVE_ZH + r"(?:改成|改为|换成|设为|设置为|设成|变成|替换为)\s*[:：]?\s*(.+)",
                 NEGATIVE_ZH + r"\s*[:：]\s*(.+)"]
-NEGATIVE_ADD = [r"(?:add|append|include)\s+(.{1,1000}?)\s+(?:to|in|into)\s+the\s+negative(?:\s+prompt)?",
-                r"(?:在)?" + NEGATIVE_ZH + r"(?:里|中|里面)?(?:加上|添加|增加|加入|加)\s*(.+)",
+NEGATIVE_ADD = [r"(?:add|append|include|put)\s+(.{1,1000}?)\s+(?:to|in|into|as)\s+(?:the\s+)?negatives?"
+                r"(?:\s+prompt)?",
+                r"(?:在)?" + NEGATIVE_ZH + r"(?:里|中|里面|后面)?(?:再)?(?:加上|添加|增加|加入|补充|加)\s*(.+)",
+                r"(?:把|将)?(.{1,1000}?)\s*(?:加到|加进|加入|添加到|放到|放进|写进|补充到)\s*" + NEGATIVE_ZH,
+                r"(?:加上|添加|增加|加入)\s*(.{1,1000}?)\s*(?:到|进)" + NEGATIVE_ZH,
                 r"^\s*(?:avoid|no more)\s+(.+)", r"^\s*(?:避免|不要出现|不要有)\s*(.+)"]
 
 
@@ -426,7 +459,7 @@ def _set_text(s: Session, side: str, text: str, *, append: bool, quoted: bool) -
         old = g.inputs(node_id)["text"].strip().rstrip(",")
         g.inputs(node_id)["text"] = f"{old}, {text}" if append and old else text
     done = f"{'added to' if append else 'set'} the {side} prompt"
-    s.did("cleared the negative prompt" if side == "negative" and not text else _told(done, text), nodes)
+    s.did("negative" if side == "negative" else "prompt", "cleared the negative prompt" if side == "negative" and not text else _told(done, text), nodes)
     s.prompt_tail = None if quoted or not text else (nodes, done, text)
 
 
@@ -470,6 +503,15 @@ def extend_prompt(s: Session, separator: str, clause: str) -> bool:
 
 # ---- LoRA -------------------------------------------------------------------------------------------------
 LORA_CLASSES = ("LoraLoader", "LoraLoaderModelOnly")
+# words in LoRA file names that tell nothing about what the LoRA does
+GENERIC_LORA_WORDS = {"lora", "loras", "lycoris", "locon", "loha", "lokr", "sd15", "sd1", "sdxl", "sd3", "flux",
+                      "pony", "fp16", "fp8", "bf16", "style", "model", "the", "and", "for", "with", "more", "less",
+                      "add", "new", "best", "high", "low", "final", "safetensors", "pruned", "ema", "emaonly"}
+STRENGTH = re.compile(r"(?:strength|weight|权重|强度|(?<![a-z])at(?![a-z])|@)[^\d\n。;；,，]{0,12}?"
+                      r"(?<![\w.])(\d*\.\d+|\d+(?:\.\d+)?)(?![\d.]|\s*(?:x|倍|px|步|张|fps|steps?)\b)",
+                      re.IGNORECASE)
+LORA_ADD = re.compile(r"\b(?:add|another|extra|second|stack|also\s+use)\b|添加|加上|加个|加一个|再加|叠加|加入|再用",
+                      re.IGNORECASE)
 
 
 def _model_roots(g: Graph) -> tuple[list | None, list | None]:
@@ -485,18 +527,64 @@ def _model_roots(g: Graph) -> tuple[list | None, list | None]:
 
 
 def _strength(clause: str) -> float | None:
-    m = re.search(r"(?:strength|weight|权重|强度)" + CONNECT + NUM, clause, re.IGNORECASE) or \
-        re.search(r"(?:at|@)\s*(\d?\.\d+)", clause)
-    return decimal(m.group(1)) if m else None
+    """A LoRA strength the clause states ("at 0.8", "strength 0.7", "权重改成0.5", "强度降到 0.6"): a number
+    after a strength word (or "at") that ComfyUI's sliders take as one (0 < s <= 2)."""
+    for m in STRENGTH.finditer(clause):
+        value = decimal(m.group(1))
+        if value is not None and 0 < value <= 2:
+            return value
+    return None
 
 
-def _choose_lora(s: Session, facts: Facts) -> str:
+def _lora_words(name: str) -> list[str]:
+    """The words of a LoRA file name that tell it apart ("watercolor_sd15.safetensors" → ["watercolor"])."""
+    stem = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", name.rsplit(".", 1)[0] if name.lower().endswith(LORA_EXT) else name)
+    words = [w for w in re.split(r"[\s_\-.]+", stem.lower()) if w]
+    return [w for w in words if len(w) >= 3 and w not in GENERIC_LORA_WORDS and not re.fullmatch(r"v?\d+\w?", w)]
+
+
+def _loose_loras(s: Session, clause: str) -> list[str]:
+    """Installed LoRAs the clause names loosely ("the watercolor one", "水彩LoRA", "Water-Color"): a file
+    one of whose telling words the clause holds; when several match, those made for the workflow's model family."""
+    lowered = clause.lower()
+    squashed = re.sub(r"[\s_\-.]+", "", lowered)
+    for zh, en in LORA_WORDS.items():
+        if zh in clause:
+            lowered, squashed = f"{lowered} {en}", squashed + en
+    matches = [f for f in s.loras if any(re.search(rf"(?<![a-z]){re.escape(w)}", lowered)
+                                         or (len(w) >= 5 and w in squashed) for w in _lora_words(f))]
+    if len(matches) > 1:
+        loaders = s.graph.with_input("ckpt_name") or s.graph.with_input("unet_name")
+        model = str(s.graph.inputs(loaders[0]).get("ckpt_name") or s.graph.inputs(loaders[0]).get("unet_name")) \
+            if loaders else ""
+        fitting = [f for f in matches if family_of(model) and family_of(f) == family_of(model)]
+        matches = fitting or matches
+    return matches
+
+
+def _named_lora(s: Session, clause: str, facts: Facts) -> tuple[str | None, list[str]]:
+    """The LoRA the clause names (exactly, or loosely and alone), and the candidates when loosely several."""
     if facts.lora:
-        return facts.lora
+        return facts.lora, [facts.lora]
+    matches = _loose_loras(s, clause)
+    if len(matches) == 1:
+        note = f"The LoRA named in {clause!r} is read as the installed {matches[0]}."
+        s.notes += [note] if note not in s.notes else []
+        return matches[0], matches
+    return None, matches
+
+
+def _choose_lora(s: Session, clause: str, facts: Facts) -> str:
+    named, candidates = _named_lora(s, clause, facts)
+    if named:
+        return named
     answer = s.answers.get("lora")
     if answer and answer in s.loras:
         return answer
-    text = ("Which LoRA should be added?" if s.loras else
+    if len(candidates) > 1:
+        raise NeedsAnswer(Question(text="Several installed LoRAs match: which one should be used?",
+                                   choices=candidates, slot="lora"))
+    text = ("Which LoRA should be used?" if s.loras else
             "No LoRA is installed: put a LoRA file in the models/loras folder, or name one")
     raise NeedsAnswer(Question(text=text, choices=list(s.loras), slot="lora"))
 
@@ -514,14 +602,15 @@ def add_lora(s: Session, name: str, strength: float | None) -> None:
                      strength_clip=value)
         moved = g.rewire(clip, [lora, 1], skip={lora})
     moved = g.rewire(model, [lora, 0], skip={lora}) + (moved if clip is not None else [])
-    s.did(f"added LoRA {name} (strength {value})", [lora] + moved)
+    s.did("lora", f"added LoRA {name} (strength {value})", [lora] + moved)
 
 
-def remove_loras(s: Session, facts: Facts) -> None:
+def remove_loras(s: Session, clause: str, facts: Facts) -> None:
     g = s.graph
-    loras = [i for i in g.of_class(*LORA_CLASSES) if not facts.lora or g.inputs(i).get("lora_name") == facts.lora]
+    named, _ = _named_lora(s, clause, facts)
+    loras = [i for i in g.of_class(*LORA_CLASSES) if not named or g.inputs(i).get("lora_name") == named]
     if not loras:
-        raise CannotApply("this workflow has no LoRA to remove")
+        raise CannotApply(f"this workflow has no LoRA {named or ''} to remove".replace("  ", " "))
     moved: list[str] = []
     for lora in loras:
         inputs = g.inputs(lora)
@@ -529,37 +618,47 @@ def remove_loras(s: Session, facts: Facts) -> None:
         if "clip" in inputs:
             moved += g.rewire([lora, 1], inputs["clip"])
         g.remove(lora)
-    s.did(f"removed {facts.lora or 'the LoRA'} and rewired its consumers to the loader", loras + moved)
+    s.did("lora", f"removed {named or 'the LoRA'} and rewired its consumers to the loader", loras + moved)
 
 
 def apply_lora(s: Session, clause: str, facts: Facts) -> bool:
+    """Add, remove, switch or re-weight a LoRA. A clause that names no new LoRA but states a strength changes
+    the strength of those present ("LoRA 权重改成 0.5"); only adding or switching without a name asks."""
     if not (_has(clause, "lora") or facts.lora):
         return False
     g = s.graph
     existing = g.of_class(*LORA_CLASSES)
+    strength = _strength(clause)
     if _has(clause, *REMOVE_WORDS) or re.search(r"\bno\s+lora", clause, re.IGNORECASE):
-        remove_loras(s, facts)
-    elif existing and _has(clause, *SWITCH_WORDS) and not _has(clause, "add", "another", "加", "再"):
-        name = _choose_lora(s, facts)
-        for lora in existing:
-            g.inputs(lora)["lora_name"] = name
-        s.did(f"lora_name = {name}", existing)
-        _set_lora_strength(s, existing, _strength(clause))
-    elif existing and not facts.lora and _strength(clause) is not None and not _has(clause, "add", "加"):
-        _set_lora_strength(s, existing, _strength(clause))
+        remove_loras(s, clause, facts)
+    elif existing and not LORA_ADD.search(clause):
+        named, _ = _named_lora(s, clause, facts)
+        present = [i for i in existing if g.inputs(i).get("lora_name") == named]
+        if present or (named is None and strength is not None):
+            _set_lora_strength(s, present or existing, strength, already=named)
+        elif named or _has(clause, *SWITCH_WORDS):
+            name = named or _choose_lora(s, clause, facts)
+            for lora in existing:
+                g.inputs(lora)["lora_name"] = name
+            s.did("lora", f"lora_name = {name}", existing)
+            _set_lora_strength(s, existing, strength)
+        else:
+            return False
     else:
-        add_lora(s, _choose_lora(s, facts), _strength(clause))
+        add_lora(s, _choose_lora(s, clause, facts), strength)
     return True
 
 
-def _set_lora_strength(s: Session, loras: list[str], strength: float | None) -> None:
+def _set_lora_strength(s: Session, loras: list[str], strength: float | None, already: str | None = None) -> None:
     if strength is None:
+        if already:
+            s.did("lora", f"LoRA {already} (already in the workflow)", [])
         return
     for lora in loras:
         for key in ("strength_model", "strength_clip"):
             if key in s.graph.inputs(lora):
                 s.graph.inputs(lora)[key] = strength
-    s.did(f"LoRA strength = {strength}", loras)
+    s.did("lora", f"LoRA strength = {strength}", loras)
 
 
 # ---- checkpoint -------------------------------------------------------------------------------------------
@@ -584,7 +683,7 @@ def apply_checkpoint(s: Session, clause: str, facts: Facts) -> bool:
     old = g.inputs(loaders[0])["ckpt_name"]
     for loader in loaders:
         g.inputs(loader)["ckpt_name"] = name
-    s.did(f"checkpoint = {name}", loaders)
+    s.did("checkpoint", f"checkpoint = {name}", loaders)
     _resize_for(s, family_of(str(old)), family or family_of(name))
     return True
 
@@ -667,8 +766,38 @@ def apply_upscale(s: Session, clause: str, facts: Facts) -> bool:
         for out in outputs:
             g.inputs(out)["images"] = image
         touched += outputs
-    s.did(f"upscale {factor:g}x" + (f" with {model}" if model else " (pixels, lanczos)"), touched)
+    s.did("upscale", f"upscale {factor:g}x" + (f" with {model}" if model else " (pixels, lanczos)"), touched)
     return True
+
+
+INTERPOLATE_WORDS = re.compile(r"interpolat|补帧|插帧|frame[- ]rate up|\brife\b|film vfi|smoother motion|更流畅|更丝滑",
+                               re.IGNORECASE)
+INTERPOLATE_NODE = re.compile(r"vfi|frame_?interp|interpolat", re.IGNORECASE)
+
+
+def _interpolators(registry: NodeRegistry) -> list[str]:
+    """Classes of this catalog that may interpolate frames: named so, and taking and making IMAGE."""
+    found = []
+    for name in registry.names():
+        spec = registry.spec(name) if INTERPOLATE_NODE.search(name) else None
+        if spec and "IMAGE" in {i.type for i in spec.inputs} and "IMAGE" in {o.type for o in spec.outputs}:
+            found.append(name)
+    return found
+
+
+def apply_interpolate(s: Session, clause: str, facts: Facts) -> bool:
+    """Frame interpolation: no core ComfyUI node does it, so the clause is reported (not dropped) with what
+    would provide it; a catalog that has such a node gets its name in the reason."""
+    if not INTERPOLATE_WORDS.search(clause):
+        return False
+    fps = re.search(r"(\d+)\s*(?:fps|帧每秒|帧/秒)", clause, re.IGNORECASE)
+    aim = f" to {fps.group(1)} fps" if fps else ""
+    found = _interpolators(s.graph.registry)
+    if found:
+        raise CannotApply(f"the editor does not wire {', '.join(found)} by words yet (interpolation{aim})",
+                          kind="interpolate", suggestion=f"add {found[0]} between the VAE decode and the save node")
+    raise CannotApply(f"no installed node provides frame interpolation{aim}", kind="interpolate",
+                      suggestion="packs such as ComfyUI-Frame-Interpolation (RIFE, FILM) provide it")
 
 
 def apply_hires(s: Session, clause: str, facts: Facts) -> bool:
@@ -686,7 +815,7 @@ def apply_hires(s: Session, clause: str, facts: Facts) -> bool:
         second_inputs = {**copy.deepcopy(g.inputs(sampler)), "latent_image": [up, 0], "denoise": 0.5}
         second = g.add("KSampler", **second_inputs)
         touched += [up, second] + g.rewire([sampler, 0], [second, 0], skip={up, second})
-    s.did(f"hires fix: latent upscale {factor:g}x and a second KSampler pass at denoise 0.5", touched)
+    s.did("hires", f"hires fix: latent upscale {factor:g}x and a second KSampler pass at denoise 0.5", touched)
     return True
 
 
@@ -723,7 +852,7 @@ def apply_output(s: Session, clause: str, facts: Facts) -> bool:
             made += [node_id, _replace_output(s, node_id, target, **values)]
     what = {"PreviewImage": "preview instead of saving", "SaveAnimatedWEBP": "save as WebP",
             "SaveImage": "save the images (PNG)"}[target]
-    s.did(what if made else f"{what} (already so)", made)
+    s.did("save", what if made else f"{what} (already so)", made)
     return True
 
 
@@ -744,7 +873,7 @@ def apply_input_image(s: Session, clause: str, facts: Facts) -> bool:
         name = answer
     for loader in loaders[:1]:
         g.inputs(loader)["image"] = name
-    s.did(f"input image = {name}", loaders[:1])
+    s.did("input_image", f"input image = {name}", loaders[:1])
     return True
 
 
@@ -781,8 +910,8 @@ def apply_remove_node(s: Session, clause: str, facts: Facts) -> bool:
     for node_id in targets:
         moved += _bypass(g, node_id)
     pruned = g.prune_orphans(sources)
-    s.did(f"removed {', '.join(classes)}" + (f" (and {len(pruned)} node(s) only it used)" if pruned else ""),
-          targets + moved + pruned)
+    also = f" (and {len(pruned)} node(s) only it used)" if pruned else ""
+    s.did("remove_node", f"removed {', '.join(classes)}{also}", targets + moved + pruned)
     return True
 
 
@@ -804,15 +933,22 @@ def _bypass(g: Graph, node_id: str) -> list[str]:
 
 # ---- reading the request, applying it ---------------------------------------------------------------------
 STRUCTURAL: list[Callable[[Session, str, Facts], bool]] = [
-    apply_negative, apply_prompt, apply_lora, apply_checkpoint, apply_hires, apply_upscale, apply_output,
-    apply_input_image, apply_remove_node]
+    apply_negative, apply_prompt, apply_lora, apply_checkpoint, apply_interpolate, apply_hires, apply_upscale,
+    apply_output, apply_input_image, apply_remove_node]
 VALUES: list[Callable[[Session, str, Facts], bool]] = [apply_sampling, apply_size, apply_count, apply_frames]
+# the capability each operation stands for (Change.kind and NotCovered.kind)
+OP_KINDS = {"apply_negative": "negative", "apply_prompt": "prompt", "apply_lora": "lora",
+            "apply_checkpoint": "checkpoint", "apply_interpolate": "interpolate", "apply_hires": "hires",
+            "apply_upscale": "upscale", "apply_output": "save", "apply_input_image": "input_image",
+            "apply_remove_node": "remove_node", "apply_sampling": "sampling", "apply_size": "size",
+            "apply_count": "count", "apply_frames": "length"}
 
 
 def split_clauses(text: str) -> list[tuple[str, str]]:
     """The clauses of a request with the separator before each ("and", "然后", ",", ";" …), never splitting
     inside quotes: "add 'cats and dogs' to the prompt" stays one clause."""
     spans = [m.span() for m in re.finditer(QUOTE_SPAN, text)]
+    spans += [m.span() for m in re.finditer(ADD_SPAN, text, re.IGNORECASE)]
     pieces: list[tuple[str, str]] = []
     start, separator = 0, ""
     for m in re.finditer(SEPARATORS, text, re.IGNORECASE):
@@ -824,14 +960,24 @@ def split_clauses(text: str) -> list[tuple[str, str]]:
     return [(sep, clause.strip()) for sep, clause in pieces if clause.strip()]
 
 
+def _run(op: Callable[[Session, str, Facts], bool], s: Session, clause: str, facts: Facts) -> bool:
+    """One operation on one clause; a CannotApply it raises is labelled with the operation's capability."""
+    try:
+        return op(s, clause, facts)
+    except CannotApply as exc:
+        exc.kind = exc.kind or OP_KINDS.get(op.__name__, "unknown")
+        raise
+
+
 def _apply_clause(s: Session, separator: str, clause: str) -> bool:
     """Apply every operation the clause states; False when none is found in it."""
     facts = s.facts(clause)
-    structural = next((op for op in STRUCTURAL if op(s, clause, facts)), None)
+    structural = next((op for op in STRUCTURAL if _run(op, s, clause, facts)), None)
     if structural in (apply_prompt, apply_negative):
         return True  # the text is the prompt: numbers in it are not settings
     appended = structural in (apply_upscale, apply_hires)  # "upscale to 2x" states no latent size or count
-    values = [op for op in VALUES if not (appended and op in (apply_size, apply_count)) and op(s, clause, facts)]
+    values = [op for op in VALUES
+              if not (appended and op in (apply_size, apply_count)) and _run(op, s, clause, facts)]
     if structural or values:
         s.prompt_tail = None
         return True
@@ -865,6 +1011,7 @@ def edit_workflow(workflow: Any, request: str, *, registry: NodeRegistry, checkp
     s = Session(graph=Graph(copy.deepcopy(before), registry), checkpoints=list(checkpoints), loras=list(loras),
                 inputs=list(inputs), upscale_models=list(upscale_models), answers=dict(answers or {}))
     not_understood: list[str] = []
+    not_covered: list[NotCovered] = []
     for separator, clause in split_clauses(request):
         snapshot, done = copy.deepcopy(s.graph.wf), len(s.changes)
         try:
@@ -876,25 +1023,32 @@ def edit_workflow(workflow: Any, request: str, *, registry: NodeRegistry, checkp
             s.graph.wf.clear()
             s.graph.wf.update(snapshot)
             del s.changes[done:]
-            s.notes.append(f"{clause!r}: {exc}")
-            understood = False
+            s.prompt_tail = None
+            not_covered.append(NotCovered(kind=exc.kind or "unknown", what=clause, reason=exc.reason,
+                                          suggestion=exc.suggestion))
+            continue
         if not understood:
             not_understood.append(clause)
     checked = validate(s.graph.wf, registry)
     lang = "zh" if re.search(r"[\u4e00-\u9fff]", request) else "en"
     return EditResult(workflow=s.graph.wf, diff=diff_workflows(before, s.graph.wf), changes=s.changes,
-                      summary=_summary(s, not_understood, lang), not_understood=not_understood, notes=s.notes,
+                      summary=_summary(s, not_understood, not_covered, lang), not_understood=not_understood,
+                      not_covered=not_covered, notes=s.notes,
                       valid=checked.valid, errors=[e.model_dump() for e in checked.errors], source_format=fmt)
 
 
-def _summary(s: Session, not_understood: list[str], lang: str) -> str:
+def _summary(s: Session, not_understood: list[str], not_covered: list[NotCovered], lang: str) -> str:
     done = "; ".join(c.what for c in s.changes)
     if lang == "zh":
         parts = [f"已修改工作流：{done}。" if done else "工作流没有改动。"]
+        if not_covered:
+            parts.append("无法完成：" + "；".join(f"“{n.what}”（{n.reason}）" for n in not_covered) + "。")
         if not_understood:
             parts.append("未能理解：" + "；".join(f"“{c}”" for c in not_understood) + "。")
     else:
         parts = [f"Edited the workflow: {done}." if done else "The workflow is unchanged."]
+        if not_covered:
+            parts.append("Not possible here: " + "; ".join(f"{n.what!r} ({n.reason})" for n in not_covered) + ".")
         if not_understood:
             parts.append("Not understood: " + "; ".join(repr(c) for c in not_understood) + ".")
     return " ".join(parts + s.notes)
