@@ -79,7 +79,8 @@ _COUNT_EN = re.compile(r"\b(\d+|one|two|three|four|five|six|seven|eight|nine|ten
                        r"illustrations|renders|drawings|paintings|wallpapers|image|picture|photo)\b"
                        r"|\bbatch(?: size)? (?:of )?(\d+)", IC)
 _SCALE = re.compile(r"(?:\b(?:by|to) |放大到? ?|放大为 ?)?(?<![A-Za-z0-9_.])" + _N + r" ?(?:x|×|倍|times)(?![\w\-])"
-                    r"|(?<![\w])[x×]" + _N + r"\b|([两二三四]) ?倍|\b(double|twice|triple|quadruple)\b", IC)
+                    r"|(?<![\w])[x×]" + _N + r"\b|([两二三四]) ?倍|\b(double|twice|triple|quadruple)\b"
+                    r"|\bby (\d(?:\.\d+)?)(?![\w.%])(?! ?(?:px|pixels?|像素))", IC)
 _DENOISE = re.compile(r"(?:denoise|denoising(?: strength)?|重绘幅度|重绘强度|去噪强度?) ?(?:of|at|=|:|:|to)? ?" + _N, IC)
 _FPS = re.compile(r"(?:(?:at )?(?<![\d.])" + _N + r" ?(?:fps|帧每秒|帧/秒)|(?:每秒|帧率|frame rate(?: of)?) ?[::]? ?"
                   + _N + r" ?帧?)", IC)
@@ -126,11 +127,11 @@ def _numbers(slots: Slots, *, scale: bool, video: bool) -> None:
 
 
 def _scale_value(m: re.Match) -> float | None:
-    if m.group(1) or m.group(2):
-        return decimal(m.group(1) or m.group(2))
+    if m.group(1) or m.group(2) or m.group(5):
+        return decimal(m.group(1) or m.group(2) or m.group(5))
     if m.group(3):
         return float(cn_number(m.group(3)) or 2)
-    return _WORD_NUMBER[m.group(4).lower()]
+    return _WORD_NUMBER[m.group(4).lower()] if m.group(4) else None
 
 
 def _put(slots: Slots, name: str, value: object) -> str:

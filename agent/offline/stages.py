@@ -41,7 +41,7 @@ _VERBS_ZH = (r"放大|超分|去掉|移除|删除|删掉|去除|把|将|换成|�
 _BOUNDARY = re.compile(
     r"(?P<hard>(?:[,,.。!?!?] ?)?\b(?:and then|and finally|then|after that|afterwards|afterward|finally|"
     r"after which)\b[,,]?|(?:[,,.。;;] ?)?(?:然后|接着|之后|随后|最后(?!一?帧)|(?<!不)再(?!见))|[;;])"
-    r"|(?P<soft>[。!?!?\n]|\.(?= |$)|[,,] ?(?=(?:" + _VERBS_EN + r"|" + _VERBS_ZH + r")\b)"
+    r"|(?P<soft>[。!?!?\n]|\.(?= |$)|[,,] ?(?=(?:" + _VERBS_EN + r")\b|(?:" + _VERBS_ZH + r"))"
     r"|(?<=[^ ]) (?:and|&) (?=(?:" + _VERBS_EN + r")\b)|(?<![合吞兼])并且?(?=(?:" + _VERBS_ZH + r")))", IC)
 
 
@@ -104,17 +104,20 @@ _RULES: list[tuple[StageKind, re.Pattern]] = [
     ("describe", _rx(r"\bdescribe|反推|描述(?:一下)?(?:这张|图|照片|它)|caption (?:this|the|that) (?:image|photo|picture)|"
                      r"what(?:'s| is) in (?:this|the)|图(?:片)?里有什么|看图说话|image to prompt|interrogate")),
     ("caption", _rx(r"caption|slogan|tagline|文案|标语|配文|广告语|宣传语")),
-    ("llm_write", _rx(r"\b(?:gpt|chatgpt|llm|deepseek|claude|qwen-?(?:max|plus|turbo))\b|通义千问|千问|大模型|语言模型|"
-                      r"\bwrite\b|写")),
+    ("llm_write", _rx(r"\b(?:gpt|chatgpt|llm|deepseek|claude|qwen-?(?:max|plus|turbo))\b|通义千问|千问|(?<!放)大模型|语言模型|"
+                      r"\bwrite\b|(?<!描)写(?![实意生着有上真的是])")),
     ("audio", _rx(r"\bmusic\b|\bsong\b|\baudio\b|\bspeech\b|\bvoice ?over\b|\btts\b|sound effect|\bnarrat|音乐|歌曲|"
                   r"配乐|语音|配音|音效|朗读")),
     ("3d", _rx(r"\b3d (?:model|mesh|asset|object)|\bmesh\b|\.glb\b|三维模型|3d模型|3D模型|三维")),
-    ("flf2v", _rx(r"first frame.{0,80}last frame|start frame.{0,80}end frame|first and last frames?|首尾帧|"
+    ("flf2v", _rx(r"\b(?:morph|transition|blend)(?:s|ing)? from\b|\bstarts? (?:at|with|from|on)\b.{1,80}\bends? "
+                  r"(?:at|with|on)\b|从.{1,40}(?:过渡|渐变|变化|变)到|(?:当|作为|做)(?:开头|起始帧?|第一帧).{1,60}(?:当|作为|做)"
+                  r"(?:结尾|结束帧?)|first frame.{0,80}last frame|start frame.{0,80}end frame|first and last frames?|首尾帧|"
                   r"首帧.{0,80}尾帧|首帧.{0,80}最后一帧|起始帧.{0,80}结束帧")),
     ("interpolate", _rx(r"interpolat|补帧|插帧|\bsmoother\b|更流畅|更丝滑|\brife\b|film vfi|frame rate up")),
 ]
-_VIDEO = _rx(r"\bvideos?\b|视频|\banimate\b|\banimation\b|动起来|动画|\bmovie\b|\bclip\b|\bt2v\b|\bi2v\b|短片")
-_I2V = _rx(r"\banimate\b|让.{0,6}?动起来|动起来|(?:turn|make|convert)\b.{0,20}?\binto an? (?:video|clip|animation)"
+_WRITTEN_PROMPT = _rx(r"提示词|描述|脚本|\bprompts?\b|\bdescription\b|\bscript\b")
+_VIDEO = _rx(r"\bvideos?\b|视频|\banimate\b|\bbring\b.{1,60}?\bto life\b|\bcomes? alive\b|\banimation\b|动起来|动画|\bmovie\b|\bclip\b|\bt2v\b|\bi2v\b|短片")
+_I2V = _rx(r"\banimate\b|\bbring\b.{1,60}?\bto life\b|\bcomes? alive\b|让.{0,6}?动起来|动起来|(?:turn|make|convert)\b.{0,20}?\binto an? (?:video|clip|animation)"
            r"(?: (?:where|of|showing|in which)\b)?|图生视频|image[- ]to[- ]video|\bi2v\b|make (?:it|this|the image) move|"
            r"(?:turn|make|convert) (?:it|this|the (?:image|picture|photo)) into a video")
 _T2V = _rx(r"text[- ]to[- ]video|文生视频|\bt2v\b")
@@ -128,14 +131,18 @@ _POST: list[tuple[StageKind, re.Pattern]] = [
                   r"second (?:sampling )?pass|二次采样|潜空间放大|\brefine\b|精修|细化")),
     ("upscale", _rx(r"upscal|\benlarge|放大|超分|高清化|super[- ]?resolution|esrgan|ultrasharp|"
                     r"increase the resolution|提高分辨率|\b\d(?:\.\d)?x (?:bigger|larger)")),
-    ("outpaint", _rx(r"outpaint|\bextend|\bexpand|扩图|扩展|向[左右上下]|[左右上下]边?扩|make it (?:wider|taller)|"
+    ("outpaint", _rx(r"outpaint|\bextend|\bexpand|\bzoom out\b|\bpad(?:ding)?\b|\bcontinue the (?:top|bottom|left|right|"
+                     r"sides?|edges?)\b|扩图|扩展|扩充|往[左右上下]扩|四周|向[左右上下]|[左右上下]边?扩|make it (?:wider|taller)|"
                      r"\bwider\b|\btaller\b|延展|外扩|uncrop")),
     ("invert", _rx(r"\binvert|反相|反色|负片|颜色反转|反转颜色")),
     ("inpaint", _rx(r"inpaint|局部重绘|(?:the )?\bmask(?:ed)?\b(?: (?:area|region|part))?(?: of)?|遮罩|蒙版|"
                     r"repaint (?:the|this)")),
     ("reference", _rx(r"ip-?adapter|in the style of (?:this|that|the|my) (?:image|picture|photo)|参考这张图|参考图|"
                       r"参考(?:这张)?(?:图片|照片)|风格参考|\bredux\b|reference (?:image|picture|photo)|"
-                      r"like this (?:image|picture|photo)|和这张图一样|style of [\w\-.]{1,80}\.(?:png|jpe?g|webp)")),
+                      r"like this (?:image|picture|photo)|和这张图一样|(?:style|mood|colou?rs?|palette|look|feel|vibe|tone|lighting|"
+                      r"atmosphere) of [\w\-.]{1,80}\.(?:png|jpe?g|webp)|[\w\-.]{1,80}\.(?:png|jpe?g|webp) as (?:an? |the )?"
+                      r"(?:style |colou?r |mood )?reference|(?:参考|按照?|照着|仿照|模仿|借鉴)\s?[\w\-.]{1,80}\.(?:png|jpe?g|webp)"
+                      r"\s?的?(?:风格|画风|色调|配色|氛围|感觉|调子|光影|质感)")),
 ]
 _CONTROL = [("canny", _rx(r"\bcanny\b|\bedges?\b|边缘|轮廓")), ("depth", _rx(r"\bdepth\b|深度图?")),
             ("pose", _rx(r"\bopen ?pose\b|\bpose\b|姿势|姿态|骨架|动作")), ("lineart", _rx(r"line ?art|线稿|线条")),
@@ -173,7 +180,8 @@ def _classify(text: str, slots: Slots, state: _State) -> StageKind | None:
     """The kind a clause asks for; None when it is only description (or only settings)."""
     for kind, pattern in _RULES:
         if pattern.search(text) and (kind != "text_template" or "{" in text) and \
-                (kind != "llm_write" or not _VIDEO.search(text)):
+                (kind != "llm_write" or not _VIDEO.search(text) or _WRITTEN_PROMPT.search(text)) and \
+                (kind != "flf2v" or len(slots.images) > 1 or _VIDEO.search(text) or re.search(r"frame|帧", text, IC)):
             return kind
     if slots.videos and not _VIDEO.search(text) and _RESTYLE.search(text):
         return "v2v"
@@ -181,6 +189,10 @@ def _classify(text: str, slots: Slots, state: _State) -> StageKind | None:
         return _video_kind(text, slots, state)
     for kind, pattern in _POST:
         if pattern.search(text):
+            if kind == "inpaint" and _REMOVE.search(text):
+                return "remove"  # "remove the trash can, the area is marked in mask.png"
+            if kind == "inpaint" and _REPLACE.search(text) and not _is_style_change(text, slots):
+                return "replace"
             return kind
     previous_image = bool(state.stages) and _produces_image(state.stages[-1])
     image_context = bool(slots.images) or _DEICTIC.search(text) is not None or previous_image
@@ -223,7 +235,7 @@ def _image_kind(text: str, slots: Slots) -> StageKind | None:
     if _EDIT.search(text):
         return "edit"
     if slots.images:
-        return "img2img"
+        return "img2img"  # a file and no verb: redrawn, unless a later step of the request uses it (`_take_input`)
     return None
 
 
@@ -260,11 +272,21 @@ _NEEDS_IMAGE = {"img2img", "restyle", "edit", "inpaint", "remove", "replace", "o
                 "reference", "i2v", "flf2v", "describe", "face_restore", "remove_background", "invert"}
 _LEFTOVER_KINDS = {"upscale", "hires", "face_restore", "remove_background"}
 _TRIGGERS: dict[str, re.Pattern] = {kind: pattern for kind, pattern in _RULES + _POST}
-_VIDEO_PHRASE = _rx(_T2V.pattern + r"|(?:\b(?:an?|the|one) )?(?:short )?(?:video|clip|animation|movie)s?\b(?: (?:of|showing|where|about)\b)?|"
+_VIDEO_PHRASE = _rx(_T2V.pattern + r"|(?:\b(?:an?|the|one) )?(?:short )?(?:video|clip|animation|movie)s?\b"
+                    r"(?: (?:of|showing|where|about|that|which)\b)?|"
                     r"(?:生成|做|制作)?(?:一段|一个|一部)?(?:视频|短片|动画)[::]?|" + _VIDEO.pattern)
 _TRIGGERS.update({"flf2v": _rx(_RULES[9][1].pattern + r"|first frame|last frame|start frame|end frame|首帧|尾帧|最后一帧|"
+                                                     r"\b(?:morph|transition|blend)(?:s|ing)?(?: from)?\b|\bstarts? "
+                                                     r"(?:at|with|from|on)\b|\bends? (?:at|with|on)\b|\b(?:from|to|and)\b|"
+                                                     r"(?:用|从)|(?:过渡|渐变|变化|变)到?|(?:当|作为|做)(?:开头|起始帧?|第一帧|结尾|"
+                                                     r"结束帧?)|"
                                                      + _VIDEO_PHRASE.pattern),
-                  "reference": _rx(r"(?:, ?)?(?:的)?风格|(?:in )?the style(?: of)?|" + _POST[-1][1].pattern),
+                  "reference": _rx(r"(?:, ?)?(?:的)?(?:风格|画风|色调|配色|氛围|感觉|调子|光影|质感)|(?:in )?the style(?: of)?|"
+                                    r"(?:\b(?:that|which) )?\b(?:borrows|takes|uses|using|with|match(?:es|ing)?|copy(?:ing)?|"
+                                    r"follow(?:s|ing)?) (?:the )?(?:(?:colou?rs?|mood|style|look|palette|feel|vibe|tone|"
+                                    r"lighting|atmosphere)(?:,? and |, |\b))+(?:of\b)?|\b(?:colou?rs?|mood|palette|look|"
+                                    r"feel|vibe|tone|lighting|atmosphere) of\b|(?:\busing )?\bas (?:an? |the )?(?:style |"
+                                    r"colou?r |mood )?reference\b|参考|按照?|照着|仿照|模仿|借鉴|" + _POST[-1][1].pattern),
                   "3d": _rx(r"(?:\b(?:an?|the) )?\b3d (?:model|mesh|asset|object)s?\b(?: of\b)?|三维模型|3[dD]模型|三维"),
                   "t2v": _VIDEO_PHRASE, "i2v": _rx(_I2V.pattern + "|" + _VIDEO_PHRASE.pattern), "v2v": _VIDEO_PHRASE,
                   "restyle": _rx(_RESTYLE.pattern + r"|\b(?:into|as)\b"), "img2img": _rx(_IMG2IMG.pattern + r"|\binto\b"),
@@ -409,7 +431,7 @@ _REMOVE_ZH = _rx(r"(?:把|将)(.{1,40}?)(?:去掉|删掉|删除|移除|去除|�
 _REPLACE_EN = _rx(r"\b(?:replace|swap) (.{1,80}?) (?:with|for|by) (.{1,120})|\bchange (.{1,80}?) (?:to|into) (.{1,120})")
 _REPLACE_ZH = _rx(r"换成|替换成|替换为|换为|改成|改为|变成|变为")
 _SCENE_WORDS = _rx(r"^(?:图中的?|图里的?|照片里的?|画面中的?|这张图里?的?|里的?|中的?|上的?|in the (?:image|picture|photo) )|"
-                   r" (?:from|in|of) (?:the |this )?(?:image|picture|photo|background|scene|it)\b.*$")
+                   r" (?:from|in|of) (?:the |this )?(?:image|picture|photo|background|scene|it)\b.*$| (?:from|in|of|on)(?= ?[,,.]|$).*$")
 
 
 def _target(kind: StageKind, text: str) -> tuple[str | None, str | None]:
@@ -499,6 +521,54 @@ def _branches(text: str) -> _Split | None:
     return None
 
 
+_VERSIONS_EN = _rx(r"\b(two|three|2|3) (?:different |separate )?(?:versions|styles|variants|variations|looks|takes)\b"
+                  r"(?: of (?P<base>[^:;—]{1,80}?))?(?: ?[:—-] ?| (?:in|as)\b ?|$)")
+_VERSION_ITEM_EN = _rx(r"(?:^|[,;] ?(?:and )?|\band |\bor )(?:one|another|the other|the (?:first|second|third)(?: one)?)?\b"
+                       r" ?(?:(?:is|as|in|with|looks like)\b ?)?")
+_VERSIONS_ZH = _rx(r"分别(?:改成|变成|转成|做成|画成|处理成|渲染成|生成|画)(?P<a>[^,,。;;::]{2,40}?)(?:(?:两|三|2|3)(?:个|种)"
+                  r"(?:不同的?)?(?:版本|风格|画风))?(?=[,,。;;]|$)|(?:两|三|2|3)(?:个|种)(?:不同的?)?(?:版本|风格|画风)"
+                  r"[::] ?(?P<b>[^。;;]{2,60})|(?:改成|变成|转成|做成|画成|成)(?P<c>[^,,。;;::]{2,40}?)(?:两|三|2|3)(?:个|种)"
+                  r"(?:不同的?)?(?:版本|风格|画风)")
+_VERSION_ITEM_ZH = re.compile(r"[和与跟及、,,]|以及|一个是|一张是|一种是|另一个是|另一张是")
+_VERSION_EDGE = _rx(r"^(?:(?:an?|the|one|as|in|into|a|是|为)\b ?)+|(?: (?:style|version|look)|风格|画风|版本?|的)+$")
+
+
+def _versions(text: str) -> list[str] | None:
+    """"two versions: one watercolor, one pixel art", "分别改成水彩和油画两个版本": one picture per listed style."""
+    if m := _VERSIONS_EN.search(text):
+        n = EN_NUMBERS.get(m.group(1).lower()) or int(m.group(1))
+        rest = text[m.end():]
+        parts = [p for p in _VERSION_ITEM_EN.split(rest) if p and p.strip(EDGE)]
+    elif m := _VERSIONS_ZH.search(text):
+        n = 0
+        parts = [p for p in _VERSION_ITEM_ZH.split(m.group("a") or m.group("b") or m.group("c")) if p.strip(EDGE)]
+    else:
+        return None
+    styles = [_VERSION_EDGE.sub("", p.strip(EDGE)).strip(EDGE) for p in parts]
+    styles = [x for x in styles if x and len(x) <= 40 and re.search(r"[^\W\d_]", x)]
+    if len(styles) < 2 or (n and len(styles) != n):
+        return None
+    return styles
+
+
+def _add_versions(clause: Clause, slots: Slots, styles: list[str], state: _State, ctx: _Context,
+                  stage: Stage | None = None) -> None:
+    """One branch per style: the input redrawn in it, or (no input) the picture described drawn in it; each
+    branch is saved, and later steps apply to every one."""
+    if stage is None:
+        m = _VERSIONS_EN.search(clause.text)
+        base = (m.group("base") if m and m.group("base") else clause.text[:m.start()] if m else
+                clause.text[:_VERSIONS_ZH.search(clause.text).start()])
+        stage = _build("generate", base, read_slots(base), ctx)
+    for n, style in enumerate(styles):
+        version = replace(stage, kind="restyle" if stage.kind != "generate" else "generate", style=style,
+                          branch=n, count=None, direction=dict(stage.direction), extra=dict(stage.extra))
+        base = (stage.prompt or "") if stage.kind == "generate" else ""
+        version.prompt = f"{base}, {style}" if base else style
+        state.stages.append(version)
+    state.branches = len(styles)
+
+
 _BRANCH_PICK = _rx(r"第([一二三123])张|\b(?:the )?(first|second|third|1st|2nd|3rd)(?: one| image| picture| photo)?\b")
 _BRANCH_ALL = _rx(r"\bboth\b|\beach\b|\ball\b|都|分别|每张|两张")
 _ORDINALS = {"first": 0, "1st": 0, "second": 1, "2nd": 1, "third": 2, "3rd": 2}
@@ -526,6 +596,9 @@ def _read_clause(clause: Clause, state: _State, ctx: _Context) -> None:
         return
     slots = read_slots(clause.text, **_slot_options(clause.text))
     kind = _classify(clause.text, slots, state)
+    if (kind == "generate" or kind is None and not state.stages) and (versions := _versions(clause.text)):
+        _add_versions(clause, slots, versions, state, ctx)
+        return
     if kind is None:
         _description(clause, slots, state, ctx)
         return
@@ -533,10 +606,20 @@ def _read_clause(clause: Clause, state: _State, ctx: _Context) -> None:
         _add_branches(clause, slots, split, state, ctx)
         return
     stage = _build(kind, clause.text, slots, ctx)
+    if kind == "img2img" and _input_only(clause.text, slots):
+        stage.extra["input_only"] = True
+    if kind in ("img2img", "restyle", "edit") and (versions := _versions(clause.text)):
+        _add_versions(clause, slots, versions, state, ctx, stage)
+        return
+    _take_input(stage, clause, slots, state, ctx)
+    if kind in _NEEDS_IMAGE and not stage.image and state.stages and state.stages[-1].kind == "llm_write" \
+            and not _DEICTIC.search(clause.text.replace("it ", "")):
+        # "an LLM writes the prompt, then upscale": the upscale implies a picture drawn from that prompt
+        state.stages.append(Stage(kind="generate", text=clause.text, extra={"prompt_from": "previous"}))
     if kind == "generate" and state.stages and state.stages[-1].kind == "llm_write":
         stage.extra["prompt_from"] = "previous"  # "写一段提示词,然后用它画": the LLM's text is the prompt
         stage.prompt = clean_prompt(_DEICTIC.sub(" ", clean_prompt(slots.text))) or None
-    if kind in _LEFTOVER_KINDS and not state.stages and not slots.images and not _DEICTIC.search(clause.text) \
+    if kind in _LEFTOVER_KINDS and not state.stages and not stage.image and not _DEICTIC.search(clause.text) \
             and (lead := _leftover(kind, slots)):
         state.stages.append(_build("generate", lead, read_slots(lead), ctx))
         stage.prompt = None
@@ -545,6 +628,34 @@ def _read_clause(clause: Clause, state: _State, ctx: _Context) -> None:
     targets = _branch_targets(clause.text, state.branches) if state.stages else [0]
     for branch in targets:
         state.stages.append(replace(stage, branch=branch, direction=dict(stage.direction), extra=dict(stage.extra)))
+
+
+_INPUT_ONLY = _rx(r"\b(?:load|open|take|use|using|start (?:from|with)|here is|here's|this is|got|have|i have)\b|"
+                 r"读取|加载|打开|导入|这是|这张|有一张|太小了?|太模糊了?|不够清晰|好像|有点")
+
+
+def _input_only(text: str, slots: Slots) -> bool:
+    """"Load scan.png", "sketch.png 太小了": a clause that only names a file (or comments on it) states the input of
+    the step that follows, not a redraw."""
+    if slots.denoise is not None or slots.style or _IMG2IMG.search(text):
+        return False
+    return len(re.findall(r"[^\W\d_]", _INPUT_ONLY.sub(" ", clean_prompt(slots.text)))) <= 4
+
+
+def _take_input(stage: Stage, clause: Clause, slots: Slots, state: _State, ctx: _Context) -> None:
+    """A step after a clause that only named its input takes that input ("Load scan.png, invert it"); a step after
+    a clause that only named a mask gets the mask ("用 mask.png 作为遮罩,把 photo.png 里的天空重绘成晚霞")."""
+    if not state.stages or stage.kind not in _NEEDS_IMAGE:
+        return
+    last = state.stages[-1]
+    if last.extra.get("input_only") and not stage.image and last.branch == 0 and state.branches == 1:
+        state.stages.pop()
+        stage.image = last.image
+    elif last.kind == "inpaint" and last.mask and not last.image and stage.kind in ("img2img", "restyle", "edit") \
+            and stage.image:
+        state.stages.pop()
+        rebuilt = _build("inpaint", clause.text, read_slots(clause.text), ctx)
+        stage.kind, stage.mask, stage.prompt = "inpaint", last.mask, rebuilt.prompt or stage.prompt
 
 
 def _leftover(kind: StageKind, slots: Slots) -> str:
@@ -573,7 +684,7 @@ def _fold(stage: Stage, state: _State) -> bool:
 
 def _same_step(stage: Stage, clause: Clause, state: _State) -> bool:
     """"remove the background and make it transparent": a second clause that restates the same step."""
-    if clause.after != "soft" or not state.stages or stage.prompt:
+    if not state.stages or stage.prompt or (clause.after != "soft" and stage.kind != "hires"):
         return False
     last = state.stages[-1]
     if last.kind != stage.kind or stage.kind in ("generate", "unknown"):
@@ -584,7 +695,7 @@ def _same_step(stage: Stage, clause: Clause, state: _State) -> bool:
 
 
 def _merge_values(into: Stage, source: Stage) -> None:
-    for name in ("count", "width", "height", "style", "model_hint", "negative"):
+    for name in ("count", "width", "height", "style", "model_hint", "negative", "scale", "denoise"):
         if getattr(into, name) is None:
             setattr(into, name, getattr(source, name))
 
