@@ -361,3 +361,103 @@ def test_bad_input_is_a_clear_error(catalog_registry, installed):
         edit({"1": {"inputs": {}}}, "steps 30", catalog_registry)
     with pytest.raises(WorkflowFormatError):
         edit("{not json", "steps 30", catalog_registry)
+
+
+# ---- round 2: capabilities, loosely named LoRAs, negatives, video prompts, not covered ---------------------
+@pytest.fixture
+def styled(installed):
+    """Two style LoRAs besides the fixture's: one SD 1.5 and one SDXL watercolor, one ink."""
+    for name in ("watercolor_sd15.safetensors", "watercolor_xl.safetensors", "InkWash-v2.safetensors"):
+        (installed / "models" / "loras" / name).write_bytes(b"placeholder")
+    return installed
+
+
+@pytest.mark.parametrize("request_text, strength", [
+    ("put the watercolor LoRA on it at 0.6", 0.6),
+    ("加上水彩 LoRA，强度 0.6", 0.6),
+    ("add the ink wash lora", 1.0),
+])
+def test_a_loosely_named_installed_lora_is_loaded_not_asked(catalog_registry, styled, request_text, strength):
+    result = edit(t2i(), request_text, catalog_registry)
+    assert result.question is None, result.question
+    (lora,) = [n.id for n in result.diff.added]
+    inputs = result.workflow[lora]["inputs"]
+    wanted = "InkWash-v2.safetensors" if "ink" in request_text else "watercolor_sd15.safetensors"
+    assert (inputs["lora_name"], inputs["strength_model"], inputs["strength_clip"]) == (wanted, strength, strength)
+    assert result.workflow["3"]["inputs"]["model"] == [lora, 0]
+    assert {c.kind for c in result.changes} == {"lora"} and not result.not_understood
+    assert_valid(result, catalog_registry)
+
+
+def test_a_lora_name_matching_several_files_asks_between_them(catalog_registry, styled):
+    on_sd15 = edit(t2i(), "add the watercolor lora", catalog_registry)  # the one made for the checkpoint's family
+    assert on_sd15.question is None
+    wf = wan_t2v()
+    asked = edit(wf, "add the watercolor lora", catalog_registry)
+    assert asked.question.slot == "lora"
+    assert set(asked.question.choices) == {"watercolor_sd15.safetensors", "watercolor_xl.safetensors"}
+    assert asked.workflow == wf and asked.diff.empty
+    none = edit(t2i(), "add the cyberpunk lora", catalog_registry)
+    assert none.question.slot == "lora" and LORA in none.question.choices
+
+
+@pytest.mark.parametrize("request_text", ["把LoRA强度调低到0.5", "set the lora weight to 0.5", "lora strength 0.5",
+                                          "LoRA 权重改成 0.5"])
+def test_a_stated_strength_reweights_the_lora_present(catalog_registry, installed, request_text):
+    result = edit(t2i_lora(), request_text, catalog_registry)
+    assert result.question is None and not result.diff.added
+    lora = result.workflow["10"]["inputs"]
+    assert (lora["lora_name"], lora["strength_model"], lora["strength_clip"]) == (LORA, 0.5, 0.5)
+    assert {(c.input, c.after) for c in result.diff.changed} == {("strength_model", 0.5), ("strength_clip", 0.5)}
+
+
+def test_switching_the_lora_to_another_installed_one(catalog_registry, styled):
+    result = edit(t2i_lora(), "换成水彩LoRA", catalog_registry)
+    assert result.workflow["10"]["inputs"]["lora_name"] == "watercolor_sd15.safetensors"
+    assert result.workflow["10"]["inputs"]["strength_model"] == 0.8 and not result.diff.added
+
+
+@pytest.mark.parametrize("request_text", ["add people, boats and birds to the negative prompt, then steps 25",
+                                          "把人物、船只和鸟加到反向提示词里，步数改成25"])
+def test_words_added_to_the_negative_keep_the_old_ones_and_the_positive(catalog_registry, installed,
+                                                                       request_text):
+    result = edit(t2i(), request_text, catalog_registry)
+    negative = result.workflow["7"]["inputs"]["text"]
+    assert negative.startswith("blurry, ")
+    assert all(w in negative for w in ("人物", "船只", "鸟")) or all(w in negative for w in ("people", "boats", "birds"))
+    assert result.workflow["6"]["inputs"]["text"] == "a cat"
+    assert result.workflow["3"]["inputs"]["steps"] == 25
+    assert [c.kind for c in result.changes] == ["negative", "sampling"] and not result.not_understood
+    assert_valid(result, catalog_registry)
+
+
+@pytest.mark.parametrize("request_text, text", [
+    ("change the video prompt to a paper boat on a river and make it 49 frames", "a paper boat on a river"),
+    ("视频提示词改成一只纸船在河上漂，然后改成49帧", "一只纸船在河上漂"),
+])
+def test_video_prompt_and_length(catalog_registry, installed, request_text, text):
+    result = edit(wan_t2v(), request_text, catalog_registry)
+    wf = result.workflow
+    assert wf["6"]["inputs"]["text"] == text and wf["7"]["inputs"]["text"] == "static, blurry"
+    assert wf["40"]["inputs"]["length"] == 49 and wf["40"]["inputs"]["width"] == 832
+    assert [c.kind for c in result.changes] == ["prompt", "length"]
+    assert_valid(result, catalog_registry)
+
+
+@pytest.mark.parametrize("request_text", ["再补帧到 60fps", "then interpolate it to 60 fps and steps 20"])
+def test_interpolation_is_not_covered_and_the_rest_still_applies(catalog_registry, installed, request_text):
+    result = edit(wan_t2v(), request_text, catalog_registry)
+    (gap,) = result.not_covered
+    assert gap.kind == "interpolate" and "60 fps" in gap.reason and "Frame-Interpolation" in gap.suggestion
+    assert gap.as_dict()["reason"].startswith("no installed node provides frame interpolation")
+    assert not result.not_understood
+    steps = [c for c in result.diff.changed if c.input == "steps"]
+    assert (len(steps) == 1) == ("steps" in request_text) and not result.diff.added
+    assert_valid(result, catalog_registry)
+
+
+def test_change_kinds_name_the_capability_used(catalog_registry, installed):
+    result = edit(t2i(), "seed 7, 768x512, 2 images, then upscale 2x, preview only and remove the negative",
+                  catalog_registry)
+    assert [c.kind for c in result.changes] == ["sampling", "size", "count", "upscale", "save", "negative"]
+    assert all(c.as_dict()["kind"] == c.kind for c in result.changes)

@@ -33,7 +33,7 @@ CONNECT = r"\s*+(?:(?:to|=|:|：|at|of|is|改成|改为|设为|设成|设置为|
 SEPARATORS = (r"\s*(?:[,，;；。!！]|\.(?=\s|$)|\band\s+then\b|\band\b|\bthen\b|\balso\b|然后|接着|并且|之后|"
               r"再(?=把|将|加|放大|用|改|换|去))\s*")
 # "add people and boats to the negative prompt": the list between the verb and the prompt is one clause
-ADD_SPAN = (r"\b(?:add|append|include|put)\s+(?:(?!\b(?:add|append|include|put|then|also)\b)[^.;。；!！\n]){1,300}?"
+ADD_SPAN = (r"\b(?:add|append|include|put)\s+(?:(?!\b(?:add|append|include|put|then|also|lora)\b)[^.;。；!！\n]){1,300}?"
             r"\s(?:to|in|into|as)\s+(?:the\s+)?(?:(?:positive|negative|main|video|image)\s+)?(?:prompt|negatives?)\b")
 QUOTE_SPAN = r"[“\"「『‘][^”\"」』’]*[”\"」』’]|(?<![A-Za-z])'[^']*'(?![A-Za-z])"
 SAMPLER_ALIASES = {"euler a": "euler_ancestral", "euler ancestral": "euler_ancestral", "dpm++ 2m sde": "dpmpp_2m_sde",
@@ -231,6 +231,8 @@ class Session:
     notes: list[str] = field(default_factory=list)
     # an unquoted prompt later clauses may extend: (node ids, what was done, the text given so far)
     prompt_tail: tuple[list[str], str, str] | None = None
+    # the LoRAs the previous clause added or changed: "加上水彩LoRA，强度0.6" gives the strength a clause later
+    last_loras: list[str] = field(default_factory=list)
 
     def facts(self, clause: str) -> Facts:
         return extract(clause, checkpoints=self.checkpoints, loras=self.loras, inputs=self.inputs)
@@ -475,6 +477,8 @@ def apply_negative(s: Session, clause: str, facts: Facts) -> bool:
         if m := _search(patterns, clause):
             text = _unquote(m.group(1))
             if text and not _has(text, "lora"):
+                if not facts.quoted:  # "people and boats", "人物、船只": a prompt list is comma separated
+                    text = re.sub(r"\s*、\s*|,?\s+and\s+", ", ", text)
                 _set_text(s, "negative", text, append=append, quoted=bool(facts.quoted))
                 return True
     return False
@@ -482,7 +486,7 @@ def apply_negative(s: Session, clause: str, facts: Facts) -> bool:
 
 def apply_prompt(s: Session, clause: str, facts: Facts) -> bool:
     for patterns, append in ((PROMPT_SET, False), (PROMPT_ADD, True)):
-        if (m := _search(patterns, clause)) and (text := _unquote(m.group(1))):
+        if (m := _search(patterns, clause)) and (text := _unquote(m.group(1))) and not _has(text, "lora"):
             _set_text(s, "positive", text, append=append, quoted=bool(facts.quoted))
             return True
     return False
@@ -508,7 +512,7 @@ GENERIC_LORA_WORDS = {"lora", "loras", "lycoris", "locon", "loha", "lokr", "sd15
                       "pony", "fp16", "fp8", "bf16", "style", "model", "the", "and", "for", "with", "more", "less",
                       "add", "new", "best", "high", "low", "final", "safetensors", "pruned", "ema", "emaonly"}
 STRENGTH = re.compile(r"(?:strength|weight|权重|强度|(?<![a-z])at(?![a-z])|@)[^\d\n。;；,，]{0,12}?"
-                      r"(?<![\w.])(\d*\.\d+|\d+(?:\.\d+)?)(?![\d.]|\s*(?:x|倍|px|步|张|fps|steps?)\b)",
+                      r"(?<![A-Za-z0-9_.])(\d*\.\d+|\d+(?:\.\d+)?)(?![\d.]|\s*(?:x|倍|px|步|张|fps|steps?)\b)",
                       re.IGNORECASE)
 LORA_ADD = re.compile(r"\b(?:add|another|extra|second|stack|also\s+use)\b|添加|加上|加个|加一个|再加|叠加|加入|再用",
                       re.IGNORECASE)
@@ -624,11 +628,15 @@ def remove_loras(s: Session, clause: str, facts: Facts) -> None:
 def apply_lora(s: Session, clause: str, facts: Facts) -> bool:
     """Add, remove, switch or re-weight a LoRA. A clause that names no new LoRA but states a strength changes
     the strength of those present ("LoRA 权重改成 0.5"); only adding or switching without a name asks."""
-    if not (_has(clause, "lora") or facts.lora):
-        return False
     g = s.graph
-    existing = g.of_class(*LORA_CLASSES)
     strength = _strength(clause)
+    follow_up = [i for i in s.last_loras if i in g.wf]
+    if not (_has(clause, "lora") or facts.lora):
+        if follow_up and strength is not None and re.search(r"strength|weight|权重|强度", clause, re.IGNORECASE):
+            _set_lora_strength(s, follow_up, strength)
+            return True
+        return False
+    existing = g.of_class(*LORA_CLASSES)
     if _has(clause, *REMOVE_WORDS) or re.search(r"\bno\s+lora", clause, re.IGNORECASE):
         remove_loras(s, clause, facts)
     elif existing and not LORA_ADD.search(clause):
@@ -646,6 +654,7 @@ def apply_lora(s: Session, clause: str, facts: Facts) -> bool:
             return False
     else:
         add_lora(s, _choose_lora(s, clause, facts), strength)
+    s.last_loras = [i for i in s.changes[-1].nodes if i in g.wf and g.cls(i) in LORA_CLASSES] if s.changes else []
     return True
 
 
@@ -973,6 +982,8 @@ def _apply_clause(s: Session, separator: str, clause: str) -> bool:
     """Apply every operation the clause states; False when none is found in it."""
     facts = s.facts(clause)
     structural = next((op for op in STRUCTURAL if _run(op, s, clause, facts)), None)
+    if structural is not apply_lora:
+        s.last_loras = []
     if structural in (apply_prompt, apply_negative):
         return True  # the text is the prompt: numbers in it are not settings
     appended = structural in (apply_upscale, apply_hires)  # "upscale to 2x" states no latent size or count
@@ -1013,7 +1024,7 @@ def edit_workflow(workflow: Any, request: str, *, registry: NodeRegistry, checkp
     not_understood: list[str] = []
     not_covered: list[NotCovered] = []
     for separator, clause in split_clauses(request):
-        snapshot, done = copy.deepcopy(s.graph.wf), len(s.changes)
+        snapshot, done, noted = copy.deepcopy(s.graph.wf), len(s.changes), len(s.notes)
         try:
             understood = _apply_clause(s, separator, clause)
         except NeedsAnswer as asked:
@@ -1023,6 +1034,7 @@ def edit_workflow(workflow: Any, request: str, *, registry: NodeRegistry, checkp
             s.graph.wf.clear()
             s.graph.wf.update(snapshot)
             del s.changes[done:]
+            del s.notes[noted:]
             s.prompt_tail = None
             not_covered.append(NotCovered(kind=exc.kind or "unknown", what=clause, reason=exc.reason,
                                           suggestion=exc.suggestion))
