@@ -71,6 +71,8 @@ def _files(slots: Slots) -> None:
 # ---- numbers -----------------------------------------------------------------------------------------------
 _N = r"(\d+(?:\.\d+)?)"
 _SIZE = re.compile(r"(?<!\d)(\d{2,4}) ?[x×*] ?(\d{2,4})(?!\d)(?: ?(?:px|pixels|像素))?")
+_SIZE_WORDS = re.compile(r"(?:宽度?|\bwidth) ?(?:[::=]|为|是|of)? ?(\d{2,4}) ?(?:px|像素)?[,,、 ]? ?(?:and )?(?:高度?|\bheight) ?"
+                         r"(?:[::=]|为|是|of)? ?(\d{2,4})(?: ?(?:px|pixels|像素))?", IC)
 _ORIENTATION = re.compile(r"横版|横图|竖版|竖图|landscape orientation|portrait orientation|\bvertical\b|\bhorizontal\b"
                           r"|\bwidescreen\b", IC)
 _COUNT_ZH = re.compile(r"(?<![\d第])(\d+|[一二两三四五六七八九十]) ?[张幅](?:不同的)?(?:图片|图像|照片|插画|图|画)?")
@@ -114,6 +116,7 @@ def _numbers(slots: Slots, *, scale: bool, video: bool) -> None:
         return " "
 
     slots.text = _SIZE.sub(size, slots.text)
+    slots.text = _SIZE_WORDS.sub(size, slots.text)
     slots.text = _ORIENTATION.sub(orientation, slots.text)
     slots.text = _COUNT_ZH.sub(count_zh, slots.text)
     slots.text = _COUNT_EN.sub(count_en, slots.text)

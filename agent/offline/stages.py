@@ -37,7 +37,7 @@ _VERBS_EN = (r"upscale|upscaled|enlarge|remove|erase|replace|swap|add|make|turn|
              r"cut out|change|use|apply|generate|draw|create|render|paint|hires|send|post|upload|export|give|put|"
              r"delete|get rid|crop|blur|sharpen|colorize|colourise|restyle|redraw|have|let|ask")
 _VERBS_ZH = (r"放大|超分|去掉|移除|删除|删掉|去除|把|将|换成|加上|添加|保存|翻译|总结|描述|扩展|扩图|修复|抠图|做成|转成|"
-             r"变成|让|用|生成|画|反推|补帧|插帧|反相|存|导出|高清修复|再|给|发送|发到|上传|分享|写")
+             r"变成|让|用|生成|画(?![风面质家作])|反推|补帧|插帧|反相|存|导出|高清修复|再|给|发送|发到|上传|分享|写(?![实意生着有上真])")
 _BOUNDARY = re.compile(
     r"(?P<hard>(?:[,,.。!?!?] ?)?\b(?:and then|and finally|then|after that|afterwards|afterward|finally|"
     r"after which)\b[,,]?|(?:[,,.。;;] ?)?(?:然后|接着|之后|随后|最后(?!一?帧)|(?<!不)再(?!见))|[;;])"
@@ -324,6 +324,8 @@ def _build(kind: StageKind, text: str, slots: Slots, ctx: _Context) -> Stage:
         stage.prompt = _instruction(text) or None
     if kind == "controlnet":
         stage.control = _control(text, slots) or "canny"
+        if m := _CN_STRENGTH.search(text):
+            stage.extra["strength"] = min(2.0, float(m.group(1)))
     elif kind in ("remove", "replace", "edit"):
         stage.target, stage.replacement = _target(kind, slots.text)
         if kind == "replace":
@@ -348,6 +350,7 @@ def _build(kind: StageKind, text: str, slots: Slots, ctx: _Context) -> Stage:
     return stage
 
 
+_CN_STRENGTH = _rx(r"(?:strength|weight|强度|权重|控制强度) ?(?:of|at|=|:|:|为)? ?(\d*\.\d+|[0-2](?![\d.]))")
 _INPAINT_WHAT = _rx(r"\b(?:as|with|into|to show|showing)\b ?|改成|画成|画上|换成")
 
 
