@@ -158,16 +158,20 @@ def _plan_edit(request: str, workflow: dict[str, Any], registry: NodeRegistry, *
                            loras=folders.model_files("loras"), inputs=folders.input_files(),
                            upscale_models=folders.model_files("upscale_models"), answers=answers)
     changes = [c.as_dict() for c in edited.changes]
-    step({"step": "edit", "tool": "offline-editor", "changes": changes, "not_understood": edited.not_understood})
-    covered = [{"stage": i, "kind": "edit", "what": c["what"], "nodes": c["nodes"], "reason": "", "suggestion": ""}
-               for i, c in enumerate(changes)]
-    not_covered = [{"stage": len(changes) + i, "kind": "unknown", "what": clause, "nodes": [],
-                    "reason": "not understood as a change to this workflow", "suggestion": ""}
-                   for i, clause in enumerate(edited.not_understood)]
+    gaps = [n.as_dict() for n in edited.not_covered]  # understood, but this workflow or catalog cannot do it
+    step({"step": "edit", "tool": "offline-editor", "changes": changes, "not_covered": gaps,
+          "not_understood": edited.not_understood})
+    covered = [{"stage": i, "kind": c["kind"], "what": c["what"], "nodes": c["nodes"], "reason": "",
+                "suggestion": ""} for i, c in enumerate(changes)]
+    not_covered = [{"stage": len(covered) + i, "kind": g["kind"], "what": g["what"], "nodes": [],
+                    "reason": g["reason"], "suggestion": g["suggestion"]} for i, g in enumerate(gaps)]
+    not_covered += [{"stage": len(covered) + len(gaps) + i, "kind": "unknown", "what": clause, "nodes": [],
+                     "reason": "not understood as a change to this workflow", "suggestion": ""}
+                    for i, clause in enumerate(edited.not_understood)]
     accounting = {"covered": covered, "not_covered": not_covered, "notes": edited.notes,
                   "partial": bool(not_covered)}
     error = None
-    if not changes and edited.question is None:
+    if not changes and not gaps and edited.question is None:
         error = "I found no change to make in this request" + (
             f": {'; '.join(edited.not_understood)}" if edited.not_understood else ".")
     draft = SimpleNamespace(workflow=edited.workflow if error is None else None, question=edited.question,
