@@ -154,8 +154,9 @@ def _finish(ctx: Ctx, parsed: ParsedRequest, state: ChainState) -> None:
 
 def _summary(covered: list[Coverage], not_covered: list[Coverage], drafted: bool = False) -> str:
     """What the plan does, in order; a draft with no covered stage only loads and saves its input."""
-    done = " → ".join(c.what.split(" (")[0] for c in covered) or \
-        ("load the input and save it unchanged" if drafted else "nothing buildable")
+    drafted_only = "a draft from the words alone" if any(c.kind == "reference" for c in not_covered) else \
+        "load the input and save it unchanged"
+    done = " → ".join(c.what.split(" (")[0] for c in covered) or (drafted_only if drafted else "nothing buildable")
     if not_covered:
         return f"{done}; not covered: {', '.join(c.kind for c in not_covered)}"
     return done

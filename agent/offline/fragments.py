@@ -531,35 +531,64 @@ def controlnet(ctx: Ctx, i: int, stage: Stage, state: ChainState) -> None:
 
 
 def reference(ctx: Ctx, i: int, stage: Stage, state: ChainState) -> None:
-    """An image as a style/subject reference: Redux (CLIPVisionEncode + StyleModelApply) on the positive
-    conditioning, since ComfyUI core has no IPAdapter; then like ControlNet it feeds the next sampling."""
-    needs = SD_CORE + ["LoadImage", "CLIPVisionLoader", "CLIPVisionEncode", "StyleModelLoader", "StyleModelApply",
-                       "EmptyLatentImage"]
-    if ctx.lacks(i, stage, "image reference (Redux style model)", needs,
+    """An image as a style/subject reference, with what is installed: Redux (a style model + CLIPVisionEncode
+    → StyleModelApply), else for SDXL the ViT-bigG vision model through unCLIPConditioning (SDXL reads it as
+    its pooled embedding: "revision"). Like ControlNet it prepares the next sampling. With neither, no core node
+    can apply the image, so the reference is not covered (with the reason) and the picture is drawn from the words."""
+    if ctx.lacks(i, stage, "image reference", SD_CORE + ["LoadImage", "CLIPVisionLoader", "CLIPVisionEncode",
+                                                         "EmptyLatentImage"],
                  "ComfyUI core nodes CLIPVisionEncode + StyleModelApply (Redux), or packs such as "
                  "ComfyUI_IPAdapter_plus"):
         return
     before = set(ctx.b.prompt)
     follower = ctx.later(i, stage, SAMPLING_KINDS)
     sd = ctx.sd()
+    how = _reference_route(ctx, sd)
+    if how is None:
+        ctx.miss(i, stage, f"no installed model applies a reference image to {sd.checkpoint}: Redux needs a style "
+                 f"model ({DOWNLOADS[('style_models', 'redux')]}) with a SigLIP vision model, SDXL's unCLIP route "
+                 "needs the ViT-bigG vision model (clip_vision_g.safetensors); the draft draws from the words",
+                 "install one of those, or packs such as ComfyUI_IPAdapter_plus for SD1.5/SDXL")
+        if follower is None:
+            _txt2img(ctx, stage, state)
+        return
+    route, vision, style = how
     image = ctx.image_in(i, stage, state, use_state=False) if stage.image or state.image is None else state.image
-    vision = ctx.binder.bind("clip_vision", "clip_vision", "SigLIP vision model Redux uses", tag="siglip",
-                             need=["sigclip|siglip"], task="reference")
-    style = ctx.binder.bind("style_model", "style_models", "Redux style model", tag="redux", need=["redux"],
-                            task="reference")
     encoded = ctx.b.add("CLIPVisionEncode", clip_vision=[ctx.once("CLIPVisionLoader", clip_name=vision), 0],
                         image=image, crop="center")
     positive, negative = ctx.prompts(follower or stage, state, sd)
-    applied = ctx.b.add("StyleModelApply", conditioning=positive,
-                        style_model=[ctx.once("StyleModelLoader", style_model_name=style), 0],
-                        clip_vision_output=[encoded, 0], strength=1.0, strength_type="multiply")
+    if route == "redux":
+        applied = ctx.b.add("StyleModelApply", conditioning=positive,
+                            style_model=[ctx.once("StyleModelLoader", style_model_name=style), 0],
+                            clip_vision_output=[encoded, 0], strength=1.0, strength_type="multiply")
+        what = f"reference image via Redux ({style})"
+    else:
+        applied = ctx.b.add("unCLIPConditioning", conditioning=positive, clip_vision_output=[encoded, 0],
+                            strength=1.0, noise_augmentation=0.0)
+        what = f"reference image via unCLIPConditioning ({vision}, SDXL revision)"
     state.positive, state.negative = [applied, 0], negative
-    if sd.family != "flux":
-        ctx.notes.append(f"The reference uses Redux (a Flux style model) with {sd.checkpoint}; for SD1.5/SDXL "
-                         "checkpoints IPAdapter (ComfyUI_IPAdapter_plus) is the usual choice.")
     if follower is None:
         _txt2img(ctx, stage, state)
-    ctx.cover(i, stage, f"reference image via Redux ({style})", _new(ctx, before), "reference-redux")
+    ctx.cover(i, stage, what, _new(ctx, before), f"reference-{route}")
+
+
+def _reference_route(ctx: Ctx, sd: SD) -> tuple[str, str, str] | None:
+    """("redux", vision, style model) or ("unclip", vision, "") from the installed (or answered) files."""
+    style = ctx.answers.get("style_model") or ctx.binder.find("style_models", need=["redux"]) or \
+        ctx.binder.find("style_models")
+    if style and "StyleModelLoader" in ctx.registry and "StyleModelApply" in ctx.registry:
+        vision = ctx.answers.get("clip_vision") or ctx.binder.find("clip_vision", need=["sigclip|siglip"]) or \
+            ctx.binder.find("clip_vision")
+        if vision:
+            if sd.family != "flux":
+                ctx.notes.append(f"The reference uses Redux (a Flux style model) with {sd.checkpoint}; for SD1.5/"
+                                 "SDXL checkpoints IPAdapter (ComfyUI_IPAdapter_plus) is the usual choice.")
+            return "redux", vision, style
+    if sd.family == "sdxl" and "unCLIPConditioning" in ctx.registry:
+        vision = ctx.binder.find("clip_vision", need=["clip_vision_g|vit-bigg|vit_bigg|bigg"])
+        if vision:
+            return "unclip", vision, ""
+    return None
 
 
 # ---- instruction edit -------------------------------------------------------------------------------------------
@@ -879,11 +908,12 @@ PROMPT_WRITER = ("You write prompts for text-to-image models. Turn the user's id
 IMAGE_CONSUMERS = SAMPLING_KINDS + ("controlnet", "reference", "hires", "t2v", "i2v", "flf2v", "v2v")
 
 
-def _chat(ctx: Ctx, system: str, prompt: Any, temperature: float = 0.7, max_tokens: int = 1024) -> str:
+def _chat(ctx: Ctx, system: str, prompt: Any, temperature: float = 0.7, max_tokens: int = 1024,
+          json_output: bool = False) -> str:
     model = ctx.parsed.llm_model or ("qwen-max" if ctx.parsed.lang == "zh" else "gpt-4o-mini")
     provider = "dashscope" if model.startswith("qwen") else "openai-compatible"
     return ctx.b.add("LLMChat", provider=provider, model=model, system_prompt=system, prompt=prompt,
-                     temperature=temperature, max_tokens=max_tokens, seed=0, json_output=False)
+                     temperature=temperature, max_tokens=max_tokens, seed=0, json_output=json_output)
 
 
 def _source_text(ctx: Ctx, stage: Stage, state: ChainState) -> Any:
@@ -902,6 +932,13 @@ def llm_write(ctx: Ctx, i: int, stage: Stage, state: ChainState) -> None:
     if ctx.lacks(i, stage, "an LLM step", ["LLMChat"]):
         return
     feeds = ctx.later(i, stage, IMAGE_CONSUMERS)
+    if not feeds and ctx.later(i, stage, ("regex",)):
+        # a regex reads what the LLM answers: ask for JSON, at a low temperature, so the pattern finds its item
+        node = _chat(ctx, "Answer with JSON only.", stage.prompt or stage.text, temperature=0.2, max_tokens=512,
+                     json_output=True)
+        state.text = [node, 0]
+        ctx.cover(i, stage, "an LLM answers in JSON", [node], "llm-json")
+        return
     system = PROMPT_WRITER if feeds else "You are a careful writer. Answer with the requested text only."
     node = _chat(ctx, system, stage.prompt or stage.text, max_tokens=400 if feeds else 1024)
     if feeds:

@@ -35,9 +35,9 @@ MAX_STAGES = 24  # past this the rest of the request is one "unknown" stage: rep
 _VERBS_EN = (r"upscale|upscaled|enlarge|remove|erase|replace|swap|add|make|turn|convert|animate|describe|translate|"
              r"summari[sz]e|save|extend|expand|outpaint|inpaint|fix|restore|refine|interpolate|caption|write|invert|"
              r"cut out|change|use|apply|generate|draw|create|render|paint|hires|send|post|upload|export|give|put|"
-             r"delete|get rid|crop|blur|sharpen|colorize|colourise|restyle|redraw|have|let|ask")
+             r"delete|get rid|crop|blur|sharpen|colorize|colourise|restyle|redraw|have|let|ask|extract|pull out|parse")
 _VERBS_ZH = (r"放大|超分|去掉|移除|删除|删掉|去除|把|将|换成|加上|添加|保存|翻译|总结|描述|扩展|扩图|修复|抠图|做成|转成|"
-             r"变成|让|用|生成|画(?![风面质家作])|反推|补帧|插帧|反相|存|导出|高清修复|再|给|发送|发到|上传|分享|写(?![实意生着有上真])")
+             r"变成|让|用|生成|画(?![风面质家作])|反推|补帧|插帧|反相|存|导出|高清修复|再|给|发送|发到|上传|分享|写(?![实意生着有上真])|提取|抽取")
 _BOUNDARY = re.compile(
     r"(?P<hard>(?:[,,.。!?!?] ?)?\b(?:and then|and finally|then|after that|afterwards|afterward|finally|"
     r"after which)\b[,,]?|(?:[,,.。;;] ?)?(?:然后|接着|之后|随后|最后(?!一?帧)|(?<!不)再(?!见))|[;;])"
@@ -87,7 +87,8 @@ def _rx(pattern: str) -> re.Pattern:
 
 
 _FILLER = _rx(r"^(?:please|pls|thanks|thank you(?: very much)?|thx|for me|ok|okay|that's all|谢谢你?|多谢|请|帮我|"
-              r"麻烦了?|好的|就这样|[ ,,.。!!])*$")
+              r"麻烦了?|好的|就这样|(?:and )?(?:show|display|print|preview) (?:it|me it|the result|that)|显示出来|显示结果|"
+              r"展示结果|显示|展示一下|[ ,,.。!!])*$")
 _DEICTIC = _rx(r"\b(?:this|that|the|my|these) (?:image|picture|photo|pic|photograph|result|one|output)s?\b|\bit\b|"
                r"这张图片?|这张照片|这幅画|这张|图片|照片|原图|它|结果|上面的图|生成的图")
 _OTHER_VERBS = _rx(r"^(?:send|post|upload|email|e-mail|print|share|order|buy|call|search|download|tweet|publish|"
@@ -426,7 +427,7 @@ def _instruction(text: str) -> str:
     """An instruction for a model that reads instructions (an edit model, an LLM): filler off, words kept."""
     text = _LLM_NAMES.sub(" ", _FILE_PHRASE.sub(" ", text))
     text = CJK_GAP.sub("", re.sub(r"\s+", " ", text)).strip(EDGE)
-    return _INSTRUCTION_LEAD.sub("", text).strip(EDGE)
+    return re.sub(r"^for\b ?", "", _INSTRUCTION_LEAD.sub("", text).strip(EDGE), flags=IC).strip(EDGE)
 
 
 _REMOVE_EN = _rx(r"\b(?:remove|erase|get rid of|delete|take out|eliminate) (.{1,120})")
