@@ -357,8 +357,11 @@ class Executor:
         self._async = _AsyncLoop()
 
     # ---- control ------------------------------------------------------------------------------------
-    def interrupt(self) -> None:
-        """Stop the running execution between nodes, inside nodes that check, and abandon the others."""
+    slots = 1  # one job at a time: the engine's own threads run that job's independent branches
+
+    def interrupt(self, prompt_id: str | None = None) -> None:
+        """Stop the running execution between nodes, inside nodes that check, and abandon the others (this
+        executor runs one job at a time, so `prompt_id` needs no matching)."""
         self._interrupt.set()
 
     def shutdown(self, wait: float = 0.0) -> None:

@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field
 from compiler import validate
 from compiler.plan import Plan
 from compiler.validator import ValidationResult
+from engine.backends import Backend
 from engine.executor import Executor
 from nodes.registry import NodeRegistry
 from nodes.spec import json_safe
@@ -319,18 +320,19 @@ class JobStore:
 class JobQueue:
     """Validates and queues workflows, runs them one at a time in a worker thread, and keeps history."""
 
-    def __init__(self, registry: NodeRegistry, db_path: Path, *, executor: Executor | None = None,
+    def __init__(self, registry: NodeRegistry, db_path: Path, *, executor: Backend | None = None,
                  node_timeout: float | None = None) -> None:
         self.registry = registry
         self.store = JobStore(db_path)
         self.run_id = self.store.run_id
-        self.executor = executor or Executor(registry, node_timeout=node_timeout)
+        # the backend that runs plans: the local Executor, or a remote one (engine.backends.Backend)
+        self.executor: Backend = executor or Executor(registry, node_timeout=node_timeout)
         self.node_timeout = node_timeout  # server-wide: applied to every run (a smaller class TIMEOUT wins)
         self.recovered = self.store.recover()
         self._wake = threading.Condition()
         self._stop = False
-        self._worker: threading.Thread | None = None
-        self._running_id: str | None = None
+        self._workers: list[threading.Thread] = []
+        self._running: set[str] = set()
         self._done = threading.Condition()
 
     # ---- submitting -----------------------------------------------------------------------------------
@@ -374,12 +376,14 @@ class JobQueue:
             self._notify_done()
             return True
         if job.status == "running":
-            self.interrupt()
+            self.interrupt(job_id)
             return True
         return False
 
-    def interrupt(self) -> None:
-        self.executor.interrupt()
+    def interrupt(self, job_id: str | None = None) -> None:
+        """Stop a running job (None: every job running now, as ComfyUI's /interrupt does)."""
+        for running in [job_id] if job_id else (list(self._running) or [None]):
+            self.executor.interrupt(running)
 
     # ---- reading ------------------------------------------------------------------------------------
     def get(self, job_id: str) -> Job:
@@ -424,18 +428,22 @@ class JobQueue:
 
     # ---- running ------------------------------------------------------------------------------------
     def start(self) -> None:
-        if self._worker is not None and self._worker.is_alive():
+        """Start one worker per slot of the backend (the local executor has one)."""
+        if any(worker.is_alive() for worker in self._workers):
             return
         self._stop = False
-        self._worker = threading.Thread(target=self._work, name="nodeweaver-jobs", daemon=True)
-        self._worker.start()
+        self._workers = [threading.Thread(target=self._work, name=f"nodeweaver-jobs-{n}", daemon=True)
+                         for n in range(max(1, int(getattr(self.executor, "slots", 1))))]
+        for worker in self._workers:
+            worker.start()
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop = True
         with self._wake:
             self._wake.notify_all()
-        if self._worker is not None:
-            self._worker.join(timeout=timeout)
+        deadline = time.monotonic() + timeout
+        for worker in self._workers:
+            worker.join(timeout=max(0.0, deadline - time.monotonic()))
 
     def close(self) -> None:
         self.stop()
@@ -446,7 +454,7 @@ class JobQueue:
         job = self.store.claim_next()
         if job is None:
             return None
-        self._running_id = job.id
+        self._running.add(job.id)
         try:
             plan = Plan.model_construct(**job.plan)
             result = self.executor.execute(plan, prompt_id=job.id, extra_data=job.extra_data,
@@ -459,7 +467,7 @@ class JobQueue:
             self.store.update(job.id, status="error", finished_at=time.time(),
                               error={"exception_type": type(exc).__name__, "exception_message": str(exc)})
         finally:
-            self._running_id = None
+            self._running.discard(job.id)
             # ComfyUI's end-of-prompt signal, sent only once the history holds the result (clients read
             # /history as soon as they see it), and before waiters wake
             self.executor.bus.emit("executing", node=None, display_node=None, prompt_id=job.id)

@@ -149,3 +149,65 @@ def test_cli_run_exit_codes_and_outputs(tmp_path, isolated_folders):
     assert "FAILED at node 1 (Fail): ValueError: nope" in proc.stderr and "Traceback" not in proc.stderr
     history = run_cli("history", "--json")
     assert [j["status"] for j in json.loads(history.stdout)][:3] == ["error", "success", "success"]
+
+
+class _TwoSlotBackend:
+    """A stand-in remote backend: two jobs at once; each waits until released or interrupted."""
+
+    slots = 2
+
+    def __init__(self) -> None:
+        import threading
+
+        from engine.events import EventBus
+
+        self.bus = EventBus()
+        self.started: dict[str, threading.Event] = {}
+        self.stop: dict[str, threading.Event] = {}
+        self.interrupted: list[str | None] = []
+        self._lock = threading.Lock()
+
+    def _events(self, prompt_id):
+        import threading
+
+        with self._lock:
+            return (self.started.setdefault(prompt_id, threading.Event()),
+                    self.stop.setdefault(prompt_id, threading.Event()))
+
+    def execute(self, plan, *, prompt_id=None, extra_data=None, node_timeout=None):
+        from engine.executor import ExecutionResult
+
+        started, stop = self._events(prompt_id)
+        started.set()
+        stopped = stop.wait(timeout=30)
+        status = "interrupted" if prompt_id in self.interrupted else "success"
+        return ExecutionResult(prompt_id=prompt_id, status=status if stopped else "error",
+                               outputs={"2": {"text": [prompt_id]}}, executed=list(plan.order))
+
+    def interrupt(self, prompt_id=None):
+        self.interrupted.append(prompt_id)
+        self._events(prompt_id)[1].set()
+
+    def shutdown(self, wait=0.0):
+        pass
+
+
+def test_a_backend_with_two_slots_runs_two_jobs_at_once_and_cancel_reaches_the_right_one(reg, tmp_path):
+    from engine.backends import Backend
+
+    backend = _TwoSlotBackend()
+    assert isinstance(backend, Backend)
+    queue = JobQueue(reg, tmp_path / "jobs.sqlite3", executor=backend)
+    queue.start()
+    try:
+        first, second = queue.submit(show(1)), queue.submit(show(2))
+        assert backend._events(first.id)[0].wait(10) and backend._events(second.id)[0].wait(10)
+        assert {j.id for j in queue.running()} == {first.id, second.id}  # both running at once
+        assert queue.cancel(second.id)
+        assert backend.interrupted == [second.id]  # only that job is told to stop
+        assert queue.wait(second.id, timeout=10).status == "interrupted"
+        assert queue.get(first.id).status == "running"
+        backend.stop[first.id].set()
+        assert queue.wait(first.id, timeout=10).status == "success"
+    finally:
+        queue.close()
