@@ -644,3 +644,66 @@ def test_two_styles_of_one_photo_are_two_saved_branches_over_one_load(comfy):
         sampler = wf[wf[save["images"][0]]["inputs"]["samples"][0]]["inputs"]
         texts.add(wf[sampler["positive"][0]]["inputs"]["text"])
     assert texts == {"a street, watercolor", "a street, oil painting"}
+
+
+# ---- round 2 (issue 17) ------------------------------------------------------------------------------------------
+def test_reference_without_a_style_model_is_not_covered_and_the_plan_still_validates(isolated_folders, catalog_data):
+    registry = target(isolated_folders, catalog_data, {**MODELS, "clip_vision": ["clip_vision_h.safetensors"]})
+    parsed = request(Stage("reference", "a fox in the style of photo.png", prompt="a fox", image="photo.png"))
+    result = build(parsed, registry=registry, answers={})
+    assert_valid(result, registry)
+    assert [c.kind for c in result.not_covered] == ["reference"]
+    assert "style model" in result.not_covered[0].reason and "IPAdapter" in result.not_covered[0].suggestion
+    assert "StyleModelApply" not in classes(result.workflow)
+    assert only(result.workflow, "EmptyLatentImage")
+    assert any(n["inputs"].get("text") == "a fox" for n in result.workflow.values())
+
+
+def test_reference_with_sdxl_and_the_bigg_vision_model_uses_unclip_conditioning(isolated_folders, catalog_data):
+    registry = target(isolated_folders, catalog_data, {"checkpoints": ["sd_xl_base_1.0.safetensors"],
+                                                       "clip_vision": ["clip_vision_g.safetensors"]})
+    parsed = request(Stage("reference", "a fox in the style of photo.png", prompt="a fox", image="photo.png"))
+    result = build(parsed, registry=registry, answers={})
+    assert_valid(result, registry)
+    wf = result.workflow
+    unclip_id, unclip = only(wf, "unCLIPConditioning")
+    assert wf[unclip["clip_vision_output"][0]]["class_type"] == "CLIPVisionEncode"
+    assert only(wf, "CLIPVisionLoader")[1]["clip_name"] == "clip_vision_g.safetensors"
+    assert only(wf, "KSampler")[1]["positive"] == [unclip_id, 0]
+    assert [c.kind for c in result.covered] == ["reference"] and not result.not_covered
+
+
+def test_an_llm_before_a_regex_answers_in_json_and_the_regex_reads_it(comfy):
+    parsed = request(Stage("llm_write", "ask for JSON", prompt="a JSON list of three city names"),
+                     Stage("regex", "extract the first city with a regex"))
+    result = build(parsed, registry=comfy, answers={})
+    assert_valid(result, comfy)
+    wf = result.workflow
+    chat_id, chat = only(wf, "LLMChat")
+    assert chat["json_output"] is True and "JSON" in chat["system_prompt"]
+    regex_id, regex = only(wf, "RegexExtract")
+    assert regex["string"] == [chat_id, 0]
+    assert only(wf, "PreviewAny")[1]["source"] == [regex_id, 0]
+
+
+def test_two_style_versions_of_one_input_load_it_once_and_save_each(comfy):
+    parsed = request(Stage("restyle", "watercolor", prompt="watercolor", style="watercolor", image="photo.png"),
+                     Stage("restyle", "oil", prompt="oil painting", style="oil painting", image="photo.png", branch=1))
+    result = build(parsed, registry=comfy, answers={})
+    assert_valid(result, comfy)
+    wf = result.workflow
+    assert len(of(wf, "LoadImage")) == 1 and len(of(wf, "KSampler")) == 2 and len(of(wf, "SaveImage")) == 2
+    texts = {n["inputs"]["text"] for n in wf.values() if n["class_type"] == "CLIPTextEncode"}
+    assert {"watercolor", "oil painting"} <= texts
+
+
+@pytest.mark.parametrize("text", ["A rainy alley at night, then hires fix: upscale the latent by 2; refine at denoise 0.4",
+                                  "雨夜的小巷,然后高清修复放大2倍,重绘幅度0.4"])
+def test_a_hires_request_keeps_its_factor_and_denoise_from_words_to_nodes(comfy, text):
+    from agent.offline.stages import read_request
+
+    parsed = read_request(text, checkpoints=MODELS["checkpoints"], loras=[], inputs=INPUTS)
+    result = build(parsed, registry=comfy, answers={})
+    assert_valid(result, comfy)
+    assert only(result.workflow, "LatentUpscaleBy")[1]["scale_by"] == 2.0
+    assert sorted(n["denoise"] for _, n in of(result.workflow, "KSampler")) == [0.4, 1.0]

@@ -363,3 +363,82 @@ def test_a_long_adversarial_request_is_read_without_stalling(shape):
     reader takes ~0.2 s on 32,000 characters, a quadratic one minutes, so 20 s cannot flake and still catches it."""
     elapsed = _time(READER_SHAPES[shape](32_000))
     assert elapsed < 20, f"{shape}: 32k chars took {elapsed:.1f} s"
+
+
+# ---- round 2 (issue 17): rewordings of what the first round misread, in both languages ---------------------------
+ROUND_2: list[tuple[str, list[dict]]] = [
+    # a clause that only names a file is the input of the next step, not a redraw
+    ("Open photo.png and invert the colours", [{"kind": "invert", "image": "photo.png"}]),
+    ("打开 photo.png,把颜色反相", [{"kind": "invert", "image": "photo.png"}]),
+    # one input (or one description) in several styles: one branch per style
+    ("make photo.png in two styles: one as an oil painting and one as anime",
+     [{"kind": "restyle", "style": "oil painting", "image": "photo.png", "branch": 0},
+      {"kind": "restyle", "style": "anime", "image": "photo.png", "branch": 1}]),
+    ("把 photo.png 分别做成素描和水彩两个版本",
+     [{"kind": "restyle", "style": "素描", "branch": 0}, {"kind": "restyle", "style": "水彩", "branch": 1}]),
+    ("Three versions of a lighthouse: one in ink, one as a pixel art sprite, one as a watercolor",
+     [{"kind": "generate", "branch": 0}, {"kind": "generate", "branch": 1}, {"kind": "generate", "branch": 2}]),
+    # an upscale model named in Chinese is an upscale, not an LLM
+    ("用超分模型放大 photo.png", [{"kind": "upscale", "image": "photo.png", "with_model": True}]),
+    ("用放大模型把 photo.png 放大", [{"kind": "upscale", "image": "photo.png", "with_model": True}]),
+    # a reference image by what it lends (colours, mood, palette)
+    ("a tiger, using ref.png as a colour reference", [{"kind": "reference", "prompt": "a tiger", "image": "ref.png"}]),
+    ("照着 ref.png 的配色画一只老虎", [{"kind": "reference", "prompt": "一只老虎", "image": "ref.png"}]),
+    ("a fox that takes the palette and mood of ref.png", [{"kind": "reference", "prompt": "a fox"}]),
+    # first and last frame, and animating a picture, without the words "first frame"
+    ("a clip that starts with start.png and ends on end.png",
+     [{"kind": "flf2v", "image": "start.png", "extra": {"last_image": "end.png"}}]),
+    ("从 start.png 渐变到 end.png 的视频", [{"kind": "flf2v", "image": "start.png", "extra": {"last_image": "end.png"}}]),
+    ("bring ref.png to life", [{"kind": "i2v", "image": "ref.png"}]),
+    # outpainting by padding
+    ("pad photo.png by 64 px on all sides",
+     [{"kind": "outpaint", "direction": {"left": 64, "right": 64, "top": 64, "bottom": 64}}]),
+    ("把 photo.png 往右扩 200 像素", [{"kind": "outpaint", "direction": {"right": 200}}]),
+    # an LLM writes the prompt of a video; an upscale after a written prompt implies the picture
+    ("让通义千问写一段视频描述,然后生成视频", [{"kind": "llm_write"}, {"kind": "t2v"}]),
+    ("Have GPT write a prompt for a jungle temple, then upscale it 2x",
+     [{"kind": "llm_write"}, {"kind": "generate", "extra": {"prompt_from": "previous"}},
+      {"kind": "upscale", "scale": 2.0}]),
+    # an LLM asked for JSON, then a regex
+    ("Ask deepseek for a JSON array of three colors; pull out the first with a regex",
+     [{"kind": "llm_write", "prompt": "a JSON array of three colors"}, {"kind": "regex"}]),
+    # sizes stated as words, realism and drawn text are not writing tasks
+    ("一张宽 1280 高 720 的沙漠日落", [{"kind": "generate", "prompt": "沙漠日落", "width": 1280, "height": 720}]),
+    ("一只猫坐在窗台上,写实风格", [{"kind": "generate", "style": "写实风格"}]),
+    ("写着'生日快乐'的蛋糕海报", [{"kind": "generate", "prompt": "写着'生日快乐'的蛋糕海报"}]),
+    # hires: the factor "by N" and the refine clause are one step
+    ("a street at dusk, hires fix by 1.5 and refine at denoise 0.35",
+     [{"kind": "generate", "prompt": "a street at dusk"}, {"kind": "hires", "scale": 1.5, "denoise": 0.35}]),
+    # ControlNet strength; a removal with a painted mask keeps the instruction out of the prompt
+    ("use ControlNet depth on pose.png at strength 0.6 to draw a dancer",
+     [{"kind": "controlnet", "control": "depth", "extra": {"strength": 0.6}}]),
+    ("用 pose.png 的姿势做ControlNet,强度0.7,画一个舞者", [{"kind": "controlnet", "extra": {"strength": 0.7}}]),
+    ("Remove the lamp from photo.png, I painted the area in mask.png",
+     [{"kind": "remove", "image": "photo.png", "mask": "mask.png", "target": "the lamp", "prompt": None}]),
+    ("把 mask.png 当遮罩,将 photo.png 里的湖面重绘成冰面",
+     [{"kind": "inpaint", "image": "photo.png", "mask": "mask.png"}]),
+]
+
+
+@pytest.mark.parametrize("text,expected", ROUND_2, ids=[c[0][:40] for c in ROUND_2])
+def test_round_two_rewordings_read_as_their_stages(text, expected):
+    stages = read(text).stages
+    assert [s.kind for s in stages] == [e["kind"] for e in expected], [(s.kind, s.prompt) for s in stages]
+    for stage, wanted in zip(stages, expected, strict=True):
+        for name, value in wanted.items():
+            if name == "extra":
+                assert {k: stage.extra.get(k) for k in value} == value
+            else:
+                assert getattr(stage, name) == value, (name, getattr(stage, name))
+
+
+def test_style_versions_keep_their_own_style_in_the_prompt():
+    stages = read("Two versions of a castle: one as a watercolor and one as a pixel art sprite").stages
+    assert [s.branch for s in stages] == [0, 1]
+    assert "castle" in stages[0].prompt and "watercolor" in stages[0].prompt and "pixel" not in stages[0].prompt
+    assert "castle" in stages[1].prompt and "pixel art" in stages[1].prompt
+
+
+def test_two_seeds_of_one_prompt_are_not_style_versions():
+    stages = read("同一个提示词“雪山下的小木屋”,分别用两个不同的随机种子 1 和 2 各生成一张图").stages
+    assert {s.kind for s in stages} == {"generate"} and {s.branch for s in stages} == {0}
