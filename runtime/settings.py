@@ -2,7 +2,7 @@
 
 Precedence, highest first: explicit values (CLI flags) > environment variables (`NODEWEAVER_MODELS_DIR`,
 nested sections as `NODEWEAVER_ENGINE__NODE_TIMEOUT`) > the config file (TOML; folder keys under `[folders]`,
-then `[server]`, `[engine]`, `[providers.NAME]`) > defaults under the user's data directory.
+then `[server]`, `[engine]`, `[providers.NAME]`, `[comfyui]`) > defaults under the user's data directory.
 
 An entry point (the CLI) builds the settings once with `load_settings(overrides)`, installs them with
 `activate()` and passes them to the objects it creates; code below it asks `current()`. When nothing was
@@ -13,6 +13,7 @@ NodeWeaver at other folders is a matter of changing the environment.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -70,6 +71,74 @@ class EngineSettings(BaseModel):
                                                                  "(none: LoadImage's default, 32 Mi)")
 
 
+class ComfyUISettings(BaseModel):
+    """Remote ComfyUI servers whose nodes join the catalog and whose GPUs run the jobs that need them."""
+
+    urls: Annotated[list[str], NoDecode] = Field(default_factory=list, description="ComfyUI servers "
+                                                 "(http://host:port); env: comma separated")
+    # e.g. an auth header for a ComfyUI behind a proxy: secret, so never shown in a repr or a log line
+    headers: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict, repr=False,
+                                                         description="HTTP headers sent to every server")
+    timeout: float = Field(30.0, gt=0, description="seconds one HTTP request to a server may take")
+    lost_after: float = Field(60.0, gt=0, description="seconds without an answer from a server before its "
+                                                      "running job fails")
+    prefer: Literal["local", "remote"] = Field("local", description="where a job every node of which runs in "
+                                                                    "both places goes")
+
+    @field_validator("urls", mode="before")
+    @classmethod
+    def _urls(cls, value: Any) -> list[str]:
+        """A list, or (environment) one string: JSON, or URLs separated by commas or spaces."""
+        if isinstance(value, str):
+            text = value.strip()
+            value = _json_value(text, list) if text.startswith("[") else re.split(r"[,\s]+", text)
+        if not isinstance(value, list | tuple):
+            raise ValueError("expected a list of URLs")
+        urls = []
+        for item in value:
+            url = str(item).strip().rstrip("/")
+            if not url:
+                continue
+            if not re.match(r"^https?://[^\s/]+", url):
+                raise ValueError(f"{url!r} is not an http(s) URL")
+            if url not in urls:
+                urls.append(url)
+        return urls
+
+    @field_validator("headers", mode="before")
+    @classmethod
+    def _headers(cls, value: Any) -> dict[str, str]:
+        """A table, or (flags, environment) 'Name: value' lines / a JSON object."""
+        if isinstance(value, str):
+            text = value.strip()
+            value = _json_value(text, dict) if text.startswith("{") else [line for line in text.splitlines()]
+        if isinstance(value, list | tuple):
+            value = dict(parse_header(str(line)) for line in value if str(line).strip())
+        if not isinstance(value, dict):
+            raise ValueError("expected a table of header names and values")
+        return {str(k): str(v) for k, v in value.items()}
+
+
+def parse_header(line: str) -> tuple[str, str]:
+    """'Name: value' → (name, value); the value is not echoed in the error (it may be a secret)."""
+    name, sep, value = line.partition(":")
+    if not sep or not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name.strip()):
+        raise ValueError(f"a header must read 'Name: value' (got a line starting {line.strip()[:12]!r})")
+    return name.strip(), value.strip()
+
+
+def _json_value(text: str, kind: type) -> Any:
+    import json
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"invalid JSON: {exc.msg}") from None
+    if not isinstance(value, kind):
+        raise ValueError(f"expected a JSON {kind.__name__}")
+    return value
+
+
 def default_data_dir() -> Path:
     """The user's data directory (XDG on Linux), overridable with NODEWEAVER_DATA_DIR."""
     if os.environ.get(ENV_DATA_DIR):
@@ -108,7 +177,7 @@ class _ConfigFileSource(PydanticBaseSettingsSource):
         values = {k: folders[k] for k in ("data_dir", "models_dir", "input_dir", "output_dir", "temp_dir",
                                           "custom_nodes", "comfyui_dir", "extra_model_paths",
                                           "default_model_paths") if k in folders}
-        for section in ("server", "engine", "providers"):
+        for section in ("server", "engine", "providers", "comfyui"):
             if isinstance(table.get(section), dict):
                 values[section] = table[section]
         return values
@@ -139,6 +208,7 @@ class Settings(BaseSettings):
     providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
     server: ServerSettings = Field(default_factory=ServerSettings)
     engine: EngineSettings = Field(default_factory=EngineSettings)
+    comfyui: ComfyUISettings = Field(default_factory=ComfyUISettings)
 
     @field_validator("custom_nodes", mode="before")
     @classmethod
