@@ -60,6 +60,10 @@ class NodeRegistry:
         self._suggestions: dict[tuple[str, int], list[str]] = {}
         self.load_errors: list[PackLoadError] = []
         self.packs: list[str] = []
+        # remote ComfyUI catalogs: their sources, and their entries of classes executable here too (whose
+        # choice lists, the server's installed models, are merged into ours)
+        self.remote_sources: set[str] = set()
+        self._overlays: dict[str, dict[str, dict[str, Any]]] = {}
 
     # ---- registration -------------------------------------------------------------------------------
     def register(self, name: str, cls: type, display_name: str | None = None, pack: str = "") -> None:
@@ -77,7 +81,8 @@ class NodeRegistry:
         mappings = getattr(module, "NODE_CLASS_MAPPINGS", None)
         display = getattr(module, "NODE_DISPLAY_NAME_MAPPINGS", None) or {}
         if not isinstance(mappings, Mapping) and hasattr(module, "comfy_entrypoint"):
-            from nodes.comfy_compat.extensions import entrypoint_mappings  # a ComfyUI V3 pack (ComfyExtension)
+            # a ComfyUI V3 pack (ComfyExtension)
+            from nodes.comfy_compat.extensions import entrypoint_mappings
 
             mappings, display = entrypoint_mappings(module) or ({}, {})
         if not isinstance(mappings, Mapping):
@@ -139,16 +144,21 @@ class NodeRegistry:
             self._record_error(pack, str(path), exc)
             return []
 
-    def import_catalog(self, object_info: Mapping[str, Any], source: str = "catalog") -> list[str]:
+    def import_catalog(self, object_info: Mapping[str, Any], source: str = "catalog", *,
+                       remote: bool = False) -> list[str]:
         """Add nodes from a ComfyUI `/object_info` document: known and validatable, not executable here.
 
-        Classes that are executable here keep their own definition.
+        Classes that are executable here keep their own definition. With `remote` (a live ComfyUI server's
+        catalog, source "comfyui:<url>"), the source is marked remote and, for classes executable here
+        too, the server's choice lists (its installed models) are kept and offered beside ours.
         """
         if not isinstance(object_info, Mapping):
             raise ValueError("an object_info document must be a JSON object of node entries")
         added = []
         for name, entry in object_info.items():
             if name in self._classes:
+                if remote and isinstance(entry, Mapping):
+                    self._overlays.setdefault(str(name), {})[source] = dict(entry)
                 continue
             try:
                 NodeSpec.from_object_info(entry, executable=False)
@@ -159,8 +169,28 @@ class NodeRegistry:
             self._pack_of[str(name)] = source
             added.append(str(name))
         self.packs.append(source)
+        if remote:
+            self.remote_sources.add(source)
         self._invalidate()
         return added
+
+    def forget_catalog(self, source: str) -> int:
+        """Drop what one imported catalog added (a remote server's, before it is read again); the number of
+        catalog-only nodes dropped. Nodes another source also provides stay only if that source is reimported."""
+        gone = [name for name, pack in self._pack_of.items() if pack == source and name in self._catalog]
+        for name in gone:
+            del self._catalog[name]
+            del self._pack_of[name]
+        for sources in self._overlays.values():
+            sources.pop(source, None)
+        self.packs = [p for p in self.packs if p != source]
+        self.remote_sources.discard(source)
+        self._invalidate()
+        return len(gone)
+
+    def is_remote(self, name: str) -> bool:
+        """Whether a node is known only from a remote ComfyUI server's catalog (it runs there, not here)."""
+        return name not in self._classes and self._pack_of.get(name, "") in self.remote_sources
 
     def import_catalog_file(self, path: Path) -> list[str]:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -195,10 +225,18 @@ class NodeRegistry:
         """One `/object_info` entry, computed now (choice lists reflect the folders as they are)."""
         cls = self._classes.get(name)
         if cls is not None:
-            return class_object_info(name, cls, self._display.get(name), _module_label(cls, self._pack_of[name]))
+            info = self.local_info(name)
+            for entry in self._overlays.get(name, {}).values():
+                info = _with_choices_of(info, entry)
+            return info
         if name in self._catalog:
             return with_local_files(name, self._catalog[name])
         raise RegistryError(f"unknown node class {name!r}")
+
+    def local_info(self, name: str) -> dict[str, Any]:
+        """The `/object_info` entry of a class executable here, as this installation alone fills it."""
+        cls = self._classes[name]
+        return class_object_info(name, cls, self._display.get(name), _module_label(cls, self._pack_of[name]))
 
     def object_info(self) -> dict[str, dict[str, Any]]:
         """The whole catalog as ComfyUI's `/object_info`; a class whose INPUT_TYPES fails is left out."""
@@ -279,6 +317,39 @@ class NodeRegistry:
         detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         log.warning("node pack %s failed to load: %s", pack, detail)
         self.load_errors.append(PackLoadError(pack=pack, path=path, error=detail))
+
+
+def _combo_choices(spec: Any) -> list[Any] | None:
+    """The choices of a combo input spec (old list form, or COMBO with options); None for other inputs."""
+    if not isinstance(spec, list) or not spec:
+        return None
+    if isinstance(spec[0], list):
+        return spec[0]
+    if spec[0] == "COMBO" and len(spec) > 1 and isinstance(spec[1], dict):
+        return list(spec[1].get("options") or [])
+    return None
+
+
+def _with_choices_of(info: dict[str, Any], remote: Mapping[str, Any]) -> dict[str, Any]:
+    """`info` whose combo inputs also offer the choices the same input has in a remote entry."""
+    theirs = remote.get("input")
+    ours = info.get("input")
+    if not isinstance(theirs, Mapping) or not isinstance(ours, dict):
+        return info
+    sections = {}
+    for section, specs in ours.items():
+        extra = theirs.get(section) if isinstance(theirs.get(section), Mapping) else {}
+        merged = dict(specs) if isinstance(specs, dict) else specs
+        for key, spec in (specs.items() if isinstance(specs, dict) else ()):
+            mine, added = _combo_choices(spec), _combo_choices(extra.get(key))
+            new = [c for c in added or [] if mine is not None and c not in mine]
+            if not new:
+                continue
+            choices = [*mine, *new]
+            merged[key] = [choices, *spec[1:]] if isinstance(spec[0], list) else \
+                [spec[0], {**spec[1], "options": choices}, *spec[2:]]
+        sections[section] = merged
+    return {**info, "input": sections}
 
 
 def _class_problem(name: str, cls: Any) -> str | None:
