@@ -13,7 +13,7 @@ import pytest
 from conftest import REPO, free_port, run_cli
 
 import nodes.core.strings as strings
-from agent.offline.compose import plan_offline, template_values
+from agent.offline.compose import plan_offline
 from agent.offline.extract import extract
 from agent.planner import MAX_REQUEST_CHARS, plan
 from compiler import validate
@@ -183,8 +183,9 @@ def test_numbers_too_long_to_mean_anything_are_not_read():
 
 
 def test_template_values_read_each_placeholder_once_in_one_pass():
-    facts = extract("name is Bo, AGE=3, 名字是小明, 城市为北京", checkpoints=[], loras=[], inputs=[])
-    assert template_values(facts, "{name} {age} {名字} {城市} {missing} {name}") == \
+    from agent.offline.slots import template_values
+
+    assert template_values("name is Bo, AGE=3, 名字是小明, 城市为北京", "{name} {age} {名字} {城市} {missing} {name}") == \
         "name=Bo\nage=3\n名字=小明\n城市=北京\nmissing=missing"
 
 

@@ -137,38 +137,6 @@ def _trim_dangling(text: str) -> str:
 
 
 
-def template_values(f: Facts, template: str) -> str:
-    """`name=value` lines for a template's placeholders, each value as the request states it ("name is Bo",
-    "age=3", "名字是小明"); a placeholder the request gives no value keeps its own name."""
-    names = list(dict.fromkeys(re.findall(r"\{(\w+)\}", template)))
-    found = _assignments(f.text, {name.lower() for name in names})
-    return "\n".join(f"{name}={found.get(name.lower(), name)}" for name in names)
-
-
-_ASSIGNMENT = re.compile(r"\s*(?:是|为|=|:|:|is)\s*([^\s,,。;;]+)", re.IGNORECASE)
-_SEPARATOR_IN_WORD = re.compile(r"is|是|为", re.IGNORECASE)
-
-
-def _assignments(text: str, wanted: set[str]) -> dict[str, str]:
-    """The first value stated for each wanted (lower-cased) name: the name opening a word, then a separator
-    (=, :, is, 是, 为) and the value. One pass over the words; a search per name would be quadratic when a
-    template has thousands of placeholders. The separator may be inside the word ("名字是小明")."""
-    found: dict[str, str] = {}
-    lengths = {len(name) for name in wanted}
-    reach = max(lengths, default=0) + 2
-    for word in re.finditer(r"\w+", text):
-        if len(found) == len(wanted):
-            break
-        value = word.group()
-        cuts = [m.start() for m in _SEPARATOR_IN_WORD.finditer(value, 1, reach)] + [len(value)]
-        for cut in cuts:
-            if cut not in lengths or (key := value[:cut].lower()) not in wanted or key in found:
-                continue
-            if m := _ASSIGNMENT.match(text, word.start() + cut):
-                found[key] = m.group(1)
-    return found
-
-
 def _provider_for(model: str) -> str:
     return "dashscope" if model.startswith("qwen") else "openai-compatible"
 
@@ -184,8 +152,6 @@ def plan_offline(request: str, *, checkpoints: list[str], loras: list[str], inpu
     f = extract(request, checkpoints=checkpoints, loras=loras, inputs=inputs)
     intents = Intents(f, inputs)
     b = WorkflowBuilder()
-    if intents.llm and intents.regex:
-        return _text_flow(b, f, intents)
     if intents.wanx and not intents.beyond:
         return _wanx_flow(b, f, intents)
     return plan_stages(request, checkpoints=checkpoints, loras=loras, inputs=inputs, answers=answers,
@@ -222,47 +188,6 @@ def plan_stages(request: str, *, checkpoints: list[str], loras: list[str], input
                          notes=notes)
 
 
-
-def _text_flow(b: WorkflowBuilder, f: Facts, intents: Intents) -> OfflineResult:
-    model = _llm_model(f)
-    provider = _provider_for(model)
-    source = None
-    if intents.text_files:
-        source = b.out(b.add("LoadText", path=intents.text_files[0]))
-    last = None
-    if intents.regex:
-        chat = b.add("LLMChat", provider=provider, model=model, system_prompt="Answer with JSON only.",
-                     prompt=subject_text(f), temperature=0.2, max_tokens=512, seed=0, json_output=True)
-        extract_node = b.add("RegexExtract", string=b.out(chat), regex_pattern=r'\[\s*"([^"]+)"',
-                             mode="First Group", case_insensitive=True, multiline=False, dotall=True, group_index=1)
-        b.add("PreviewAny", source=b.out(extract_node))
-        return OfflineResult(b.prompt, "Ask the LLM for JSON, extract the first item with a regex, show it.",
-                             template="llm-json-regex")
-    steps = []
-    if intents.summarize:
-        bullets = re.search(r"((?<!\d)\d+|three|five|三|五)\s*(bullet|点|条)", f.text, re.IGNORECASE)
-        how = f" in {bullets.group(1)} bullet points" if bullets else ""
-        steps.append(f"Summarize the text{how}.")
-    if intents.translate:
-        target = f.target_language or ("English" if f.lang == "zh" else "Chinese")
-        steps.append(f"Translate the text into {target}. Answer with the translation only.")
-    if not steps:
-        steps.append("")
-    for index, system in enumerate(steps):
-        if index == 0:
-            prompt: Any = source if source is not None else f.text
-            if source is not None and not system:
-                system = f.text
-        else:
-            prompt = b.out(last)
-        last = b.add("LLMChat", provider=provider, model=model, system_prompt=system, prompt=prompt,
-                     temperature=0.7, max_tokens=1024, seed=0, json_output=False)
-    if intents.save or f.lang == "zh" and f.has("保存", "存"):
-        b.add("SaveText", text=b.out(last), filename_prefix="NodeWeaver/text", format="txt")
-    else:
-        b.add("PreviewAny", source=b.out(last))
-    return OfflineResult(b.prompt, "LLM steps: " + " → ".join(s or "answer the request" for s in steps),
-                         template="llm-chain")
 
 
 def _prompt_writer(b: WorkflowBuilder, f: Facts, subject: str) -> str:

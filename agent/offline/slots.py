@@ -345,3 +345,34 @@ def read_slots(clause: str, *, scale: bool = False, video: bool = False) -> Slot
 def has_cjk(text: str) -> bool:
     return CJK.search(text) is not None
 
+
+def template_values(text: str, template: str) -> str:
+    """`name=value` lines for a template's placeholders, each value as the request states it ("name is Bo",
+    "age=3", "名字是小明"); a placeholder the request gives no value keeps its own name."""
+    names = list(dict.fromkeys(re.findall(r"\{(\w+)\}", template)))
+    found = _assignments(text, {name.lower() for name in names})
+    return "\n".join(f"{name}={found.get(name.lower(), name)}" for name in names)
+
+
+_ASSIGNMENT = re.compile(r"\s*(?:是|为|=|:|:|is)\s*([^\s,,。;;]+)", re.IGNORECASE)
+_SEPARATOR_IN_WORD = re.compile(r"is|是|为", re.IGNORECASE)
+
+
+def _assignments(text: str, wanted: set[str]) -> dict[str, str]:
+    """The first value stated for each wanted (lower-cased) name: the name opening a word, then a separator
+    (=, :, is, 是, 为) and the value. One pass over the words; a search per name would be quadratic when a
+    template has thousands of placeholders. The separator may be inside the word ("名字是小明")."""
+    found: dict[str, str] = {}
+    lengths = {len(name) for name in wanted}
+    reach = max(lengths, default=0) + 2
+    for word in re.finditer(r"\w+", text):
+        if len(found) == len(wanted):
+            break
+        value = word.group()
+        cuts = [m.start() for m in _SEPARATOR_IN_WORD.finditer(value, 1, reach)] + [len(value)]
+        for cut in cuts:
+            if cut not in lengths or (key := value[:cut].lower()) not in wanted or key in found:
+                continue
+            if m := _ASSIGNMENT.match(text, word.start() + cut):
+                found[key] = m.group(1)
+    return found

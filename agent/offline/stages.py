@@ -24,6 +24,7 @@ from agent.offline.slots import (
     family_of,
     has_cjk,
     read_slots,
+    template_values,
     trim_dangling,
 )
 from agent.offline.spec import ParsedRequest, Stage, StageKind
@@ -788,6 +789,9 @@ def read_request(text: str, *, checkpoints: list[str], loras: list[str], inputs:
     _answers(parsed, answers)
     _lora_wanted(parsed, text)
     _notes(parsed)
+    for stage in parsed.stages:  # a template's values may be stated anywhere in the request
+        if stage.kind == "text_template" and stage.extra.get("template"):
+            stage.extra["values"] = template_values(text, stage.extra["template"])
     return parsed
 
 

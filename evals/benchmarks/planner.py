@@ -19,8 +19,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from agent.offline.compose import Intents, subject_text, template_values
+from agent.offline.compose import Intents, subject_text
 from agent.offline.extract import extract, quoted_passages
+from agent.offline.slots import template_values
 from agent.offline.stages import read_request as read_stages
 from agent.planner import plan
 from evals.environment import environment
@@ -59,7 +60,7 @@ def read_request(text: str) -> None:
     Intents(facts, ["photo.png"])
     subject_text(facts)
     for quoted in quoted_passages(text)[:1]:
-        template_values(facts, quoted)
+        template_values(text, quoted)
     read_stages(text, checkpoints=["v1-5-pruned-emaonly.safetensors"], loras=["pixel-art.safetensors"],
                 inputs=["photo.png"])
 
