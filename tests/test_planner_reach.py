@@ -225,3 +225,20 @@ def test_cli_edits_a_given_workflow_and_prints_the_changes(user):
     assert edited["2"] == original["2"]  # untouched nodes keep their ids and values
     added = {n["class_type"] for k, n in edited.items() if k not in original}
     assert added & {"ImageUpscaleWithModel", "ImageScaleBy"}
+
+
+def test_a_reference_with_no_image_prompt_model_starts_the_picture_from_it(user, catalog_registry):
+    """SD1.5 alone cannot read a reference image: the plan starts from it (img2img) and says so plainly."""
+    from PIL import Image
+
+    Image.new("RGB", (16, 16), (200, 120, 40)).save(user / "input" / "style.jpg")
+    result, wf = _plan("Paint a harbor town in the style of style.jpg", catalog_registry)
+    assert result.status == "valid", result.summary
+    [load] = _nodes(wf, "LoadImage")
+    assert load["inputs"]["image"] == "style.jpg"
+    [encode] = _nodes(wf, "VAEEncode")
+    [sampler] = _nodes(wf, "KSampler")
+    assert 0.7 <= sampler["inputs"]["denoise"] < 1.0
+    assert "harbor town" in _positive(wf)
+    assert [c["kind"] for c in result.covered if c["kind"] == "reference"] == ["reference"]
+    assert any("IPAdapter" in note for note in result.notes)

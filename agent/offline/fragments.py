@@ -544,6 +544,9 @@ def reference(ctx: Ctx, i: int, stage: Stage, state: ChainState) -> None:
     follower = ctx.later(i, stage, SAMPLING_KINDS)
     sd = ctx.sd()
     how = _reference_route(ctx, sd)
+    if how is None and follower is None and "VAEEncode" in ctx.registry:
+        _reference_as_start(ctx, i, stage, state, sd, before)
+        return
     if how is None:
         ctx.miss(i, stage, f"no installed model applies a reference image to {sd.checkpoint}: Redux needs a style "
                  f"model ({DOWNLOADS[('style_models', 'redux')]}) with a SigLIP vision model, SDXL's unCLIP route "
@@ -570,6 +573,26 @@ def reference(ctx: Ctx, i: int, stage: Stage, state: ChainState) -> None:
     if follower is None:
         _txt2img(ctx, stage, state)
     ctx.cover(i, stage, what, _new(ctx, before), f"reference-{route}")
+
+
+REFERENCE_START_DENOISE = 0.8  # high enough to draw the words' subject, low enough to keep the palette
+
+
+def _reference_as_start(ctx: Ctx, i: int, stage: Stage, state: ChainState, sd: SD, before: set[str]) -> None:
+    """No model here can read a reference image (no IPAdapter, Redux or unCLIP): start the picture from the
+    reference instead (img2img at a high denoise), which carries its colours, light and composition into a
+    picture of what the words describe. Said plainly in the notes: it is not a learned style transfer."""
+    image = ctx.image_in(i, stage, state, use_state=False) if stage.image or state.image is None else state.image
+    positive, negative = ctx.prompts(stage, state, sd)
+    latent = ctx.b.add("VAEEncode", pixels=image, vae=sd.vae)
+    denoise = stage.denoise if stage.denoise is not None else REFERENCE_START_DENOISE
+    ctx.decode(state, sd, ctx.sample(state, sd, positive, negative, [latent, 0], denoise))
+    ctx.notes.append(f"No image-prompt model is installed for {sd.checkpoint} (IPAdapter, Redux or an unCLIP "
+                     f"vision model), so the reference starts the picture (img2img at denoise {denoise}): it "
+                     "carries the reference's colours, light and composition, not a learned style. Packs such "
+                     "as ComfyUI_IPAdapter_plus transfer style itself.")
+    ctx.cover(i, stage, f"reference image as the starting picture (img2img at denoise {denoise})",
+              _new(ctx, before), "reference-start")
 
 
 def _reference_route(ctx: Ctx, sd: SD) -> tuple[str, str, str] | None:
