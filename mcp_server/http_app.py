@@ -649,6 +649,10 @@ def _nodeweaver_routes(app: FastAPI, service: NodeWeaverService, offload: _Offlo
         job = await offload.light(lambda: service.get_job(job_id))
         return await reply(service.job_summary(job))
 
+    @app.post("/api/comfyui/refresh")
+    async def api_comfyui_refresh() -> Response:
+        return await reply(await offload.heavy(service.refresh_comfyui))
+
 
 class ProgressStates:
     """ComfyUI's `progress_state` messages: per prompt, every node that has started, with its state

@@ -24,6 +24,7 @@ from compiler import WorkflowFormatError, load_workflow, validate
 from engine import EventBus, Executor
 from engine.cache import OutputCache
 from engine.jobs import FINISHED, Job, JobNotFound, JobQueue, WorkflowInvalid
+from engine.routing import RemoteServer, RoutingBackend, connect_servers
 from nodes.registry import NodeRegistry, default_registry
 from nodeweaver import __version__
 from runtime import folders
@@ -130,17 +131,27 @@ class ServiceError(NodeWeaverError, ValueError):
 
 class NodeWeaverService:
     def __init__(self, registry: NodeRegistry | None = None, *, start_worker: bool = True,
-                 settings: Settings | None = None) -> None:
+                 settings: Settings | None = None, remotes: list[RemoteServer] | None = None) -> None:
+        """`remotes`: ComfyUI servers already connected (the CLI reads their catalogs first); when none are
+        given and `[comfyui] urls` are set, they are connected here. A server that is down is reported by
+        `comfyui_status`, never fatal."""
         self.registry = registry or default_registry()
         self.settings = settings or current()
         self.bus = EventBus()
         engine = self.settings.engine
-        self.executor = Executor(self.registry, bus=self.bus, node_timeout=engine.node_timeout,
-                                 cache=_output_cache(self.settings))
-        self.queue = JobQueue(self.registry, self.settings.data_dir / "jobs.sqlite3", executor=self.executor,
-                              node_timeout=self.settings.engine.node_timeout)
+        comfyui = self.settings.comfyui
+        if remotes is None and comfyui.urls:
+            remotes = connect_servers(comfyui, self.registry)
+        # with remote servers the router owns the job's bus and forwards the local executor's events to it
+        self.executor = Executor(self.registry, bus=EventBus() if remotes else self.bus,
+                                 node_timeout=engine.node_timeout, cache=_output_cache(self.settings))
+        self.router = RoutingBackend(self.executor, remotes, self.registry, bus=self.bus,
+                                     prefer=comfyui.prefer) if remotes else None
+        self.queue = JobQueue(self.registry, self.settings.data_dir / "jobs.sqlite3",
+                              executor=self.router or self.executor, node_timeout=self.settings.engine.node_timeout)
         self.tools_dir = self.settings.data_dir / "tools"
         self._lock = threading.Lock()
+        self._refresh_lock = threading.Lock()
         if start_worker:
             self.queue.start()
 
@@ -151,7 +162,20 @@ class NodeWeaverService:
 
     def close(self) -> None:
         self.queue.close()
-        self.executor.shutdown(wait=2.0)
+        (self.router or self.executor).shutdown(wait=2.0)
+
+    # ---- remote ComfyUI servers -----------------------------------------------------------------------------
+    def comfyui_status(self) -> list[dict[str, Any]]:
+        """The configured ComfyUI servers as last read (reachable, node count, why not)."""
+        return self.router.status() if self.router is not None else []
+
+    def refresh_comfyui(self) -> dict[str, Any]:
+        """Re-read every ComfyUI server's catalog and installed models (their choice lists)."""
+        if self.router is None:
+            raise ServiceError("no ComfyUI server is configured (--comfyui-url, or [comfyui] urls)",
+                               kind="comfyui_not_configured")
+        with self._refresh_lock:
+            return {"servers": self.router.refresh()}
 
     # ---- reading workflows --------------------------------------------------------------------------------
     def load(self, workflow: Any) -> dict[str, Any]:

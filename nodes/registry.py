@@ -319,7 +319,7 @@ class NodeRegistry:
         self.load_errors.append(PackLoadError(pack=pack, path=path, error=detail))
 
 
-def _combo_choices(spec: Any) -> list[Any] | None:
+def combo_choices(spec: Any) -> list[Any] | None:
     """The choices of a combo input spec (old list form, or COMBO with options); None for other inputs."""
     if not isinstance(spec, list) or not spec:
         return None
@@ -341,7 +341,7 @@ def _with_choices_of(info: dict[str, Any], remote: Mapping[str, Any]) -> dict[st
         extra = theirs.get(section) if isinstance(theirs.get(section), Mapping) else {}
         merged = dict(specs) if isinstance(specs, dict) else specs
         for key, spec in (specs.items() if isinstance(specs, dict) else ()):
-            mine, added = _combo_choices(spec), _combo_choices(extra.get(key))
+            mine, added = combo_choices(spec), combo_choices(extra.get(key))
             new = [c for c in added or [] if mine is not None and c not in mine]
             if not new:
                 continue

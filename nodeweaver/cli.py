@@ -43,7 +43,30 @@ def _registry(args: argparse.Namespace):
             registry.import_catalog_file(Path(catalog))
         except (OSError, ValueError) as exc:  # ValueError covers JSON that does not parse
             raise CatalogError(f"cannot import catalog {catalog}: {exc}") from None
+    _remote_servers(args, registry)
     return registry
+
+
+_RUNS_JOBS = frozenset({"plan", "run", "serve", "mcp"})  # commands that send jobs to ComfyUI servers
+
+
+def _remote_servers(args: argparse.Namespace, registry) -> list:
+    """The configured ComfyUI servers, connected once per command: their catalogs join the registry (marked
+    remote); commands that run jobs get their backends too. A server that is down is a warning."""
+    if hasattr(args, "comfyui_servers"):
+        return args.comfyui_servers
+    settings = current().comfyui
+    servers: list = []
+    if settings.urls:
+        from engine.routing import connect_servers
+
+        servers = connect_servers(settings, registry, backends=args.command in _RUNS_JOBS)
+        for server in servers:
+            if server.error is not None:
+                print(f"warning: ComfyUI server {server.url} cannot be read ({server.error}); its nodes are "
+                      "not available until it is refreshed", file=sys.stderr)
+    args.comfyui_servers = servers
+    return servers
 
 
 class CatalogError(NodeWeaverError):
@@ -61,6 +84,12 @@ def _common_flags(parser: argparse.ArgumentParser) -> None:
                        help="folder of ComfyUI custom node packs, or one pack (repeatable); env NODEWEAVER_CUSTOM_NODES")
     group.add_argument("--catalog", action="append", metavar="OBJECT_INFO_JSON",
                        help="import a ComfyUI /object_info catalog (nodes known and validatable, run elsewhere)")
+    remote = parser.add_argument_group("remote ComfyUI servers")
+    remote.add_argument("--comfyui-url", action="append", dest="comfyui_urls", metavar="URL",
+                        help="a running ComfyUI (http://host:port) whose nodes and models join the catalog and "
+                             "which runs the jobs that need them (repeatable); env NODEWEAVER_COMFYUI__URLS")
+    remote.add_argument("--comfyui-header", action="append", dest="comfyui_headers", metavar="'NAME: VALUE'",
+                        help="an HTTP header sent to the ComfyUI servers, e.g. a proxy's auth (repeatable)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -221,6 +250,10 @@ def _activate_settings(args: argparse.Namespace) -> Settings:
     engine = _engine_overrides(args)
     if engine:
         overrides["engine"] = engine
+    comfyui = {key: value for key, value in (("urls", getattr(args, "comfyui_urls", None)),
+                                             ("headers", getattr(args, "comfyui_headers", None))) if value}
+    if comfyui:
+        overrides["comfyui"] = comfyui
     for config in getattr(args, "extra_model_paths_config", None) or []:
         _apply_extra_model_paths(Path(config), overrides)
     settings = load_settings(overrides)
@@ -320,7 +353,8 @@ def cmd_nodes(args: argparse.Namespace) -> int:
     width = max(len(h.name) for h in hits)
     for hit in hits:
         outputs = ", ".join(hit.outputs) or "-"
-        print(f"{hit.name:<{width}}  [{hit.category}]  -> {outputs}")
+        where = f"  (remote: {registry.pack_of(hit.name)[len('comfyui:'):]})" if registry.is_remote(hit.name) else ""
+        print(f"{hit.name:<{width}}  [{hit.category}]  -> {outputs}{where}")
         if hit.description:
             print(f"{'':<{width}}  {hit.description[:100]}")
     return EXIT_OK
@@ -342,6 +376,8 @@ def cmd_node(args: argparse.Namespace) -> int:
         _print_json(registry.node_info(args.name))
     else:
         print(registry.describe(args.name))
+        if registry.is_remote(args.name):
+            print(f"runs on the ComfyUI server {registry.pack_of(args.name)[len('comfyui:'):]}")
     return EXIT_OK
 
 
@@ -494,14 +530,19 @@ class _QueueRunner:
     It has the executor's `execute(plan)` shape, so the planner's run step uses it unchanged.
     """
 
-    def __init__(self, registry, settings: Settings, *, use_cache: bool = True, show_progress: bool = True) -> None:
+    def __init__(self, registry, settings: Settings, *, use_cache: bool = True, show_progress: bool = True,
+                 remotes: list | None = None) -> None:
         from engine.cache import OutputCache
         from engine.executor import Executor
         from engine.jobs import JobQueue
+        from engine.routing import RoutingBackend
 
         self.executor = Executor(registry, node_timeout=settings.engine.node_timeout,
                                  cache=OutputCache(enabled=use_cache, max_bytes=settings.engine.output_cache_bytes))
-        self.queue = JobQueue(registry, settings.data_dir / "jobs.sqlite3", executor=self.executor,
+        # with ComfyUI servers each job goes where its nodes are (engine.routing)
+        self.backend = RoutingBackend(self.executor, remotes, registry, prefer=settings.comfyui.prefer) \
+            if remotes else self.executor
+        self.queue = JobQueue(registry, settings.data_dir / "jobs.sqlite3", executor=self.backend,
                               node_timeout=settings.engine.node_timeout)
         self.show_progress = show_progress
 
@@ -514,7 +555,7 @@ class _QueueRunner:
         unsubscribe = None
         if self.show_progress:
             order = job.plan.get("order", [])
-            unsubscribe = self.executor.bus.subscribe(_ProgressPrinter(job.prompt, len(order)))
+            unsubscribe = self.backend.bus.subscribe(_ProgressPrinter(job.prompt, len(order)))
             print(f"running job {job.id} ({len(order)} nodes)", file=sys.stderr)
         worker = threading.Thread(target=self.queue.run_next, daemon=True)
         worker.start()
@@ -534,7 +575,7 @@ class _QueueRunner:
 
     def close(self) -> None:
         self.queue.close()
-        self.executor.shutdown(wait=2.0)
+        self.backend.shutdown(wait=2.0)
 
 
 def _print_unreadable(args: argparse.Namespace, exc) -> int:
@@ -577,7 +618,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         prompt = _apply_sets(loaded.prompt, args.set, registry)
     except WorkflowFormatError as exc:
         return _print_unreadable(args, exc)
-    runner = _QueueRunner(registry, current(), use_cache=not args.no_cache, show_progress=not args.json)
+    runner = _QueueRunner(registry, current(), use_cache=not args.no_cache, show_progress=not args.json,
+                          remotes=_remote_servers(args, registry))
     try:
         try:
             job = runner.submit(prompt)
@@ -716,7 +758,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
             base = load_workflow(_read_source(args.from_workflow), registry).prompt
         except WorkflowFormatError as exc:
             return _print_unreadable(args, exc)
-    runner = _QueueRunner(registry, settings, show_progress=not args.json) if args.run else None
+    runner = _QueueRunner(registry, settings, show_progress=not args.json,
+                          remotes=_remote_servers(args, registry)) if args.run else None
     try:
         if args.resume:
             result = resume(args.resume, checkpoint_path=checkpoints, provider=provider or "openai-compatible",
@@ -859,7 +902,8 @@ def cmd_mcp(args: argparse.Namespace) -> int:
     from mcp_server.mcp_app import build_mcp
     from mcp_server.service import NodeWeaverService
 
-    service = NodeWeaverService(_registry(args), settings=current())
+    registry = _registry(args)
+    service = NodeWeaverService(registry, settings=current(), remotes=_remote_servers(args, registry))
     try:
         build_mcp(service).run("stdio")
     finally:
@@ -885,7 +929,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         settings = settings.model_copy(update={"server": settings.server.model_copy(
             update={"history_scope": args.history_scope})})
         activate(settings)
-    service = NodeWeaverService(_registry(args), settings=settings)
+    registry = _registry(args)
+    service = NodeWeaverService(registry, settings=settings, remotes=_remote_servers(args, registry))
     app = create_app(service, token=args.token, loopback=loopback,
                      allowed_origins=[*settings.server.allowed_origins, *args.allow_origin])
     print(f"NodeWeaver on http://{host}:{args.port}  (API docs /docs, MCP /mcp/, websocket /ws)",

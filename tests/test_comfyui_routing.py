@@ -1,0 +1,368 @@
+"""Remote ComfyUI servers: settings and flags, the remote catalog, and routing jobs between the local engine
+and the servers (mixed graphs: NodeWeaver-only nodes run here, their values cross as literals)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+from typing import Any
+
+import pytest
+from conftest import CATALOG
+
+from compiler import validate
+from compiler.plan import Plan
+from engine.events import EventBus
+from engine.executor import ExecutionResult
+from engine.routing import (
+    RemoteServer,
+    RoutingError,
+    choose_route,
+    read_catalog,
+    runs_here,
+    split_plan,
+    substitute,
+)
+
+URL = "http://comfy.test:8188"
+
+
+def remote_catalog() -> dict[str, Any]:
+    """ComfyUI 0.3.64's /object_info with one checkpoint installed on that server."""
+    info = json.loads(CATALOG.read_text(encoding="utf-8"))
+    info = copy.deepcopy(info)
+    info["CheckpointLoaderSimple"]["input"]["required"]["ckpt_name"][0] = ["remote_xl.safetensors"]
+    return info
+
+
+class FakeClient:
+    """ComfyUIClient's catalog and queue calls; `down` makes every call fail as a dead server does."""
+
+    def __init__(self, info: dict[str, Any] | None = None, queue: int = 0) -> None:
+        self.info = info if info is not None else remote_catalog()
+        self.queue = queue
+        self.down = False
+
+    def object_info(self) -> dict[str, Any]:
+        if self.down:
+            raise ConnectionRefusedError("connection refused")
+        return self.info
+
+    def queue_remaining(self) -> int:
+        return self.queue
+
+
+class FakeRemote:
+    """A remote Backend: upper-cases CaseConverter inputs, shows PreviewAny's text, emits ComfyUI's events;
+    with `block`, waits until interrupted."""
+
+    slots = 1
+
+    def __init__(self, block: bool = False) -> None:
+        self.bus = EventBus()
+        self.plans: list[Plan] = []
+        self.block = block
+        self.started = threading.Event()
+        self.stop = threading.Event()
+        self.interrupted: list[str | None] = []
+
+    def execute(self, plan: Plan, *, prompt_id: str | None = None, extra_data: dict | None = None,
+                node_timeout: float | None = None) -> ExecutionResult:
+        self.plans.append(plan)
+        self.bus.emit("execution_start", prompt_id=prompt_id)
+        self.started.set()
+        if self.block and self.stop.wait(10):
+            self.bus.emit("execution_interrupted", prompt_id=prompt_id, node_id=None)
+            return ExecutionResult(prompt_id=str(prompt_id), status="interrupted")
+        values: dict[str, str] = {}
+        outputs: dict[str, Any] = {}
+        for node_id in plan.order:
+            node = plan.prompt[node_id]
+            self.bus.emit("executing", node=node_id, prompt_id=prompt_id)
+            source = next(iter(node["inputs"].values()))
+            text = values[source[0]] if isinstance(source, list) else source
+            values[node_id] = text.upper() if node["class_type"] == "CaseConverter" else text
+            if node["class_type"] == "PreviewAny":
+                outputs[node_id] = {"text": [text]}
+                self.bus.emit("executed", node=node_id, output=outputs[node_id], prompt_id=prompt_id)
+        self.bus.emit("execution_success", prompt_id=prompt_id)
+        return ExecutionResult(prompt_id=str(prompt_id), status="success", outputs=outputs,
+                               executed=list(plan.order))
+
+    def interrupt(self, prompt_id: str | None = None) -> None:
+        self.interrupted.append(prompt_id)
+        self.stop.set()
+
+    def shutdown(self, wait: float = 0.0) -> None:
+        self.stop.set()
+
+
+def connected(registry, client: FakeClient | None = None, backend: FakeRemote | None = None) -> RemoteServer:
+    server = RemoteServer(url=URL, client=client or FakeClient(), backend=backend or FakeRemote())
+    read_catalog(server, registry)
+    return server
+
+
+# LLM-ish text made here (TextTemplate is NodeWeaver's), upper-cased and shown by the ComfyUI server
+MIXED = {
+    "1": {"class_type": "TextTemplate", "inputs": {"template": "a {animal} in snow", "values": "animal=fox"}},
+    "2": {"class_type": "CaseConverter", "inputs": {"string": ["1", 0], "mode": "UPPERCASE"}},
+    "3": {"class_type": "PreviewAny", "inputs": {"source": ["2", 0]}},
+}
+
+
+def plan_of(registry, workflow: dict) -> Plan:
+    result = validate(workflow, registry)
+    assert result.valid, result.errors
+    return result.plan
+
+
+def here(registry, plan: Plan) -> dict[str, bool]:
+    return {n: runs_here(plan.prompt[n], registry) for n in plan.order}
+
+
+# ---- settings and flags --------------------------------------------------------------------------------------
+def test_flags_and_environment_fill_the_comfyui_section(monkeypatch):
+    from nodeweaver.cli import _activate_settings, build_parser
+    from runtime.settings import load_settings
+
+    monkeypatch.setenv("NODEWEAVER_COMFYUI__URLS", "http://a:1, http://b:2/")
+    monkeypatch.setenv("NODEWEAVER_COMFYUI__LOST_AFTER", "7")
+    assert load_settings().comfyui.urls == ["http://a:1", "http://b:2"]
+    args = build_parser().parse_args(["run", "w.json", "--comfyui-url", "http://c:3/", "--comfyui-url",
+                                      "http://c:3", "--comfyui-header", "Authorization: Bearer s3cret"])
+    settings = _activate_settings(args)
+    assert settings.comfyui.urls == ["http://c:3"]  # flags win over the environment; duplicates go
+    assert settings.comfyui.headers == {"Authorization": "Bearer s3cret"}
+    assert settings.comfyui.lost_after == 7  # the rest of the section still comes from the environment
+    assert "s3cret" not in repr(settings)
+
+
+@pytest.mark.parametrize("flags, said", [(["--comfyui-url", "ftp://x"], "not an http(s) URL"),
+                                         (["--comfyui-header", "no colon s3cret"], "Name: value")])
+def test_bad_comfyui_flags_are_refused_plainly(capsys, flags, said):
+    from nodeweaver.cli import main
+
+    assert main(["nodes", *flags]) == 2
+    err = capsys.readouterr().err
+    assert said in err and "Traceback" not in err and "s3cret" not in err
+
+
+def test_config_file_section(tmp_path, monkeypatch):
+    from runtime.settings import load_settings
+
+    config = tmp_path / "config.toml"
+    config.write_text('[comfyui]\nurls = ["http://gpu:8188"]\nprefer = "remote"\ntimeout = 5\n'
+                      '[comfyui.headers]\nX-Key = "k"\n', encoding="utf-8")
+    monkeypatch.setenv("NODEWEAVER_CONFIG", str(config))
+    section = load_settings().comfyui
+    assert (section.urls, section.prefer, section.timeout, section.headers) == (
+        ["http://gpu:8188"], "remote", 5.0, {"X-Key": "k"})
+
+
+# ---- the remote catalog ----------------------------------------------------------------------------------------
+def test_remote_catalog_is_marked_and_offers_the_servers_models(registry):
+    server = connected(registry)
+    assert server.error is None and "KSampler" in server.names
+    assert registry.is_remote("CaseConverter") and registry.pack_of("CaseConverter") == f"comfyui:{URL}"
+    assert not registry.is_remote("KSampler")  # executable here too
+    ckpt = registry.node_info("CheckpointLoaderSimple")["input"]["required"]["ckpt_name"][0]
+    assert "remote_xl.safetensors" in ckpt
+    assert "remote_xl.safetensors" not in registry.local_info("CheckpointLoaderSimple")["input"]["required"][
+        "ckpt_name"][0]
+    # read again after the server lost a node: it is gone from the catalog
+    del server.client.info["CaseConverter"]
+    assert read_catalog(server, registry)["ok"]
+    assert "CaseConverter" not in registry
+
+
+def test_a_server_that_is_down_is_reported_not_fatal(registry):
+    client = FakeClient()
+    client.down = True
+    server = connected(registry, client)
+    assert server.names == frozenset() and "ConnectionRefusedError" in server.error
+    assert "CaseConverter" not in registry
+    client.down = False
+    assert read_catalog(server, registry) == {"url": URL, "ok": True, "nodes": len(client.info), "error": None}
+    assert registry.is_remote("CaseConverter")
+
+
+# ---- splitting (pure) -------------------------------------------------------------------------------------------
+def test_every_node_here_runs_here_unless_remote_is_preferred(registry, isolated_folders):
+    from PIL import Image
+
+    Image.new("RGB", (4, 4)).save(isolated_folders / "input" / "photo.png")
+    server = connected(registry)
+    workflow = {"1": {"class_type": "LoadImage", "inputs": {"image": "photo.png"}},
+                "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
+                "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "inv"}}}
+    plan = plan_of(registry, workflow)
+    assert choose_route(plan, registry, [server]).server is None
+    route = choose_route(plan, registry, [server], prefer="remote")
+    assert route.server is server and route.split.local == [] and route.split.remote == plan.order
+
+
+def test_a_model_installed_only_remotely_sends_its_nodes_there(registry):
+    server = connected(registry)
+    workflow = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "remote_xl.safetensors"}},
+                "2": {"class_type": "TextTemplate", "inputs": {"template": "a {x}", "values": "x=cat"}},
+                "3": {"class_type": "CLIPTextEncode", "inputs": {"text": ["2", 0], "clip": ["1", 1]}},
+                "4": {"class_type": "EmptyLatentImage", "inputs": {"width": 512, "height": 512, "batch_size": 1}},
+                "5": {"class_type": "KSampler", "inputs": {
+                    "model": ["1", 0], "positive": ["3", 0], "negative": ["3", 0], "latent_image": ["4", 0],
+                    "seed": 1, "steps": 2, "cfg": 7.0, "sampler_name": "euler", "scheduler": "normal",
+                    "denoise": 1.0}},
+                "6": {"class_type": "VAEDecode", "inputs": {"samples": ["5", 0], "vae": ["1", 2]}},
+                "7": {"class_type": "SaveImage", "inputs": {"images": ["6", 0], "filename_prefix": "x"}}}
+    plan = plan_of(registry, workflow)  # validates: the remote checkpoint is a choice
+    assert not runs_here(plan.prompt["1"], registry)
+    route = choose_route(plan, registry, [server])
+    assert route.server is server and route.split.local == ["2"]
+    assert sorted(route.split.remote) == ["1", "3", "4", "5", "6", "7"]
+    [crossing] = route.split.crossings
+    assert (crossing.node, crossing.input, crossing.source, crossing.slot, crossing.type) == (
+        "3", "text", "2", 0, "STRING")
+
+
+def test_substitution_writes_local_values_in_as_literals(registry):
+    server = connected(registry)
+    plan = plan_of(registry, MIXED)
+    split = split_plan(plan, registry, server.names, here(registry, plan))
+    assert (split.local, split.remote) == (["1"], ["2", "3"])
+    done = ExecutionResult(prompt_id="p", status="success", node_outputs={"1": [["a fox in snow"]]})
+    remote = substitute(plan, split, done)
+    assert remote.prompt["2"]["inputs"] == {"string": "a fox in snow", "mode": "UPPERCASE"}
+    assert remote.order == ["2", "3"] and remote.outputs == ["3"]
+    assert plan.prompt["2"]["inputs"]["string"] == ["1", 0]  # the job's own plan is untouched
+    with pytest.raises(RoutingError, match="list of 2 values"):
+        substitute(plan, split, ExecutionResult(prompt_id="p", status="success",
+                                                node_outputs={"1": [["a", "b"]]}))
+
+
+def test_images_cannot_cross_yet(registry):
+    server = connected(registry)
+    workflow = {"1": {"class_type": "DashScopeImageSynthesis", "inputs": {"prompt": "a fox"}},
+                "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
+                "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "x"}}}
+    result = validate(workflow, registry)
+    plan = result.plan if result.valid else Plan(prompt=workflow, order=["1", "2", "3"], outputs=["3"])
+    with pytest.raises(RoutingError, match="images cannot cross to the remote part yet"):
+        split_plan(plan, registry, server.names, {"1": True, "2": True, "3": True})
+
+
+def test_a_nodeweaver_node_after_a_remote_only_node_is_refused(registry):
+    server = connected(registry)
+    workflow = {"1": {"class_type": "CaseConverter", "inputs": {"string": "fox", "mode": "UPPERCASE"}},
+                "2": {"class_type": "TextTemplate", "inputs": {"template": "{x}", "values": ["1", 0]}},
+                "3": {"class_type": "PreviewAny", "inputs": {"source": ["2", 0]}}}
+    plan = plan_of(registry, workflow)
+    with pytest.raises(RoutingError, match="remote outputs cannot come back"):
+        choose_route(plan, registry, [server])
+
+
+def test_the_least_loaded_server_that_has_the_nodes_is_chosen(registry):
+    busy = connected(registry, FakeClient(queue=5))
+    idle = RemoteServer(url="http://idle:1", client=FakeClient(queue=0), backend=FakeRemote())
+    read_catalog(idle, registry)
+    lacking = RemoteServer(url="http://small:1", client=FakeClient(info={"PreviewAny": remote_catalog()[
+        "PreviewAny"]}), backend=FakeRemote())
+    read_catalog(lacking, registry)
+    plan = plan_of(registry, MIXED)
+    from engine.routing import _queue_load
+
+    assert choose_route(plan, registry, [busy, lacking, idle], load=_queue_load).server is idle
+
+
+# ---- routed runs through the service ------------------------------------------------------------------------
+@pytest.fixture
+def routed(registry, isolated_folders):
+    from mcp_server.service import NodeWeaverService
+    from runtime.settings import load_settings
+
+    remote = FakeRemote()
+    server = connected(registry, backend=remote)
+    service = NodeWeaverService(registry, settings=load_settings(), remotes=[server])
+    events: list[tuple[str, dict]] = []
+    service.bus.subscribe(lambda e: events.append((e.type, e.data)))
+    yield service, remote, server, events
+    service.close()
+
+
+def test_a_mixed_job_runs_here_then_there_as_one_run(routed):
+    service, remote, _, events = routed
+    job = service.run(MIXED, timeout=30)
+    assert job.status == "success", job.error
+    assert job.outputs == {"3": {"text": ["A FOX IN SNOW"]}}
+    assert job.executed == ["1", "2", "3"]
+    [sent] = remote.plans
+    assert sent.prompt["2"]["inputs"]["string"] == "a fox in snow" and "1" not in sent.prompt
+    mine = [(kind, data) for kind, data in events if data.get("prompt_id") == job.id]
+    kinds = [kind for kind, _ in mine]
+    assert kinds.count("execution_start") == 1 and kinds.count("execution_success") == 1
+    assert kinds[0] == "execution_start" and kinds.index("execution_success") > kinds.index("executed")
+    assert [d["node"] for k, d in mine if k == "executing" and d.get("node")] == ["1", "2", "3"]
+    assert service.get_job(job.id).outputs == job.outputs  # in the history
+
+
+def test_a_job_with_nodes_here_only_stays_here(routed):
+    service, remote, _, _ = routed
+    workflow = {"1": {"class_type": "TextTemplate", "inputs": {"template": "hi {x}", "values": "x=you"}},
+                "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}}}
+    job = service.run(workflow, timeout=30)
+    assert job.status == "success" and remote.plans == []
+    assert "hi you" in json.dumps(job.outputs)
+
+
+def test_a_server_down_fails_the_job_with_the_reason(routed):
+    service, _, server, events = routed
+    server.client.down = True
+    service.refresh_comfyui()
+    job = service.run(MIXED, timeout=30)  # its nodes are still known, so it validates
+    assert job.status == "error"
+    assert job.error["exception_type"] == "RoutingError" and "unreachable" in job.error["exception_message"]
+    ends = [(kind, data) for kind, data in events if data.get("prompt_id") == job.id and kind.startswith("execution")]
+    assert [kind for kind, _ in ends] == ["execution_start", "execution_error"]
+    assert ends[1][1]["exception_message"] == job.error["exception_message"]
+
+
+def test_cancel_reaches_the_remote_part(registry, isolated_folders):
+    from mcp_server.service import NodeWeaverService
+    from runtime.settings import load_settings
+
+    remote = FakeRemote(block=True)
+    service = NodeWeaverService(registry, settings=load_settings(), remotes=[connected(registry, backend=remote)])
+    try:
+        job = service.submit(MIXED)
+        job_id = job["prompt_id"] if isinstance(job, dict) else job.id
+        assert remote.started.wait(10)
+        assert service.cancel_job(job_id)
+        done = service.queue.wait(job_id, timeout=10)
+        assert done.status == "interrupted" and remote.interrupted == [job_id]
+    finally:
+        service.close()
+
+
+def test_refresh_over_http(routed):
+    from fastapi.testclient import TestClient
+
+    from mcp_server.http_app import create_app
+
+    service, _, server, _ = routed
+    server.client.info["MyRemoteNode"] = copy.deepcopy(server.client.info["CaseConverter"])
+    with TestClient(create_app(service, mount_mcp=False), base_url="http://127.0.0.1:8188") as client:
+        reply = client.post("/api/comfyui/refresh")
+        assert reply.status_code == 200
+        assert reply.json() == {"servers": [{"url": URL, "ok": True, "nodes": len(server.client.info),
+                                             "error": None}]}
+        assert client.get("/object_info/MyRemoteNode").status_code == 200
+
+
+def test_refresh_without_servers_is_a_clear_refusal(service):
+    from fastapi.testclient import TestClient
+
+    from mcp_server.http_app import create_app
+
+    with TestClient(create_app(service, mount_mcp=False), base_url="http://127.0.0.1:8188") as client:
+        reply = client.post("/api/comfyui/refresh")
+    assert reply.status_code == 400 and "no ComfyUI server is configured" in reply.text
