@@ -247,22 +247,13 @@ def connect_servers(settings: ComfyUISettings, registry: NodeRegistry, *,
         raise RoutingError(f"ComfyUI servers are configured but the ComfyUI backend cannot load: {exc}") from None
     servers = []
     for url in settings.urls:
-        client = ComfyUIClient(url, **_accepted(ComfyUIClient, headers=dict(settings.headers) or None,
-                                                timeout=settings.timeout, lost_after=settings.lost_after))
-        backend = ComfyUIBackend([client], **_accepted(ComfyUIBackend, bus=EventBus(),
-                                                       lost_after=settings.lost_after)) if backends else None
+        client = ComfyUIClient(url, headers=dict(settings.headers) or None, timeout=settings.timeout)
+        backend = ComfyUIBackend([client], bus=EventBus(), unavailable_after=settings.lost_after) \
+            if backends else None
         servers.append(RemoteServer(url=url, client=client, backend=backend))
     for server in servers:
         read_catalog(server, registry)
     return servers
-
-
-def _accepted(cls: type, **options: Any) -> dict[str, Any]:
-    """The options (not None) that `cls` takes: `lost_after` goes to whichever of client or backend has it."""
-    import inspect
-
-    params = inspect.signature(cls).parameters
-    return {k: v for k, v in options.items() if v is not None and k in params}
 
 
 # ---- the backend ------------------------------------------------------------------------------------------------

@@ -366,3 +366,79 @@ def test_refresh_without_servers_is_a_clear_refusal(service):
     with TestClient(create_app(service, mount_mcp=False), base_url="http://127.0.0.1:8188") as client:
         reply = client.post("/api/comfyui/refresh")
     assert reply.status_code == 400 and "no ComfyUI server is configured" in reply.text
+
+
+# ---- end to end, against the ComfyUI stand-in (recorded from a real ComfyUI 0.3.64) --------------------------
+@pytest.fixture
+def standin():
+    from fakes.comfyui_standin import ComfyUIStandin
+
+    with ComfyUIStandin() as server:
+        yield server
+
+
+@pytest.mark.slow
+def test_plan_and_run_on_a_comfyui_server(standin, isolated_folders):
+    from conftest import run_cli
+    from PIL import Image
+
+    Image.new("RGB", (8, 8), "red").save(isolated_folders / "input" / "photo.png")
+    done = run_cli("plan", "invert photo.png and save it", "--comfyui-url", standin.url, "--run",
+                   env={"NODEWEAVER_COMFYUI__PREFER": "remote"})
+    assert done.returncode == 0, done.stderr
+    assert standin.calls["POST /prompt"] == 1
+    sent = standin.submitted[0]["prompt"]
+    assert {n["class_type"] for n in sent.values()} == {"LoadImage", "ImageInvert", "SaveImage"}
+    saved = list((isolated_folders / "output").rglob("*.png"))
+    assert saved and all(str(p) in done.stdout for p in saved)  # fetched through /view, listed
+    history = run_cli("history", "--json")
+    [job] = json.loads(history.stdout)
+    assert job["status"] == "success" and job["outputs"]
+
+
+@pytest.mark.slow
+def test_a_mixed_job_against_the_standin(standin, registry, isolated_folders):
+    from PIL import Image
+
+    from mcp_server.service import NodeWeaverService
+    from runtime.settings import load_settings
+
+    Image.new("RGB", (8, 8)).save(isolated_folders / "input" / "small.png")  # LoadImage validates it here
+
+    settings = load_settings({"comfyui": {"urls": [standin.url]}})
+    service = NodeWeaverService(registry, settings=settings)
+    try:
+        assert service.comfyui_status() == [{"url": standin.url, "ok": True, "nodes": 8, "error": None}]
+        workflow = {
+            "1": {"class_type": "LoadImage", "inputs": {"image": "small.png"}},
+            "2": {"class_type": "UpscaleModelLoader", "inputs": {"model_name": "tiny_2x.safetensors"}},
+            "3": {"class_type": "ImageUpscaleWithModel", "inputs": {"upscale_model": ["2", 0], "image": ["1", 0]}},
+            "4": {"class_type": "TextTemplate", "inputs": {"template": "fox_{n}", "values": "n=1"}},
+            "5": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": ["4", 0]}}}
+        job = service.run(workflow, timeout=60)
+        assert job.status == "success", job.error
+        [body] = standin.submitted
+        assert body["prompt"]["5"]["inputs"]["filename_prefix"] == "fox_1" and "4" not in body["prompt"]
+        assert "4" in job.executed and job.outputs
+    finally:
+        service.close()
+
+
+def test_a_server_down_at_startup_is_a_warning_and_serve_still_starts(capsys, registry):
+    from conftest import free_port
+
+    from nodeweaver.cli import _activate_settings, _remote_servers, build_parser
+
+    url = f"http://127.0.0.1:{free_port()}"
+    args = build_parser().parse_args(["serve", "--comfyui-url", url])
+    _activate_settings(args)
+    [server] = _remote_servers(args, registry)
+    assert server.error is not None and server.names == frozenset()
+    assert f"warning: ComfyUI server {url} cannot be read" in capsys.readouterr().err
+    from mcp_server.service import NodeWeaverService
+
+    service = NodeWeaverService(registry, remotes=[server], start_worker=False)
+    try:
+        assert service.comfyui_status()[0]["ok"] is False
+    finally:
+        service.close()
