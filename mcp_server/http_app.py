@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import re
+import threading
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -676,6 +677,27 @@ class ProgressStates:
         changed = self._apply(kind, data, prompt_id, nodes)
         if not changed:
             return None
+        return self.snapshot(prompt_id)
+
+    def changed(self, kind: str, data: dict[str, Any]) -> str | None:
+        """Apply one event without building a message: the prompt whose state changed, or None."""
+        prompt_id = data.get("prompt_id")
+        if not isinstance(prompt_id, str):
+            return None
+        if kind == "executing" and data.get("node") is None:
+            self._prompts.pop(prompt_id, None)
+            return None
+        nodes = self._prompts.setdefault(prompt_id, {})
+        if kind == "execution_start":
+            nodes.clear()
+            return None
+        return prompt_id if self._apply(kind, data, prompt_id, nodes) else None
+
+    def snapshot(self, prompt_id: str) -> dict[str, Any] | None:
+        """The progress_state message for a prompt's current state (None once it has finished)."""
+        nodes = self._prompts.get(prompt_id)
+        if nodes is None:
+            return None
         return {"type": "progress_state", "data": {"prompt_id": prompt_id,
                                                    "nodes": {k: dict(v) for k, v in nodes.items()}}}
 
@@ -723,6 +745,8 @@ def _ws_route(app: FastAPI, service: NodeWeaverService, *, token: str | None, lo
         owners: dict[str, str | None] = {}
 
         progress = ProgressStates()
+        lock = threading.Lock()  # the executor thread updates the states, the sender snapshots them
+        queued: set[str] = set()  # prompts with a progress_state marker waiting in the outbox
 
         def forward(event) -> None:
             prompt_id = event.data.get("prompt_id")
@@ -731,9 +755,14 @@ def _ws_route(app: FastAPI, service: NodeWeaverService, *, token: str | None, lo
             owner = owners[prompt_id]
             finished = event.type == "executing" and event.data.get("node") is None
             if owner in (None, client_id):
-                state = progress.update(event.type, event.data)
-                if state is not None:
-                    loop.call_soon_threadsafe(outbox.put_nowait, state)
+                with lock:  # one marker per prompt in the outbox: states coalesce while the socket is busy
+                    final = progress.snapshot(prompt_id) if finished and prompt_id in queued else None
+                    changed = progress.changed(event.type, event.data)
+                    if changed is not None and changed not in queued:
+                        queued.add(changed)
+                        loop.call_soon_threadsafe(outbox.put_nowait, ("progress_state", changed))
+                if final is not None:  # the last state goes out before executing(node=None), as ComfyUI's
+                    loop.call_soon_threadsafe(outbox.put_nowait, final)
                 loop.call_soon_threadsafe(outbox.put_nowait, event.to_comfy())
             if finished:  # the job queue's last word on this prompt (sent after its history is stored)
                 owners.pop(prompt_id, None)
@@ -745,6 +774,12 @@ def _ws_route(app: FastAPI, service: NodeWeaverService, *, token: str | None, lo
                 "queue_remaining": remaining}}, "sid": client_id}}).decode("utf-8"))
             while True:
                 message = await outbox.get()
+                if isinstance(message, tuple):  # a progress_state marker: the prompt's state as of now
+                    with lock:
+                        queued.discard(message[1])
+                        message = progress.snapshot(message[1])
+                    if message is None:
+                        continue
                 await ws.send_text(encode_json(message).decode("utf-8"))
         except (WebSocketDisconnect, RuntimeError):
             pass
