@@ -46,12 +46,13 @@ def standin():
 class Harness:
     """A backend over some stand-ins, a started JobQueue on it, and every event it emitted."""
 
-    def __init__(self, registry, tmp_path: Path, urls: list[str], **options) -> None:
+    def __init__(self, registry, tmp_path: Path, urls: list[str], node_timeout: float | None = None,
+                 **options) -> None:
         self.backend = ComfyUIBackend([ComfyUIClient(url, timeout=10) for url in urls], **options)
         self.events: list = []
         self.seen = threading.Condition()
         self.backend.bus.subscribe(self._note)
-        self.queue = JobQueue(registry, tmp_path / "jobs.db", executor=self.backend)
+        self.queue = JobQueue(registry, tmp_path / "jobs.db", executor=self.backend, node_timeout=node_timeout)
         self.queue.start()
 
     def _note(self, event) -> None:
@@ -178,6 +179,27 @@ def test_a_server_dying_mid_job_fails_the_job_with_backend_unavailable(harness):
     assert job.error["exception_type"] == "BackendUnavailable"
     assert dying.url in job.error["exception_message"] and "went away" in job.error["exception_message"]
     assert [e.type for e in h.events if e.type.startswith("execution_")][-1] == "execution_error"
+
+
+def test_messages_lost_to_a_reconnect_are_made_up_for_from_history(harness):
+    with ComfyUIStandin(cut_at="executing") as cutting:  # the socket drops at the first node
+        h = harness([cutting.url], poll=0.2)
+        job = h.run(recorded("run_success.json")["prompt"])
+        history_reads = sum(n for call, n in cutting.calls.items() if call.startswith("GET /history/"))
+    assert job.status == "success", job.error
+    assert history_reads >= 1
+    image = job.outputs["6"]["images"][0]
+    assert (folders.output_dir() / image["filename"]).read_bytes() == (RECORDED / "view_output.png").read_bytes()
+    mine = [e.type for e in h.events if e.data.get("prompt_id") == job.id]
+    assert mine[0] == "execution_start" and "executed" in mine and mine[-2:] == ["execution_success", "executing"]
+
+
+def test_a_remote_node_running_past_the_node_timeout_is_interrupted_and_fails_the_job(standin, harness):
+    h = harness([standin.url], node_timeout=0.3, poll=0.1)
+    job = h.run(recorded("run_interrupted.json")["prompt"])  # the stand-in holds in node 4 until interrupted
+    assert job.status == "error"
+    assert job.error["exception_type"] == "NodeTimeout" and job.error["node_id"] == "4"
+    assert standin.interrupts == [standin.submitted[0]["prompt_id"]]
 
 
 @pytest.mark.parametrize("busy", [0, 1])

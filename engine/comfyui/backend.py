@@ -57,7 +57,8 @@ class _RemoteRun:
 
     job_id: str
     remote_id: str
-    server: _Server
+    server: _Server | None = None
+    submitted: bool = False
     inbox: queue.Queue = field(default_factory=queue.Queue)
     started: bool = False            # the server sent execution_start
     start_emitted: bool = False
@@ -72,6 +73,11 @@ class _RemoteRun:
     last_history: float = 0.0
     unreachable_since: float | None = None
     connects_at_submit: int = 0
+
+    @property
+    def client(self) -> ComfyUIClient:
+        assert self.server is not None, "this job has no server yet"
+        return self.server.client
 
 
 class ComfyUIBackend:
@@ -113,27 +119,28 @@ class ComfyUIBackend:
                 server.classes = frozenset(server.client.object_info())
             return server.classes
 
-    def _choose(self, needed: set[str]) -> tuple[_Server | None, list[str]]:
-        """The least-loaded server having every class in `needed` (counted as taken), or None and why not."""
+    def _choose(self, needed: set[str]) -> tuple[_Server | None, list[str], bool]:
+        """The least-loaded server having every class in `needed` (counted as taken at once, so two jobs
+        choosing together spread), or None, why not, and whether every server was unreachable."""
         reasons: list[str] = []
-        ranked: list[tuple[int, int, int, _Server]] = []
-        with self._lock:
-            for server in self.servers:
-                try:
-                    missing = sorted(needed - self._classes(server))
-                    if missing:
-                        reasons.append(f"{server.client.url} lacks {', '.join(missing)}")
-                        continue
-                    load = server.client.queue_remaining()
-                except NodeWeaverError as exc:
-                    reasons.append(str(exc))
+        candidates: list[tuple[int, _Server]] = []
+        unreachable = 0
+        for server in self.servers:  # HTTP outside the lock: a slow server does not hold up the others
+            try:
+                missing = sorted(needed - self._classes(server))
+                if missing:
+                    reasons.append(f"{server.client.url} lacks {', '.join(missing)}")
                     continue
-                ranked.append((load, server.active, server.index, server))
-            if not ranked:
-                return None, reasons
-            chosen = min(ranked, key=lambda item: item[:3])[3]
+                candidates.append((server.client.queue_remaining(), server))
+            except NodeWeaverError as exc:
+                unreachable += isinstance(exc, BackendUnavailable)
+                reasons.append(str(exc))
+        if not candidates:
+            return None, reasons, unreachable == len(self.servers)
+        with self._lock:
+            chosen = min(candidates, key=lambda c: (c[0], c[1].active, c[1].index))[1]
             chosen.active += 1
-        return chosen, reasons
+        return chosen, reasons, False
 
     # ---- events from the servers ------------------------------------------------------------------------
     def _listen(self, server: _Server) -> EventStream:
@@ -163,30 +170,35 @@ class ComfyUIBackend:
     def execute(self, plan: Plan, *, prompt_id: str | None = None, extra_data: dict[str, Any] | None = None,
                 node_timeout: float | None = None) -> ExecutionResult:
         """Run the plan on a server; failures (refused, unreachable, node errors) are results."""
-        job_id = prompt_id or str(uuid.uuid4())
+        run = _RemoteRun(job_id=prompt_id or str(uuid.uuid4()), remote_id=str(uuid.uuid4()))
         prompt = {node_id: plan.prompt[node_id] for node_id in plan.order}
-        server, reasons = self._choose({str(node["class_type"]) for node in prompt.values()})
-        if server is None:
-            unavailable = all("unreachable" in r for r in reasons)
-            kind = "BackendUnavailable" if unavailable else "MissingNodeClasses"
-            why = "no ComfyUI server can run this workflow: " + "; ".join(reasons)
-            return self._fail(_RemoteRun(job_id, "", self.servers[0]), kind, why)
-        run = _RemoteRun(job_id=job_id, remote_id=str(uuid.uuid4()), server=server)
+        with self._lock:
+            self._jobs[run.job_id] = run  # known at once: an interrupt from now on is not lost
         try:
-            return self._run(run, prompt, extra_data or {}, node_timeout)
+            server, reasons, unreachable = self._choose({str(node["class_type"]) for node in prompt.values()})
+            if server is None:
+                return self._fail(run, "BackendUnavailable" if unreachable else "MissingNodeClasses",
+                                  "no ComfyUI server can run this workflow: " + "; ".join(reasons))
+            run.server = server
+            try:
+                return self._run(run, prompt, extra_data or {}, node_timeout)
+            finally:
+                with self._lock:
+                    server.active -= 1
+                    server.runs.pop(run.remote_id, None)
         finally:
             with self._lock:
-                server.active -= 1
-                server.runs.pop(run.remote_id, None)
-                self._jobs.pop(job_id, None)
+                self._jobs.pop(run.job_id, None)
 
     def _run(self, run: _RemoteRun, prompt: dict[str, Any], extra_data: dict[str, Any],
              node_timeout: float | None) -> ExecutionResult:
         server = run.server
+        assert server is not None
         stream = self._listen(server)
         with self._lock:
             server.runs[run.remote_id] = run  # before submitting: the first events may come at once
-            self._jobs[run.job_id] = run
+        if run.interrupt_requested:
+            return self._interrupted(run, {"node_id": None, "node_type": None})
         run.connects_at_submit = stream.connects
         try:
             server.client.queue_prompt(prompt, client_id=self.client_id, extra_data=extra_data,
@@ -196,6 +208,7 @@ class ComfyUIBackend:
                               node_errors=exc.node_errors, errors=exc.details["errors"])
         except NodeWeaverError as exc:
             return self._fail(run, _kind(exc), str(exc))
+        run.submitted = True
         log.info("job %s runs on %s as %s", run.job_id, server.client.url, run.remote_id)
         try:
             return self._follow(run, stream, node_timeout)
@@ -252,7 +265,7 @@ class ComfyUIBackend:
             if now - run.unreachable_since < self.unavailable_after:
                 return None
             return self._fail(run, "BackendUnavailable",
-                              f"ComfyUI at {run.server.client.url} went away while running this job: no "
+                              f"ComfyUI at {run.client.url} went away while running this job: no "
                               f"websocket and no answer for {self.unavailable_after:g} s ({exc})")
         run.unreachable_since = None
         return result
@@ -260,7 +273,7 @@ class ComfyUIBackend:
     def _probe(self, run: _RemoteRun, stream: EventStream, node_timeout: float | None,
                now: float) -> ExecutionResult | None:
         """Raises BackendUnavailable while the server does not answer."""
-        client = run.server.client
+        client = run.client
         if not stream.connected:
             client.system_stats(timeout=min(2.0, client.timeout))
         if node_timeout and run.node and run.timed_out is None and now - run.node_since > node_timeout:
@@ -277,13 +290,14 @@ class ComfyUIBackend:
     def _from_history(self, run: _RemoteRun) -> ExecutionResult | None:
         """Finish from the server's /history when its messages were lost; notice a prompt that vanished
         from the server's queue (deleted there, or by our interrupt before it started)."""
-        client = run.server.client
+        client = run.client
         entry = client.history(run.remote_id)
         if entry is None:
             queued = client.queue()
             ids = {str(item[1]) for items in queued.values() for item in items if len(item) > 1}
             if run.remote_id in ids:
-                if run.interrupt_requested and run.remote_id in {str(i[1]) for i in queued["queue_running"]}:
+                if run.interrupt_requested:  # asked before the prompt reached the server: ask again
+                    client.delete_queued([run.remote_id])
                     client.interrupt(run.remote_id)
                 return None
             entry = client.history(run.remote_id)  # it may have finished between the two questions
@@ -323,7 +337,7 @@ class ComfyUIBackend:
     def _remote_error(self, run: _RemoteRun, data: dict[str, Any]) -> ExecutionResult:
         payload = {"prompt_id": run.job_id, "node_id": None, "node_type": None, "executed": list(run.executed),
                    "exception_message": "", "exception_type": "", "traceback": [], "current_inputs": {},
-                   "current_outputs": {}, **data, "remote": run.server.client.url}
+                   "current_outputs": {}, **data, "remote": run.client.url}
         run.executed = [str(n) for n in payload.get("executed") or run.executed]
         self.bus.emit("execution_error", **payload)
         return self._result(run, "error", payload)
@@ -332,7 +346,7 @@ class ComfyUIBackend:
         node_id, node_type = data.get("node_id"), data.get("node_type")
         if run.timed_out is not None:  # interrupted by us: the node ran past its time
             return self._fail(run, "NodeTimeout", f"node {run.timed_out} ran past its time limit on "
-                                                  f"ComfyUI at {run.server.client.url}", node_id=run.timed_out)
+                                                  f"ComfyUI at {run.client.url}", node_id=run.timed_out)
         run.executed = [str(n) for n in data.get("executed") or run.executed]
         self.bus.emit("execution_interrupted", prompt_id=run.job_id, node_id=node_id, node_type=node_type,
                       executed=list(run.executed))
@@ -349,8 +363,8 @@ class ComfyUIBackend:
         payload = {"prompt_id": run.job_id, "node_id": node_id, "node_type": None, "executed": list(run.executed),
                    "exception_message": message, "exception_type": exception_type, "traceback": [],
                    "current_inputs": {}, "current_outputs": {}, **extra}
-        if run.remote_id:
-            payload["remote"] = run.server.client.url
+        if run.server is not None:
+            payload["remote"] = run.client.url
         log.warning("job %s failed on ComfyUI: %s: %s", run.job_id, exception_type, message)
         self.bus.emit("execution_error", **payload)
         return self._result(run, "error", payload)
@@ -372,7 +386,7 @@ class ComfyUIBackend:
     def _fetch_file(self, run: _RemoteRun, item: dict[str, Any]) -> dict[str, Any]:
         folder_type = item.get("type") or "output"
         subfolder = str(item.get("subfolder") or "")
-        content = run.server.client.view(str(item["filename"]), subfolder, folder_type)
+        content = run.client.view(str(item["filename"]), subfolder, folder_type)
         prefix, extension = local_name(str(item["filename"]), subfolder)
         make = folders.next_temp_file if folder_type == "temp" else folders.next_output_file
         path, local_subfolder, filename = make(prefix, extension)
@@ -387,7 +401,9 @@ class ComfyUIBackend:
                 list(self._jobs.values()) if prompt_id is None else [])
         for run in runs:
             run.interrupt_requested = True
-            client = run.server.client
+            if run.server is None or not run.submitted:  # not on a server yet: it stops before it is sent
+                continue
+            client = run.client
             try:
                 client.delete_queued([run.remote_id])
                 client.interrupt(run.remote_id)

@@ -7,7 +7,9 @@ one at a time from a queue, as ComfyUI's do, so /queue, queue_remaining, deletin
 /interrupt behave as there. The recorded interrupted run holds before its `execution_interrupted` until an
 /interrupt names it. Knobs for tests: `drop_classes` (a server without some nodes), `extra_load` (other
 users' prompts counted in queue_remaining), `occupy()` (a foreign prompt holding the queue until
-`release()`), `die_at` (the server dies when its replay reaches a message of that type).
+`release()`), `die_at` (the server dies when its replay reaches a message of that type), `cut_at` (every
+websocket is dropped there once, and refused until the run ends: the rest of its messages are lost, /history
+has them).
 
 Run it alone: python -m tests.fakes.comfyui_standin --port 8188
 """
@@ -74,12 +76,14 @@ class ComfyUIStandin:
     """The stand-in on 127.0.0.1 (a uvicorn server in a thread); `url` once started."""
 
     def __init__(self, *, drop_classes: tuple[str, ...] = (), extra_load: int = 0, step_delay: float = 0.005,
-                 die_at: str | None = None, port: int | None = None) -> None:
+                 die_at: str | None = None, cut_at: str | None = None, port: int | None = None) -> None:
         self.recording = Recording()
         self.drop_classes = set(drop_classes)
         self.extra_load = extra_load
         self.step_delay = step_delay
         self.die_at = die_at
+        self.cut_at = cut_at
+        self._cut = False
         self.port = port or _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.calls: Counter = Counter()          # "POST /prompt" -> count
@@ -130,12 +134,15 @@ class ComfyUIStandin:
     async def _die(self) -> None:
         """As a killed process: every socket dropped, then nothing listens on the port."""
         self.dead = True
-        for ws in list(self._sockets.values()):
-            with contextlib.suppress(RuntimeError):  # a socket already closing needs no close
-                await ws.close(code=1011)
-        self._sockets.clear()
+        await self._drop_sockets()
         self._server.should_exit = True
         self._server.force_exit = True
+
+    async def _drop_sockets(self) -> None:
+        sockets, self._sockets = list(self._sockets.values()), {}
+        for ws in sockets:
+            with contextlib.suppress(RuntimeError):  # a socket already closing needs no close
+                await ws.close(code=1011)
 
     def occupy(self) -> None:
         """Put a foreign prompt at the head of the queue; it holds until release()."""
@@ -186,11 +193,15 @@ class ComfyUIStandin:
             if self.die_at is not None and message["type"] == self.die_at:
                 await self._die()
                 return
+            if self.cut_at is not None and message["type"] == self.cut_at:
+                self.cut_at, self._cut = None, True  # sockets refused until this run ends: its end is lost
+                await self._drop_sockets()
             await self._send(client_id, message)
             await asyncio.sleep(self.step_delay)
         history = substitute(run["history"][run["prompt_id"]], run["prompt_id"], item.prompt_id)
         history["prompt"] = [item.number, item.prompt_id, item.prompt, item.extra_data, history["prompt"][4]]
         self._history[item.prompt_id] = history
+        self._cut = False
 
     async def _send(self, client_id: str, message: dict[str, Any]) -> None:
         ws = self._sockets.get(client_id)
@@ -313,6 +324,9 @@ class ComfyUIStandin:
 
         @app.websocket("/ws")
         async def ws(websocket: WebSocket) -> None:
+            if self._cut:
+                await websocket.close(code=1013)  # refused before the handshake completes (HTTP 403)
+                return
             await websocket.accept()
             sid = websocket.query_params.get("clientId") or uuid.uuid4().hex
             self._sockets[sid] = websocket
