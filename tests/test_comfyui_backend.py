@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 
 from compiler.plan import Plan
-from engine.comfyui import BackendUnavailable, ComfyUIBackend, ComfyUIClient, RemoteValidationError
+from engine.comfyui import (
+    BackendUnavailable,
+    ComfyUIBackend,
+    ComfyUIClient,
+    RemoteError,
+    RemoteValidationError,
+)
 from engine.comfyui.backend import local_name
 from engine.jobs import JobQueue
 from runtime import folders
@@ -48,7 +54,8 @@ class Harness:
 
     def __init__(self, registry, tmp_path: Path, urls: list[str], node_timeout: float | None = None,
                  **options) -> None:
-        self.backend = ComfyUIBackend([ComfyUIClient(url, timeout=10) for url in urls], **options)
+        headers = options.pop("headers", None)
+        self.backend = ComfyUIBackend([ComfyUIClient(url, timeout=10, headers=headers) for url in urls], **options)
         self.events: list = []
         self.seen = threading.Condition()
         self.backend.bus.subscribe(self._note)
@@ -247,7 +254,7 @@ def test_an_unreachable_server_is_a_503_naming_its_url_never_a_hang(harness):
         with pytest.raises(BackendUnavailable) as raised:
             call()
         assert raised.value.status == 503 and raised.value.kind == "backend_unavailable"
-        assert url in str(raised.value) and raised.value.details == {"url": url}
+        assert url in str(raised.value) and raised.value.details["url"] == url
     h = harness([url])
     job = h.run(recorded("run_success.json")["prompt"])
     assert job.status == "error" and job.error["exception_type"] == "BackendUnavailable"
@@ -257,12 +264,11 @@ def test_an_unreachable_server_is_a_503_naming_its_url_never_a_hang(harness):
 def test_the_event_stream_reconnects_after_the_server_comes_back():
     port = free_port()
     first = ComfyUIStandin(port=port).start()
-    stream = ComfyUIClient(first.url, timeout=3).event_stream("reader", max_backoff=0.5)
     stop = threading.Event()
     greetings: list[dict] = []
 
     def read() -> None:
-        for message in stream.messages(stop):
+        for message in ComfyUIClient(first.url, timeout=3).events("reader", stop=stop, max_backoff=0.5):
             if message["type"] == "status" and "sid" in message["data"]:
                 greetings.append(message)
                 if len(greetings) == 2:
@@ -280,9 +286,20 @@ def test_the_event_stream_reconnects_after_the_server_comes_back():
             reader.join(timeout=20)
     finally:
         stop.set()
-        stream.close()
     assert [g["data"]["sid"] for g in greetings] == ["reader", "reader"]
-    assert stream.connects == 2 and not stream.connected
+    assert not reader.is_alive()
+
+
+def test_a_header_for_a_proxy_reaches_http_and_the_websocket(harness):
+    secret = ("Authorization", "Bearer 0123")
+    with ComfyUIStandin(require_header=secret) as guarded:
+        with pytest.raises(RemoteError) as raised:
+            ComfyUIClient(guarded.url).system_stats()
+        assert raised.value.details["status"] == 401
+        h = harness([guarded.url], headers=dict([secret]))
+        job = h.run(recorded("run_success.json")["prompt"])
+    assert job.status == "success", job.error
+    assert any(e.type == "progress" for e in h.events)  # events came: the websocket was let in
 
 
 @pytest.mark.parametrize(("filename", "subfolder", "expected"), [

@@ -266,7 +266,8 @@ class ComfyUIBackend:
                 return None
             return self._fail(run, "BackendUnavailable",
                               f"ComfyUI at {run.client.url} went away while running this job: no "
-                              f"websocket and no answer for {self.unavailable_after:g} s ({exc})")
+                              f"websocket and no answer for {self.unavailable_after:g} s "
+                              f"(last: {(exc.details or {}).get('why', exc)})")
         run.unreachable_since = None
         return result
 

@@ -60,7 +60,8 @@ class ComfyUIClient:
             raise self.unavailable(f"{type(exc).__name__}: {exc or 'no answer'}") from exc
 
     def unavailable(self, why: str) -> BackendUnavailable:
-        return BackendUnavailable(f"ComfyUI at {self.url} is unreachable ({why})", details={"url": self.url})
+        return BackendUnavailable(f"ComfyUI at {self.url} is unreachable ({why})",
+                                  details={"url": self.url, "why": why})
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self._request(method, path, **kwargs)

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import copy
 import json
+import struct
 import threading
 import time
 import uuid
@@ -76,13 +77,16 @@ class ComfyUIStandin:
     """The stand-in on 127.0.0.1 (a uvicorn server in a thread); `url` once started."""
 
     def __init__(self, *, drop_classes: tuple[str, ...] = (), extra_load: int = 0, step_delay: float = 0.005,
-                 die_at: str | None = None, cut_at: str | None = None, port: int | None = None) -> None:
+                 die_at: str | None = None, cut_at: str | None = None, previews: bool = True,
+                 require_header: tuple[str, str] | None = None, port: int | None = None) -> None:
         self.recording = Recording()
         self.drop_classes = set(drop_classes)
         self.extra_load = extra_load
         self.step_delay = step_delay
         self.die_at = die_at
         self.cut_at = cut_at
+        self.previews = previews
+        self.require_header = require_header
         self._cut = False
         self.port = port or _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -197,6 +201,8 @@ class ComfyUIStandin:
                 self.cut_at, self._cut = None, True  # sockets refused until this run ends: its end is lost
                 await self._drop_sockets()
             await self._send(client_id, message)
+            if self.previews and message["type"] == "progress":
+                await self._send_preview(client_id)
             await asyncio.sleep(self.step_delay)
         history = substitute(run["history"][run["prompt_id"]], run["prompt_id"], item.prompt_id)
         history["prompt"] = [item.number, item.prompt_id, item.prompt, item.extra_data, history["prompt"][4]]
@@ -211,6 +217,14 @@ class ComfyUIStandin:
             await ws.send_text(json.dumps(message))
         except (RuntimeError, WebSocketDisconnect, OSError):
             self._sockets.pop(client_id, None)
+
+    async def _send_preview(self, client_id: str) -> None:
+        """A binary preview frame as ComfyUI frames them (server.py encode_bytes/send_image): event 1
+        (PREVIEW_IMAGE), image type 2 (PNG), the image."""
+        ws = self._sockets.get(client_id)
+        if ws is not None:
+            with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
+                await ws.send_bytes(struct.pack(">II", 1, 2) + self.recording.view_bytes)
 
     async def _broadcast_status(self) -> None:
         for client_id in list(self._sockets):
@@ -236,11 +250,16 @@ class ComfyUIStandin:
         @app.middleware("http")
         async def count(request: Request, call_next: Any) -> Any:
             self.calls[f"{request.method} {request.url.path}"] += 1
+            if not self._authorized(request.headers):
+                return Response(status_code=401)  # as a proxy in front of ComfyUI answers
             return await call_next(request)
 
         self._read_routes(app)
         self._write_routes(app)
         return app
+
+    def _authorized(self, headers: Any) -> bool:
+        return self.require_header is None or headers.get(self.require_header[0]) == self.require_header[1]
 
     def _read_routes(self, app: FastAPI) -> None:
         rec = self.recording
@@ -324,7 +343,7 @@ class ComfyUIStandin:
 
         @app.websocket("/ws")
         async def ws(websocket: WebSocket) -> None:
-            if self._cut:
+            if self._cut or not self._authorized(websocket.headers):
                 await websocket.close(code=1013)  # refused before the handshake completes (HTTP 403)
                 return
             await websocket.accept()
