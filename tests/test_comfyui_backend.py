@@ -113,6 +113,7 @@ def test_a_run_reports_with_our_job_id_and_its_png_lands_in_our_output_folder(st
     executed = next(e for e in mine if e.type == "executed")
     assert executed.data["output"] == job.outputs["6"]  # the ui output names our file, not the remote one
     assert job.cached == ["1", "2"] and job.executed == ["3", "4", "5", "6"]
+    assert set(job.timings) == {"3", "4", "5", "6"} and all(t >= 0 for t in job.timings.values())
     body = standin.submitted[0]
     assert body["client_id"] == h.backend.client_id and body["prompt_id"] != job.id
     assert set(body["prompt"]) == {"1", "2", "3", "4", "5", "6"}
@@ -189,7 +190,7 @@ def test_a_server_dying_mid_job_fails_the_job_with_backend_unavailable(harness):
 
 
 def test_messages_lost_to_a_reconnect_are_made_up_for_from_history(harness):
-    with ComfyUIStandin(cut_at="executing") as cutting:  # the socket drops at the first node
+    with ComfyUIStandin(cut_at="execution_start") as cutting:  # the socket drops before the run starts
         h = harness([cutting.url], poll=0.2)
         job = h.run(recorded("run_success.json")["prompt"])
         history_reads = sum(n for call, n in cutting.calls.items() if call.startswith("GET /history/"))

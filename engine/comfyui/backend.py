@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _FORWARDED = ("execution_start", "execution_cached", "executing", "progress", "executed")
+_ENDINGS = ("execution_success", "execution_error", "execution_interrupted")
 _COUNTER = re.compile(r"_\d{5}_$")  # ComfyUI's `{prefix}_{counter:05}_` file stem
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -73,6 +74,8 @@ class _RemoteRun:
     last_history: float = 0.0
     unreachable_since: float | None = None
     connects_at_submit: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+    began: float = field(default_factory=time.monotonic)
 
     @property
     def client(self) -> ComfyUIClient:
@@ -232,13 +235,17 @@ class ComfyUIBackend:
     def _on_message(self, run: _RemoteRun, message: dict[str, Any]) -> ExecutionResult | None:
         kind, data = message["type"], dict(message.get("data") or {})
         data["prompt_id"] = run.job_id
+        if kind == "executing" and data.get("node") is None:  # ComfyUI's end-of-prompt: the queue sends ours
+            return None
         if kind == "execution_start":
             run.started = run.start_emitted = True
-        elif kind == "execution_cached":
+        elif not run.start_emitted and (kind in _FORWARDED or kind in _ENDINGS):
+            run.start_emitted = True  # its execution_start was lost (a reconnect): listeners still see one
+            self.bus.emit("execution_start", prompt_id=run.job_id, timestamp=timestamp_ms())
+        if kind == "execution_cached":
             run.cached = [str(n) for n in data.get("nodes") or []]
         elif kind == "executing":
-            if data.get("node") is None:  # ComfyUI's end-of-prompt: the job queue sends NodeWeaver's own
-                return None
+            self._node_done(run)
             run.node, run.node_since = str(data["node"]), time.monotonic()
             if run.node not in run.executed:
                 run.executed.append(run.node)
@@ -319,17 +326,25 @@ class ComfyUIBackend:
                                                                     "output": output}})
         ending: tuple[str, dict[str, Any]] = ("execution_success", {})
         for item in (entry.get("status") or {}).get("messages") or []:
-            if isinstance(item, list) and len(item) == 2 and item[0] in ("execution_error", "execution_interrupted",
-                                                                          "execution_success"):
+            if isinstance(item, list) and len(item) == 2 and item[0] in _ENDINGS:
                 ending = (item[0], dict(item[1] or {}))
         result = self._on_message(run, {"type": ending[0], "data": ending[1]})
         assert result is not None
         return result
 
     # ---- endings ----------------------------------------------------------------------------------------
+    @staticmethod
+    def _node_done(run: _RemoteRun) -> None:
+        """The node that ran until now took this long (as the server reports nodes one after another)."""
+        if run.node is not None and run.node not in run.timings:
+            run.timings[run.node] = time.monotonic() - run.node_since
+
     def _result(self, run: _RemoteRun, status: str, error: dict[str, Any] | None = None) -> ExecutionResult:
+        if status == "success":
+            self._node_done(run)
         return ExecutionResult(prompt_id=run.job_id, status=status, outputs=dict(run.outputs),
-                               executed=list(run.executed), cached=list(run.cached), error=error)
+                               executed=list(run.executed), cached=list(run.cached), error=error,
+                               timings=dict(run.timings), seconds=time.monotonic() - run.began)
 
     def _succeed(self, run: _RemoteRun, timestamp: Any) -> ExecutionResult:
         self.bus.emit("execution_success", prompt_id=run.job_id, timestamp=timestamp or timestamp_ms())
