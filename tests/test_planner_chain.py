@@ -647,15 +647,20 @@ def test_two_styles_of_one_photo_are_two_saved_branches_over_one_load(comfy):
 
 
 # ---- round 2 (issue 17) ------------------------------------------------------------------------------------------
-def test_reference_without_a_style_model_is_not_covered_and_the_plan_still_validates(isolated_folders, catalog_data):
+def test_reference_without_a_style_model_starts_the_picture_and_says_so(isolated_folders, catalog_data):
+    """No image-prompt model (no Redux, no ViT-bigG): the reference starts the picture (img2img at 0.8), with a
+    note that says it is not a learned style transfer; nothing is dropped to words alone."""
     registry = target(isolated_folders, catalog_data, {**MODELS, "clip_vision": ["clip_vision_h.safetensors"]})
     parsed = request(Stage("reference", "a fox in the style of photo.png", prompt="a fox", image="photo.png"))
     result = build(parsed, registry=registry, answers={})
     assert_valid(result, registry)
-    assert [c.kind for c in result.not_covered] == ["reference"]
-    assert "style model" in result.not_covered[0].reason and "IPAdapter" in result.not_covered[0].suggestion
+    assert [c.kind for c in result.covered] == ["reference"] and not result.not_covered
     assert "StyleModelApply" not in classes(result.workflow)
-    assert only(result.workflow, "EmptyLatentImage")
+    (_, sampler), = of(result.workflow, "KSampler")
+    encode = result.workflow[sampler["latent_image"][0]]
+    assert encode["class_type"] == "VAEEncode" and sampler["denoise"] == 0.8
+    assert result.workflow[encode["inputs"]["pixels"][0]]["inputs"]["image"] == "photo.png"
+    assert any("IPAdapter" in note for note in result.notes)
     assert any(n["inputs"].get("text") == "a fox" for n in result.workflow.values())
 
 

@@ -54,6 +54,8 @@ NOT_PROVIDED: dict[str, tuple[str, str]] = {
 
 # video steps no core node provides: the draft still carries the frames through, so the node slots in
 VIDEO_THROUGH = ("interpolate",)
+# image steps no core node provides: with later steps, the image they name is loaded and passed on
+IMAGE_THROUGH = ("face_restore", "remove_background")
 
 
 @dataclass
@@ -120,6 +122,23 @@ def _apply(ctx: Ctx, index: int, stage: Stage, state: ChainState) -> None:
         entry = next(c for c in ctx.not_covered if c.stage == index)
         if "the draft" not in entry.reason:
             entry.reason += "; the draft carries the frames through to the save, where such a node slots in"
+    elif stage.kind in IMAGE_THROUGH and _image_through(ctx, index, stage, state):
+        entry = next(c for c in ctx.not_covered if c.stage == index)
+        if "the draft" not in entry.reason:
+            entry.reason += "; the draft passes the image on to the next step, where such a node slots in"
+
+
+def _image_through(ctx: Ctx, index: int, stage: Stage, state: ChainState) -> bool:
+    """An image step no core node provides (face restore, background removal) with later steps: the image it
+    names is loaded and passed on, so "人脸修复加超分 face.png" still upscales face.png rather than asking which
+    image the upscale means or failing with nothing built. True when the chain holds an image."""
+    if state.image is not None:
+        return True
+    later = any(s.branch == stage.branch for s in ctx.parsed.stages[index + 1:])
+    if not later or not stage.image or "LoadImage" not in ctx.registry:
+        return False
+    ctx.image_in(index, stage, state)
+    return True
 
 
 def _finish(ctx: Ctx, parsed: ParsedRequest, state: ChainState) -> None:

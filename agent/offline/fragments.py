@@ -18,6 +18,7 @@ from agent.builder import WorkflowBuilder
 from agent.offline.bind import DOWNLOADS, Binder, family_of, scale_of
 from agent.offline.spec import Coverage, ParsedRequest, Stage
 from nodes.registry import NodeRegistry
+from runtime import folders
 
 Ref = list  # [node id, output slot]
 IMAGE_EXT = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -108,8 +109,11 @@ class Ctx:
                   suggestion or f"ComfyUI core nodes {', '.join(absent)} provide it")
         return True
 
-    def miss(self, index: int, stage: Stage, reason: str, suggestion: str = "") -> None:
-        self.not_covered.append(Coverage(index, stage.kind, _what(stage), reason=reason, suggestion=suggestion))
+    def miss(self, index: int, stage: Stage, reason: str, suggestion: str = "", what: str | None = None) -> None:
+        """Record a part not covered, once per stage, kind and part (a branch run per seed repeats stages)."""
+        entry = Coverage(index, stage.kind, what or _what(stage), reason=reason, suggestion=suggestion)
+        if all((c.stage, c.kind, c.what) != (entry.stage, entry.kind, entry.what) for c in self.not_covered):
+            self.not_covered.append(entry)
 
     def cover(self, index: int, stage: Stage, what: str, nodes: list[str], used: str) -> None:
         entry = self.covered.get(index)
@@ -389,6 +393,8 @@ def outpaint(ctx: Ctx, i: int, stage: Stage, state: ChainState) -> None:
     image = ctx.image_in(i, stage, state)
     sd = ctx.sd()
     sides = {k: _round(v, 8) if v else 0 for k, v in stage.direction.items() if k in ("left", "top", "right", "bottom")}
+    if not any(sides.values()) and stage.extra.get("aspect"):
+        sides = _aspect_padding(ctx, i, stage, sd.family, stage.extra["aspect"])
     if not any(sides.values()):
         sides = {"left": 256, "right": 256}
     pad = ctx.b.add("ImagePadForOutpaint", image=image, left=sides.get("left", 0), top=sides.get("top", 0),
@@ -398,6 +404,40 @@ def outpaint(ctx: Ctx, i: int, stage: Stage, state: ChainState) -> None:
     ctx.decode(state, sd, ctx.sample(state, sd, positive, negative, [latent, 0], 1.0))
     where = ", ".join(f"{k} {v}px" for k, v in sides.items() if v)
     ctx.cover(i, stage, f"outpaint {where}", _new(ctx, before), "outpaint")
+
+
+def _image_size(name: str | None) -> tuple[int, int] | None:
+    """An input image's size from its header (PIL opens lazily: no pixels are decoded); None when unreadable."""
+    if not name:
+        return None
+    try:
+        from PIL import Image
+
+        with Image.open(folders.input_path(name)) as image:
+            return image.size
+    except (OSError, ValueError):  # unreadable, not an image, or an unsafe name
+        return None
+
+
+def _aspect_padding(ctx: Ctx, i: int, stage: Stage, family: str, aspect: list[int]) -> dict[str, int]:
+    """The padding that brings the source picture to `aspect`: split evenly on the short sides. The size is the
+    input file's (read from its header) or an earlier stage's; otherwise the model's default side, said in the
+    notes."""
+    size = _image_size(stage.image) if stage.image in ctx.inputs else None
+    if size is None:
+        earlier = next((s for s in reversed(ctx.parsed.stages[:i]) if s.branch == stage.branch and s.width), None)
+        size = (earlier.width, earlier.height or earlier.width) if earlier else None
+    if size is None:
+        size = _size(stage, family)
+        ctx.notes.append(f"The source picture's size is not known before it runs: the outpaint padding assumes "
+                         f"{size[0]}x{size[1]}.")
+    width, height = size
+    target_w, target_h = aspect
+    if width * target_h < height * target_w:  # too narrow: widen
+        extra = _round(height * target_w / target_h - width, 16)
+        return {"left": extra // 2, "right": extra // 2, "top": 0, "bottom": 0}
+    extra = _round(width * target_h / target_w - height, 16) if width * target_h > height * target_w else 0
+    return {"left": 0, "right": 0, "top": extra // 2, "bottom": extra // 2}
 
 
 def upscale(ctx: Ctx, i: int, stage: Stage, state: ChainState) -> None:
@@ -501,7 +541,7 @@ def controlnet(ctx: Ctx, i: int, stage: Stage, state: ChainState) -> None:
     if ctx.lacks(i, stage, f"{control} ControlNet guidance", needs + (["Canny"] if control == "canny" else [])):
         return
     before = set(ctx.b.prompt)
-    follower = ctx.later(i, stage, SAMPLING_KINDS)
+    follower = ctx.later(i, stage, SAMPLING_KINDS + ("reference",))  # a reference after it samples under it
     sd = ctx.sd()
     image = ctx.image_in(i, stage, state, use_state=False) if stage.image or state.image is None else state.image
     arch = "sdxl" if sd.family == "sdxl" else "sd15"
@@ -512,12 +552,12 @@ def controlnet(ctx: Ctx, i: int, stage: Stage, state: ChainState) -> None:
     hint = image
     is_map = bool(stage.extra.get("is_map")) or (stage.image and control in stage.image.lower())
     if control == "canny" and not is_map:
-        hint = [ctx.b.add("Canny", image=image, low_threshold=0.4, high_threshold=0.8), 0]
+        low, high = stage.extra.get("low_threshold", 0.4), stage.extra.get("high_threshold", 0.8)
+        hint = [ctx.b.add("Canny", image=image, low_threshold=min(low, high), high_threshold=max(low, high)), 0]
     elif not is_map:
-        ctx.not_covered.append(Coverage(i, stage.kind, f"{control} estimation from the photo",
-                                        reason=f"ComfyUI has no core {control} estimator; the draft feeds the "
-                                               "image to the ControlNet as if it were the map",
-                                        suggestion="packs such as comfyui_controlnet_aux provide it"))
+        ctx.miss(i, stage, f"ComfyUI has no core {control} estimator; the draft feeds the image to the ControlNet "
+                 "as if it were the map", "packs such as comfyui_controlnet_aux provide it",
+                 what=f"{control} estimation from the photo")
     loader = ctx.once("ControlNetLoader", control_net_name=name)
     source = follower or stage
     positive, negative = ctx.prompts(source, state, sd)

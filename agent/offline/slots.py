@@ -251,6 +251,8 @@ _STYLE_ZH_WORDS = ("水彩", "油画", "素描", "水墨", "国画", "动漫", "
 _STYLE_ZH_RUN = re.compile(r"[\u4e00-\u9fffA-Za-z0-9]{1,12}$")
 _STYLE_ZH_BARE = re.compile(r"(?:改成|变成|转成|换成|转换成|做成|画成|改为|转为|变为|成)(" + "|".join(_STYLE_ZH_WORDS)
                             + r")(画|图)?")
+_STYLE_ZH_FENG = re.compile(r"((?:迪士尼|皮克斯)?(?:" + "|".join(_STYLE_ZH_WORDS) + r"|动画|日漫|美漫|国风|港风|古风|油画))风"
+                            r"(?=$|[的,,。;;!!??、 ]|格)")
 _ZH_STYLE_LEAD = re.compile(r"^.*?(?:改成|变成|转成|换成|转换成|做成|画成|改为|转为|变为|一种|一个|是|用|以|的|成)")
 
 
@@ -272,6 +274,9 @@ def _style(slots: Slots) -> None:
             phrase = _ZH_STYLE_LEAD.sub("", m.group()) or m.group()
             slots.style = phrase + word
             return
+    if m := _STYLE_ZH_FENG.search(text):
+        slots.style = m.group(1) + "风"  # "动漫风", "吉卜力风": a style, not a video
+        return
     if m := _STYLE_ZH_BARE.search(text):
         slots.style = m.group(1) + ("画" if m.group(2) == "画" else "")
 

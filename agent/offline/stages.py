@@ -43,7 +43,8 @@ _BOUNDARY = re.compile(
     r"(?P<hard>(?:[,,.。!?!?] ?)?\b(?:and then|and finally|then|after that|afterwards|afterward|finally|"
     r"after which)\b[,,]?|(?:[,,.。;;] ?)?(?:然后|接着|之后|随后|最后(?!一?帧)|(?<!不)再(?!见))|[;;])"
     r"|(?P<soft>[。!?!?\n]|\.(?= |$)|[,,] ?(?=(?:" + _VERBS_EN + r")\b|(?:" + _VERBS_ZH + r"))"
-    r"|(?<=[^ ]) (?:and|&) (?=(?:" + _VERBS_EN + r")\b)|(?<![合吞兼])并且?(?=(?:" + _VERBS_ZH + r")))", IC)
+    r"|(?<=[^ ]) (?:and|&) (?=(?:" + _VERBS_EN + r")\b)|(?<![合吞兼])并且?(?=(?:" + _VERBS_ZH + r"))"
+    r"|(?<=[\u4e00-\u9fff])(?:再?加上?|和|以及|外加)(?=超分|放大|高清修复|人脸修复|修复人?脸|抠图|去背景|补帧|插帧))", IC)
 
 
 @dataclass
@@ -95,7 +96,7 @@ _DEICTIC = _rx(r"\b(?:this|that|the|my|these) (?:image|picture|photo|pic|photogr
 _OTHER_VERBS = _rx(r"^(?:send|post|upload|email|e-mail|print|share|order|buy|call|search|download|tweet|publish|"
                    r"schedule|book|发送|发到|发给|上传|分享|打印|发布|下载|购买|搜索|邮件)")
 _GENERATE = _rx(r"\b(?:draw|generate|create|render|paint|make|produce|design|illustrate|sketch|imagine)\b|"
-                r"(?<![彩油漫国版插动壁字图书])画(?![风家])|生成|绘制|创作|来一张|出一张|制作")
+                r"(?<![彩油漫国版插动壁字图书])画(?![风家])|生成|绘制|创作|来一张|出一张|制作|出图|出一?张图")
 _NEW_PICTURE = _rx(r"(?:画|生成|绘制|创作)(?:一|两|\d+)?[张幅个只]|\b(?:draw|generate|create|render|paint|make) (?:me )?"
                    r"(?:an? |\d+ )?(?:new )?(?:image|picture|photo)")
 _RULES: list[tuple[StageKind, re.Pattern]] = [
@@ -107,7 +108,7 @@ _RULES: list[tuple[StageKind, re.Pattern]] = [
                      r"what(?:'s| is) in (?:this|the)|图(?:片)?里有什么|看图说话|image to prompt|interrogate")),
     ("caption", _rx(r"caption|slogan|tagline|文案|标语|配文|广告语|宣传语")),
     ("llm_write", _rx(r"\b(?:gpt|chatgpt|llm|deepseek|claude|qwen-?(?:max|plus|turbo))\b|通义千问|千问|(?<!放)大模型|语言模型|"
-                      r"\bwrite\b|(?<!描)写(?![实意生着有上真的是])")),
+                      r"\bwrite\b|(?<![描特速手抄])写(?![实意生着有上真的是])")),
     ("audio", _rx(r"\bmusic\b|\bsong\b|\baudio\b|\bspeech\b|\bvoice ?over\b|\btts\b|sound effect|\bnarrat|音乐|歌曲|"
                   r"配乐|语音|配音|音效|朗读")),
     ("3d", _rx(r"\b3d (?:model|mesh|asset|object)|\bmesh\b|\.glb\b|三维模型|3d模型|3D模型|三维")),
@@ -118,7 +119,7 @@ _RULES: list[tuple[StageKind, re.Pattern]] = [
     ("interpolate", _rx(r"interpolat|补帧|插帧|\bsmoother\b|更流畅|更丝滑|\brife\b|film vfi|frame rate up")),
 ]
 _WRITTEN_PROMPT = _rx(r"提示词|描述|脚本|\bprompts?\b|\bdescription\b|\bscript\b")
-_VIDEO = _rx(r"\bvideos?\b|视频|\banimate\b|\bbring\b.{1,60}?\bto life\b|\bcomes? alive\b|\banimation\b|动起来|动画|\bmovie\b|\bclip\b|\bt2v\b|\bi2v\b|短片")
+_VIDEO = _rx(r"\bvideos?\b|视频|\banimate\b|\bbring\b.{1,60}?\bto life\b|\bcomes? alive\b|\banimation\b(?![- ]style)|动起来|动画(?!风|画风)|\bmovie\b|\bclip\b|\bt2v\b|\bi2v\b|短片")
 _I2V = _rx(r"\banimate\b|\bbring\b.{1,60}?\bto life\b|\bcomes? alive\b|让.{0,6}?动起来|动起来|(?:turn|make|convert)\b.{0,20}?\binto an? (?:video|clip|animation)"
            r"(?: (?:where|of|showing|in which)\b)?|图生视频|image[- ]to[- ]video|\bi2v\b|make (?:it|this|the image) move|"
            r"(?:turn|make|convert) (?:it|this|the (?:image|picture|photo)) into a video")
@@ -126,15 +127,15 @@ _T2V = _rx(r"text[- ]to[- ]video|文生视频|\bt2v\b")
 _V2V = _rx(r"video[- ]to[- ]video|\bv2v\b|视频转|视频风格|restyle the video")
 _POST: list[tuple[StageKind, re.Pattern]] = [
     ("remove_background", _rx(r"抠图|抠出|remove (?:the )?background|\btransparent\b|去(?:掉|除)?背景|背景透明|"
-                              r"透明背景|cut out (?:the )?(?:subject|person|object)|\brembg\b|background removal")),
+                              r"透明背景|背景(?:抠掉|扣掉|去掉|删掉|去除|移除)|抠(?:掉|除)背景|cut out (?:the )?(?:subject|person|object)|\brembg\b|background removal")),
     ("face_restore", _rx(r"(?:fix|refine|restore|repair|improve|enhance|detail)(?:e?s)? (?:the |her |his |their )?"
-                         r"faces?|修复(?:人)?脸|修脸|面部修复|脸部修复|人脸修复|\bcodeformer\b|\bgfpgan\b|face ?detailer")),
+                         r"faces?|\bface[- ]?restor(?:e|ation)|修复(?:人)?脸|修脸|面部修复|脸部修复|人脸修复|\bcodeformer\b|\bgfpgan\b|face ?detailer")),
     ("hires", _rx(r"hi-?res(?:olution)? fix|highres fix|\bhires\b|高清修复|upscale the latent|latent upscale|"
                   r"second (?:sampling )?pass|二次采样|潜空间放大|\brefine\b|精修|细化")),
     ("upscale", _rx(r"upscal|\benlarge|放大|超分|高清化|super[- ]?resolution|esrgan|ultrasharp|"
                     r"increase the resolution|提高分辨率|\b\d(?:\.\d)?x (?:bigger|larger)")),
     ("outpaint", _rx(r"outpaint|\bextend|\bexpand|\bzoom out\b|\bpad(?:ding)?\b|\bcontinue the (?:top|bottom|left|right|"
-                     r"sides?|edges?)\b|扩图|扩展|扩充|往[左右上下]扩|四周|向[左右上下]|[左右上下]边?扩|make it (?:wider|taller)|"
+                     r"sides?|edges?)\b|扩图|扩展|扩充|往[左右上下]扩|四周|向[左右上下]|[左右上下]边?各?扩|扩成|扩到|扩为|扩宽|补全成|make it (?:wider|taller)|"
                      r"\bwider\b|\btaller\b|延展|外扩|uncrop")),
     ("invert", _rx(r"\binvert|反相|反色|负片|颜色反转|反转颜色")),
     ("inpaint", _rx(r"inpaint|局部重绘|(?:the )?\bmask(?:ed)?\b(?: (?:area|region|part))?(?: of)?|遮罩|蒙版|"
@@ -144,7 +145,8 @@ _POST: list[tuple[StageKind, re.Pattern]] = [
                       r"like this (?:image|picture|photo)|和这张图一样|(?:style|mood|colou?rs?|palette|look|feel|vibe|tone|lighting|"
                       r"atmosphere) of [\w\-.]{1,80}\.(?:png|jpe?g|webp)|[\w\-.]{1,80}\.(?:png|jpe?g|webp) as (?:an? |the )?"
                       r"(?:style |colou?r |mood )?reference|(?:参考|按照?|照着|仿照|模仿|借鉴)\s?[\w\-.]{1,80}\.(?:png|jpe?g|webp)"
-                      r"\s?的?(?:风格|画风|色调|配色|氛围|感觉|调子|光影|质感)")),
+                      r"\s?的?(?:风格|画风|色调|配色|氛围|感觉|调子|光影|质感)|(?:以|用|拿|把)\s?[\w\-.]{1,80}\.(?:png|jpe?g|webp)\s?"
+                      r"(?:为|作为|做|作|当)(?:风格)?参考|参考\s?[\w\-.]{1,80}\.(?:png|jpe?g|webp)")),
 ]
 _CONTROL = [("canny", _rx(r"\bcanny\b|\bedges?\b|边缘|轮廓")), ("depth", _rx(r"\bdepth\b|深度图?")),
             ("pose", _rx(r"\bopen ?pose\b|\bpose\b|姿势|姿态|骨架|动作")), ("lineart", _rx(r"line ?art|线稿|线条")),
@@ -153,7 +155,7 @@ _CONTROL = [("canny", _rx(r"\bcanny\b|\bedges?\b|边缘|轮廓")), ("depth", _rx
 _CONTROL_CONTEXT = _rx(r"control ?net|(?<![\w\-.])[\w\-.]+\.(?:png|jpe?g|webp)|(?:this|that|the|my) (?:image|picture|photo)|"
                        r"\bmap\b|这张图|这张照片|图的|图片的|照片的|按照|按这个|参考|same pose|pose (?:from|of)|"
                        r"edges? (?:from|of)|depth (?:from|of)")
-_REMOVE = _rx(r"\b(?:remove|erase|get rid of|delete|take out|eliminate)\b|去掉|删除|删掉|移除|去除|擦除|抹掉|P掉")
+_REMOVE = _rx(r"\b(?:remove|erase|get rid of|delete|take out|eliminate)\b|去掉|删除|删掉|移除|去除|擦除|擦掉|抹掉|抹去|P掉|p掉")
 _REPLACE = _rx(r"\b(?:replace|swap)\b|换成|替换|\bchange\b.{1,80}?\b(?:to|into)\b")
 _RESTYLE = _rx(r"\b(?:turn|convert|transform|make|change|redraw|render|repaint|restyle|stylize|stylise)\b|"
                r"改成|变成|转成|转换成|转为|改为|做成|画成|风格化")
@@ -183,6 +185,7 @@ def _classify(text: str, slots: Slots, state: _State) -> StageKind | None:
     for kind, pattern in _RULES:
         if pattern.search(text) and (kind != "text_template" or "{" in text) and \
                 (kind != "llm_write" or not _VIDEO.search(text) or _WRITTEN_PROMPT.search(text)) and \
+                (kind != "llm_write" or not _picture_settings(text, slots)) and \
                 (kind != "flf2v" or len(slots.images) > 1 or _VIDEO.search(text) or re.search(r"frame|帧", text, IC)):
             return kind
     if slots.videos and not _VIDEO.search(text) and _RESTYLE.search(text):
@@ -191,6 +194,8 @@ def _classify(text: str, slots: Slots, state: _State) -> StageKind | None:
         return _video_kind(text, slots, state)
     for kind, pattern in _POST:
         if pattern.search(text):
+            if kind == "reference" and _STRONG_CONTROL.search(text):
+                return "controlnet"  # "ControlNet canny,参考图 sketch.png": the control image
             if kind == "inpaint" and _REMOVE.search(text):
                 return "remove"  # "remove the trash can, the area is marked in mask.png"
             if kind == "inpaint" and _REPLACE.search(text) and not _is_style_change(text, slots):
@@ -212,6 +217,16 @@ def _classify(text: str, slots: Slots, state: _State) -> StageKind | None:
     if _OTHER_VERBS.search(text):
         return "unknown"
     return "generate" if _GENERATE.search(text) else None
+
+
+_LLM_NAMED = _rx(r"\b(?:gpt|chatgpt|llm|deepseek|claude|qwen)|千问|大模型|语言模型")
+
+
+def _picture_settings(text: str, slots: Slots) -> bool:
+    """"…特写,采样步数40,CFG 7.5,种子 42": sampling settings, a size or a seed (and no LLM named, no prompt to
+    write) mean a picture, whatever verb the words use."""
+    return (slots.settings or slots.width is not None) and not _LLM_NAMED.search(text) and \
+        not _WRITTEN_PROMPT.search(text)
 
 
 def _video_kind(text: str, slots: Slots, state: _State) -> StageKind:
@@ -251,8 +266,11 @@ def _is_style_change(text: str, slots: Slots) -> bool:
     return (slots.style is not None or _STYLE_TARGET.search(text) is not None) and _RESTYLE.search(text) is not None
 
 
+_STRONG_CONTROL = _rx(r"control ?net|canny|open ?pose|depth map|深度图|line ?art|线稿|scribble|边缘|姿势|姿态")
+
+
 def _control(text: str, slots: Slots) -> str | None:
-    strong = re.search(r"control ?net|canny|open ?pose|depth map|深度图|line ?art|线稿|scribble|边缘|姿势|姿态", text, IC)
+    strong = _STRONG_CONTROL.search(text)
     if not strong and not _CONTROL_CONTEXT.search(text):
         return None
     if not strong and not slots.images:
@@ -267,6 +285,30 @@ def _control(text: str, slots: Slots) -> str | None:
 
 
 # ---- building a stage ------------------------------------------------------------------------------------------
+_NUM = r"(\d+(?:\.\d+)?)"
+_CANNY_LOW = _rx(r"(?:低阈值|下阈值|低门限|\blow(?:er)?[ _-]?threshold|\blow)\s?(?:of|at|=|:|:|为|是|设为)?\s?" + _NUM)
+_CANNY_HIGH = _rx(r"(?:高阈值|上阈值|高门限|\bhigh(?:er)?[ _-]?threshold|\bhigh)\s?(?:of|at|=|:|:|为|是|设为)?\s?" + _NUM)
+_CANNY_PAIR = _rx(r"(?:阈值|\bthresholds?)\s?(?:of|=|:|:|为|是|设为)?\s?" + _NUM + r"\s?(?:[/~～\-到和,,、]|and|to)\s?" + _NUM)
+
+
+def _canny_threshold(value: str) -> float:
+    """Canny's thresholds are 0.01–0.99 in ComfyUI; a value on OpenCV's 0–255 scale ("100/200") is rescaled."""
+    number = float(value)
+    return round(min(0.99, max(0.01, number / 255 if number > 1 else number)), 3)
+
+
+def _canny_thresholds(text: str) -> dict[str, float]:
+    """"低阈值0.2高阈值0.6", "thresholds 100/200", "low threshold 0.3": the Canny thresholds stated."""
+    found: dict[str, float] = {}
+    if m := _CANNY_PAIR.search(text):
+        found["low_threshold"], found["high_threshold"] = _canny_threshold(m.group(1)), _canny_threshold(m.group(2))
+    if m := _CANNY_LOW.search(text):
+        found["low_threshold"] = _canny_threshold(m.group(1))
+    if m := _CANNY_HIGH.search(text):
+        found["high_threshold"] = _canny_threshold(m.group(1))
+    return found
+
+
 _VIDEO_KINDS = {"t2v", "i2v", "v2v", "flf2v", "interpolate"}
 _PROMPTED = {"generate", "img2img", "restyle", "inpaint", "controlnet", "reference", "t2v", "i2v", "v2v", "flf2v", "3d"}
 _INSTRUCTED = {"edit", "llm_write", "caption", "describe", "summarize", "translate", "text_template", "regex", "audio"}
@@ -283,7 +325,8 @@ _TRIGGERS.update({"flf2v": _rx(_RULES[9][1].pattern + r"|first frame|last frame|
                                                      r"(?:用|从)|(?:过渡|渐变|变化|变)到?|(?:当|作为|做)(?:开头|起始帧?|第一帧|结尾|"
                                                      r"结束帧?)|"
                                                      + _VIDEO_PHRASE.pattern),
-                  "reference": _rx(r"(?:, ?)?(?:的)?(?:风格|画风|色调|配色|氛围|感觉|调子|光影|质感)|(?:in )?the style(?: of)?|"
+                  "reference": _rx(r"(?:以|用|拿|把)?\s*(?:为|作为|做|作|当)\s*(?:风格)?参考图?|参考图|"
+                                   r"(?:, ?)?(?:的)?(?:风格|画风|色调|配色|氛围|感觉|调子|光影|质感)|(?:in )?the style(?: of)?|"
                                     r"(?:\b(?:that|which) )?\b(?:borrows|takes|uses|using|with|match(?:es|ing)?|copy(?:ing)?|"
                                     r"follow(?:s|ing)?) (?:the )?(?:(?:colou?rs?|mood|style|look|palette|feel|vibe|tone|"
                                     r"lighting|atmosphere)(?:,? and |, |\b))+(?:of\b)?|\b(?:colou?rs?|mood|palette|look|"
@@ -293,7 +336,8 @@ _TRIGGERS.update({"flf2v": _rx(_RULES[9][1].pattern + r"|first frame|last frame|
                   "t2v": _VIDEO_PHRASE, "i2v": _rx(_I2V.pattern + "|" + _VIDEO_PHRASE.pattern), "v2v": _VIDEO_PHRASE,
                   "restyle": _rx(_RESTYLE.pattern + r"|\b(?:into|as)\b"), "img2img": _rx(_IMG2IMG.pattern + r"|\binto\b"),
                   "save": _SAVE,
-                  "controlnet": _rx(r"control ?net|\buse\b|\bwith\b|\bfollow(?:ing)?\b|用|按照?|参考|的?(?:canny|open ?pose|"
+                  "controlnet": _rx(_CANNY_PAIR.pattern + "|" + _CANNY_LOW.pattern + "|" + _CANNY_HIGH.pattern +
+                                    r"|参考图|控制图|control image|control ?net|\buse\b|\bwith\b|\bfollow(?:ing)?\b|用|按照?|参考|的?(?:canny|open ?pose|"
                                     r"pose|depth(?: map)?|line ?art|scribble|边缘|深度图?|姿势|姿态|线稿)(?: edges?| map)?"
                                     r"(?: (?:from|of)\b)?|\bto\b")})
 _TRIGGERS["v2v"] = _rx(_VIDEO_PHRASE.pattern + "|" + _RESTYLE.pattern + r"|\b(?:into|as)\b")
@@ -328,16 +372,25 @@ def _build(kind: StageKind, text: str, slots: Slots, ctx: _Context) -> Stage:
         stage.control = _control(text, slots) or "canny"
         if m := _CN_STRENGTH.search(text):
             stage.extra["strength"] = min(2.0, float(m.group(1)))
+        stage.extra.update(_canny_thresholds(text))
     elif kind in ("remove", "replace", "edit"):
         stage.target, stage.replacement = _target(kind, slots.text)
         if kind == "replace":
             stage.prompt = stage.replacement
+        if stage.mask and stage.target and _MASK_REGION.search(stage.target):
+            stage.target = None  # "mask.png遮住的地方": the mask says where, the words add nothing to avoid
+        if kind in ("remove", "edit") and stage.mask and (m := _FILL.search(slots.text)) and \
+                (fill := clean_prompt(m.group(1))):
+            stage.kind, stage.prompt = "remove", fill  # "擦掉,补成草地": the region is repainted as the fill
     elif kind == "restyle" and not stage.style:
         stage.style = re.sub(r"^(?:an?|the) ", "", stage.prompt or "", flags=IC) or None
     elif kind == "inpaint" and (what := _inpaint_prompt(slots.text)):
         stage.prompt = what
     elif kind == "outpaint":
         stage.direction = _outpaint(text)
+        if (aspect := _aspect(text)) and not _OUTPAINT_PIXELS.search(text):
+            stage.extra["aspect"] = aspect  # the padding follows from the input's size, when the build knows it
+            stage.direction = {}
     elif kind == "translate" and (m := re.search(r"(?:into|to|成|为)\s?(" + "|".join(LANGUAGES) + ")", text, IC)):
         stage.language = LANGUAGES[m.group(1).lower()]
     elif kind == "text_template":
@@ -354,6 +407,11 @@ def _build(kind: StageKind, text: str, slots: Slots, ctx: _Context) -> Stage:
 
 _CN_STRENGTH = _rx(r"(?:strength|weight|强度|权重|控制强度) ?(?:of|at|=|:|:|为)? ?(\d*\.\d+|[0-2](?![\d.]))")
 _INPAINT_WHAT = _rx(r"\b(?:as|with|into|to show|showing)\b ?|改成|画成|画上|换成")
+
+
+_MASK_REGION = _rx(r"遮住|遮罩|蒙版|涂白|白色(?:的)?(?:区域|部分)|\bmask|\bcovered\b|\bmarked\b|\bthe (?:area|region)\b")
+_FILL = _rx(r"(?:补成|补上|填充成?|填成|填上|补全成?|换成|改成|\bfill(?:ed)? (?:it |them |that |the (?:area|region|hole|gap|"
+            r"space) )?(?:in )?with\b|\breplace(?:d)? (?:it |them )?with\b)\s?([^,,。;;.!?!?]{1,120})")
 
 
 def _inpaint_prompt(text: str) -> str:
@@ -468,6 +526,20 @@ def _tidy(text: str | None) -> str | None:
     text = _SCENE_WORDS.sub("", text.strip())
     text = trim_dangling(re.sub(r"^(?:把|将)", "", text).strip(EDGE))
     return text.strip(EDGE).removesuffix("的").removeprefix("的") or None
+
+
+_ASPECT = _rx(r"(?<![\d.:])(\d{1,2}) ?[::比] ?(\d{1,2})(?![\d.:])|\b(square)\b|正方形|方图|方形")
+
+
+def _aspect(text: str) -> list[int] | None:
+    """"扩成16:9的横图", "extend to 4:3", "make it square": the aspect ratio the outpaint should reach."""
+    m = _ASPECT.search(text)
+    if not m:
+        return None
+    if m.group(1):
+        width, height = int(m.group(1)), int(m.group(2))
+        return [width, height] if width and height else None
+    return [1, 1]
 
 
 def _outpaint(text: str) -> dict[str, int]:
