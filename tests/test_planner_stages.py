@@ -442,3 +442,54 @@ def test_style_versions_keep_their_own_style_in_the_prompt():
 def test_two_seeds_of_one_prompt_are_not_style_versions():
     stages = read("同一个提示词“雪山下的小木屋”,分别用两个不同的随机种子 1 和 2 各生成一张图").stages
     assert {s.kind for s in stages} == {"generate"} and {s.branch for s in stages} == {0}
+
+
+# ---- round 3 (issue 17): Chinese reading and builder gaps, in both languages --------------------------------------
+ROUND_3: list[tuple[str, list[dict]]] = [
+    # sampling settings, sizes and seeds mean a picture: "特写" (close-up) is not "写" (write)
+    ("一只白猫的眼睛特写,采样步数30,CFG 6,种子 7", [{"kind": "generate", "prompt": "一只白猫的眼睛特写"}]),
+    ("write me a misty pine forest at dawn, 25 steps, seed 3", [{"kind": "generate"}]),
+    ("让千问写一首关于秋天的诗", [{"kind": "llm_write"}]),
+    # "…风" / "animation style" is a style, not a video; video words still make a video
+    ("把 photo.png 做成迪士尼动画风", [{"kind": "restyle", "image": "photo.png", "style": "迪士尼动画风"}]),
+    ("photo.png 吉卜力风", [{"kind": "restyle", "image": "photo.png", "style": "吉卜力风"}]),
+    ("redraw photo.png in an animation style", [{"kind": "restyle", "image": "photo.png"}]),
+    ("把 photo.png 做成动画视频", [{"kind": "i2v", "image": "photo.png"}]),
+    # erase with a mask file: the fill is the prompt, the mask region is no negative
+    ("把photo.png里mask.png遮住的地方抹掉,补成一片沙滩",
+     [{"kind": "remove", "image": "photo.png", "mask": "mask.png", "prompt": "一片沙滩", "target": None}]),
+    ("erase what mask.png marks in photo.png and fill it with calm water",
+     [{"kind": "remove", "image": "photo.png", "mask": "mask.png", "prompt": "calm water"}]),
+    # outpaint to an aspect ratio, or by stated pixels per side
+    ("把 photo.png 扩成 4:3 的图", [{"kind": "outpaint", "image": "photo.png", "extra": {"aspect": [4, 3]}}]),
+    ("extend photo.png to a square", [{"kind": "outpaint", "extra": {"aspect": [1, 1]}}]),
+    ("把 photo.png 上下各扩128像素", [{"kind": "outpaint", "direction": {"top": 128, "bottom": 128}}]),
+    # ControlNet beats "参考图", with Canny thresholds (0–255 values rescaled)
+    ("ControlNet canny,参考图 pose.png,低阈值0.3高阈值0.7,画一只狐狸",
+     [{"kind": "controlnet", "image": "pose.png", "control": "canny", "prompt": "一只狐狸",
+       "extra": {"low_threshold": 0.3, "high_threshold": 0.7}}]),
+    ("canny controlnet on pose.png with thresholds 51/204, draw a robot",
+     [{"kind": "controlnet", "control": "canny", "extra": {"low_threshold": 0.2, "high_threshold": 0.8}}]),
+    # a named reference image
+    ("以 ref.png 为参考图,生成一只鹦鹉", [{"kind": "reference", "image": "ref.png", "prompt": "一只鹦鹉"}]),
+    ("参考ref.png,画一座灯塔", [{"kind": "reference", "image": "ref.png"}]),
+    # "出图": the LLM's text is the picture's prompt
+    ("先让大模型写一段海边小镇的提示词,再用它出图",
+     [{"kind": "llm_write"}, {"kind": "generate", "extra": {"prompt_from": "previous"}}]),
+    # a joined second step; background removal wordings
+    ("photo.png 人脸修复加超分", [{"kind": "face_restore", "image": "photo.png"}, {"kind": "upscale"}]),
+    ("face restoration and upscale photo.png", [{"kind": "face_restore"}, {"kind": "upscale", "image": "photo.png"}]),
+    ("把 photo.png 的背景抠掉", [{"kind": "remove_background", "image": "photo.png"}]),
+]
+
+
+@pytest.mark.parametrize("text,expected", ROUND_3, ids=[c[0][:40] for c in ROUND_3])
+def test_round_three_readings(text, expected):
+    stages = read(text).stages
+    assert [s.kind for s in stages] == [e["kind"] for e in expected], [(s.kind, s.prompt) for s in stages]
+    for stage, wanted in zip(stages, expected, strict=True):
+        for name, value in wanted.items():
+            if name == "extra":
+                assert {k: stage.extra.get(k) for k in value} == value, stage.extra
+            else:
+                assert getattr(stage, name) == value, (name, getattr(stage, name))
