@@ -712,3 +712,73 @@ def test_a_hires_request_keeps_its_factor_and_denoise_from_words_to_nodes(comfy,
     assert_valid(result, comfy)
     assert only(result.workflow, "LatentUpscaleBy")[1]["scale_by"] == 2.0
     assert sorted(n["denoise"] for _, n in of(result.workflow, "KSampler")) == [0.4, 1.0]
+
+
+# ---- round 3 (issue 17): whole requests through plan(), in both languages ------------------------------------------
+def _planned(text: str, registry: NodeRegistry):
+    from agent.planner import plan
+
+    result = plan(text, registry=registry)
+    assert result.workflow, (result.status, result.summary)
+    assert validate(result.workflow, registry).valid
+    return result, result.workflow
+
+
+@pytest.mark.parametrize("text", ["把 wide.png 扩成16:9的横图", "extend wide.png to 16:9"])
+def test_outpaint_to_an_aspect_ratio_pads_from_the_input_size(comfy, isolated_folders, text):
+    from PIL import Image
+
+    Image.new("RGB", (640, 480)).save(isolated_folders / "input" / "wide.png")
+    result, wf = _planned(text, comfy)
+    _, pad = only(wf, "ImagePadForOutpaint")
+    assert (pad["left"], pad["right"], pad["top"], pad["bottom"]) == (104, 104, 0, 0)  # 480·16/9 = 853 ≈ 640+208
+    assert result.status == "valid"
+
+
+def test_controlnet_with_a_reference_picture_reads_its_canny_thresholds(comfy):
+    _, wf = _planned("ControlNet canny,参考图 photo.png,低阈值0.2高阈值0.6,画一座城堡", comfy)
+    _, canny = only(wf, "Canny")
+    assert (canny["low_threshold"], canny["high_threshold"]) == (0.2, 0.6)
+    assert wf[canny["image"][0]]["inputs"]["image"] == "photo.png"
+    assert only(wf, "ControlNetApplyAdvanced") and only(wf, "KSampler")
+
+
+def test_a_depth_controlnet_and_a_style_reference_share_one_sampling(comfy):
+    result, wf = _planned("用 photo.png 的深度图做ControlNet,再参考 first.png 的风格,画一个客厅", comfy)
+    assert sorted(n["image"] for _, n in of(wf, "LoadImage")) == ["first.png", "photo.png"]
+    _, apply = only(wf, "ControlNetApplyAdvanced")
+    (sampler_id, sampler), = of(wf, "KSampler")
+    assert sampler["positive"][0] in {k for k, n in wf.items() if n["class_type"] in ("ControlNetApplyAdvanced",
+                                                                                       "StyleModelApply")}
+    assert {c["kind"] for c in result.covered} == {"controlnet", "reference"}
+    keys = [(c["stage"], c["kind"], c["what"]) for c in result.not_covered]
+    assert len(keys) == len(set(keys))
+
+
+@pytest.mark.parametrize("text", ["photo.png 人脸修复加超分", "face restore and upscale photo.png"])
+def test_an_unbuildable_face_restore_keeps_the_upscale(comfy, text):
+    result, wf = _planned(text, comfy)
+    assert result.status == "partial" and [c["kind"] for c in result.not_covered] == ["face_restore"]
+    _, up = only(wf, "ImageUpscaleWithModel")
+    assert wf[up["image"][0]]["inputs"]["image"] == "photo.png"
+
+
+@pytest.mark.parametrize("text", ["把 photo.png 的背景抠掉,然后放大2倍", "remove the background of photo.png, then upscale it 2x"])
+def test_background_removal_is_not_covered_and_the_upscale_needs_no_question(comfy, text):
+    result, wf = _planned(text, comfy)
+    assert result.status == "partial" and result.question is None
+    assert [c["kind"] for c in result.not_covered] == ["remove_background"]
+    assert "VAEEncode" not in classes(wf) and only(wf, "LoadImage")[1]["image"] == "photo.png"
+
+
+def test_an_llm_prompt_then_chu_tu_links_the_text_into_the_picture(comfy):
+    result, wf = _planned("先让大模型写一段雪山湖泊的提示词,再用它出图", comfy)
+    chat, _ = only(wf, "LLMChat")
+    assert any(n["class_type"] == "CLIPTextEncode" and n["inputs"]["text"] == [chat, 0] for n in wf.values())
+    assert only(wf, "KSampler")
+
+
+def test_an_erase_with_a_mask_file_paints_the_fill(comfy):
+    _, wf = _planned("把photo.png里mask.png遮住的地方擦掉,补成草地", comfy)
+    assert only(wf, "LoadImageMask")[1]["image"] == "mask.png" and only(wf, "VAEEncodeForInpaint")
+    assert any(n["class_type"] == "CLIPTextEncode" and n["inputs"]["text"] == "草地" for n in wf.values())
