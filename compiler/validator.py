@@ -24,7 +24,7 @@ from rapidfuzz import fuzz, process
 
 from compiler.errors import WorkflowError
 from compiler.plan import Plan
-from nodes.registry import NodeRegistry
+from nodes.registry import NodeRegistry, combo_choices
 from nodes.spec import ANY_TYPE, WIDGET_TYPES, NodeSpec, safe_text
 
 _NO_DEFAULT = object()
@@ -151,6 +151,9 @@ class _ClassCheck:
     validate_args: list[str] = field(default_factory=list)
     validate_kwargs: bool = False
     input_is_list: bool = False
+    # per input VALIDATE_INPUTS judges: the choices only a remote ComfyUI server offers (a file in its
+    # input folder, not ours); a node naming one runs there, so the server validates it, not our check
+    remote_only: dict[str, set] = field(default_factory=dict)
 
 
 def _compile_class(spec: NodeSpec, cls: type | None) -> _ClassCheck:
@@ -577,6 +580,8 @@ class _Run:
             chk = self.class_checks.get(class_type)
             if chk is None or chk.validate_fn is None:
                 continue
+            if chk.remote_only and _names_remote_only(chk, self.normalised.get(nid, {})):
+                continue  # e.g. a LoadImage of a file in the server's input folder: it checks it there
             _run_custom_validation(nid, class_type, chk, self.normalised.get(nid, {}), self.nodes,
                                    self.class_checks, self.add, quiet_exceptions=nid in self.node_error_ids)
 
@@ -625,12 +630,36 @@ def _class_check(class_type: str, registry: NodeRegistry, node_id: str, add) -> 
         return None
     try:
         spec = registry.spec(class_type)
-        return _compile_class(spec, registry.get_class(class_type))
+        chk = _compile_class(spec, registry.get_class(class_type))
+        if chk.validate_fn is not None and registry.remote_sources:
+            chk.remote_only = _remote_only_choices(chk, registry.local_info(class_type))
+        return chk
     except Exception as exc:
         add(WorkflowError(type="exception_during_validation", node_id=node_id, class_type=class_type,
                           message=f"Exception when reading the inputs of {class_type}",
                           details=str(exc), extra_info={"exception_type": type(exc).__name__}))
         return None
+
+
+def _remote_only_choices(chk: _ClassCheck, local: dict[str, Any]) -> dict[str, set]:
+    """For the combo inputs VALIDATE_INPUTS judges: the choices a remote server's catalog added to ours."""
+    sections = local.get("input") if isinstance(local.get("input"), dict) else {}
+    found: dict[str, set] = {}
+    for ic in chk.inputs:
+        if ic.choices_list is None or not (ic.name in chk.validate_args or chk.validate_kwargs):
+            continue
+        spec = next((s[ic.name] for s in sections.values() if isinstance(s, dict) and ic.name in s), None)
+        ours = combo_choices(spec) or []
+        theirs = {c for c in ic.choices_list if isinstance(c, str | int | float)} - set(ours)
+        if theirs:
+            found[ic.name] = theirs
+    return found
+
+
+def _names_remote_only(chk: _ClassCheck, normalised: dict) -> bool:
+    """Whether a node names a choice only a remote server has (it will run there and be validated there)."""
+    return any(isinstance(normalised.get(name), str | int | float) and _in_choices(normalised[name], choices)
+               for name, choices in chk.remote_only.items())
 
 
 def _in_choices(value: Any, choices: Any) -> bool:

@@ -4,13 +4,17 @@ A job whose every node runs here goes to the local Executor (unless `prefer="rem
 all). Otherwise a server is chosen that has the job's remote nodes, the least loaded one; the nodes only
 NodeWeaver has (LLMChat, DashScopeImageSynthesis, the text nodes) and everything upstream of them run here
 first, and their values become literal inputs of the part sent to the server. So "Qwen writes the prompt,
-my ComfyUI draws it" is one workflow. Both parts' events reach one bus under the job's id, as one run
-(one execution_start, one execution_success), and the job gets one ExecutionResult.
+my ComfyUI draws it" is one workflow. An IMAGE or MASK made here crosses as a PNG uploaded to the server and
+read there by a LoadImage (LoadImageMask); an input file that only NodeWeaver's input folder has is uploaded
+before the prompt is queued. Both parts' events reach one bus under the job's id, as one run (one
+execution_start, one execution_success), and the job gets one ExecutionResult.
 """
 
 from __future__ import annotations
 
+import io
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -21,14 +25,20 @@ from engine.backends import Backend
 from engine.events import EventBus, ExecutionEvent, timestamp_ms
 from engine.executor import ExecutionResult
 from nodes.registry import NodeRegistry, combo_choices
+from runtime import folders
 from runtime.comfy_graph import is_link
 from runtime.errors import NodeWeaverError
 from runtime.settings import ComfyUISettings
 
 log = logging.getLogger(__name__)
 
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_-]+")
 SCALAR_TYPES = frozenset({"STRING", "INT", "FLOAT", "BOOLEAN", "COMBO", "*"})  # values that cross as literals
 IMAGE_TYPES = frozenset({"IMAGE", "MASK"})
+# how an image made here is read on the server: the loader class, its other inputs, and its output slot
+LOADERS: dict[str, tuple[str, dict[str, Any]]] = {"IMAGE": ("LoadImage", {}),
+                                                   "MASK": ("LoadImageMask", {"channel": "red"})}
+UPLOADED_INPUTS = {"LoadImage": "image", "LoadImageMask": "image"}  # class -> its input-folder file input
 
 
 class RoutingError(NodeWeaverError):
@@ -46,6 +56,7 @@ class RemoteServer:
     backend: Backend | None  # None: read for its catalog only (nodes, validate), never routed to
     names: frozenset[str] = frozenset()
     error: str | None = None  # why its catalog could not be read (it is then never chosen)
+    input_files: frozenset[str] = frozenset()  # the image files its input folder had (LoadImage's choices)
 
     @property
     def source(self) -> str:
@@ -113,7 +124,7 @@ def split_plan(plan: Plan, registry: NodeRegistry, remote_names: Iterable[str],
         if node_id in local and not here[node_id]:
             raise RoutingError(_cannot_run_here(plan, node_id, needed_by.get(node_id), remote_names))
     remote = [n for n in plan.order if n not in local]
-    crossings = _crossings(plan, registry, remote, local)
+    crossings = _crossings(plan, registry, remote, local, remote_names)
     return Split(local=[n for n in plan.order if n in local], remote=remote, crossings=crossings)
 
 
@@ -127,7 +138,8 @@ def _cannot_run_here(plan: Plan, node_id: str, dependent: str | None, remote_nam
             f"outputs cannot come back to this machine yet")
 
 
-def _crossings(plan: Plan, registry: NodeRegistry, remote: list[str], local: set[str]) -> list[Crossing]:
+def _crossings(plan: Plan, registry: NodeRegistry, remote: list[str], local: set[str],
+               remote_names: frozenset[str]) -> list[Crossing]:
     crossings = []
     for node_id in remote:
         for name, value in plan.prompt[node_id]["inputs"].items():
@@ -137,18 +149,24 @@ def _crossings(plan: Plan, registry: NodeRegistry, remote: list[str], local: set
             outputs = registry.spec(plan.prompt[source]["class_type"]).outputs
             out_type = outputs[slot].type if slot < len(outputs) else "*"
             where = f"node {source} ({plan.prompt[source]['class_type']}) → node {node_id}.{name}"
-            if out_type in IMAGE_TYPES:
-                raise RoutingError(f"{where}: images cannot cross to the remote part yet")
-            if out_type not in SCALAR_TYPES:
+            if out_type in IMAGE_TYPES and LOADERS[out_type][0] not in remote_names:
+                raise RoutingError(f"{where}: a {out_type} crosses as an uploaded PNG read by "
+                                   f"{LOADERS[out_type][0]}, which the server lacks")
+            if out_type not in SCALAR_TYPES | IMAGE_TYPES:
                 raise RoutingError(f"{where}: a {out_type} cannot cross to the remote part (only STRING, INT, "
-                                   f"FLOAT and BOOLEAN values can)")
+                                   f"FLOAT, BOOLEAN, IMAGE and MASK values can)")
             crossings.append(Crossing(node_id, name, source, slot, out_type))
     return crossings
 
 
-def substitute(plan: Plan, split: Split, local: ExecutionResult) -> Plan:
-    """The remote part as a plan of its own, the local values written in as literal inputs."""
+Upload = Callable[[bytes, str], str]  # (PNG bytes, wanted name) -> the name the server's loader reads
+
+
+def substitute(plan: Plan, split: Split, local: ExecutionResult, upload: Upload | None = None) -> Plan:
+    """The remote part as a plan of its own, the local values written in as literal inputs; an image value
+    is uploaded (`upload`) as a PNG and its link replaced by a loader node reading that file."""
     prompt = {n: {**plan.prompt[n], "inputs": dict(plan.prompt[n]["inputs"])} for n in split.remote}
+    loaders: dict[tuple[str, int], str] = {}  # (local node, slot) -> the loader node reading its upload
     for crossing in split.crossings:
         values = local.node_outputs.get(crossing.source, [])
         column = values[crossing.slot] if crossing.slot < len(values) else []
@@ -156,12 +174,81 @@ def substitute(plan: Plan, split: Split, local: ExecutionResult) -> Plan:
         if len(column) != 1:
             raise RoutingError(f"{where}: a list of {len(column)} values cannot cross to the remote part yet")
         value = column[0]
+        if crossing.type in IMAGE_TYPES:
+            key = (crossing.source, crossing.slot)
+            if key not in loaders:
+                loaders[key] = _loader_node(prompt, plan, crossing, value, local.prompt_id, upload, where)
+            prompt[crossing.node]["inputs"][crossing.input] = [loaders[key], 0]
+            continue
         if not isinstance(value, str | int | float | bool):
             raise RoutingError(f"{where}: a {type(value).__name__} value cannot cross to the remote part")
         prompt[crossing.node]["inputs"][crossing.input] = value
     remote = set(split.remote)
-    return Plan.model_construct(prompt=prompt, order=list(split.remote),
+    return Plan.model_construct(prompt=prompt, order=[*loaders.values(), *split.remote],
                                 outputs=[o for o in plan.outputs if o in remote], extra=dict(plan.extra))
+
+
+def _loader_node(prompt: dict[str, Any], plan: Plan, crossing: Crossing, value: Any, prompt_id: str,
+                 upload: Upload | None, where: str) -> str:
+    """Upload one image value and add the node that reads it on the server; its id."""
+    if upload is None:
+        raise RoutingError(f"{where}: an {crossing.type} crosses only by upload, and none was given")
+    loader, extra = LOADERS[crossing.type]
+    name = upload(png_bytes(value, crossing.type, where),
+                  f"nodeweaver_{_UNSAFE_NAME.sub('_', prompt_id)}_{crossing.source}_{crossing.slot}.png")
+    node_id = f"nw_upload_{crossing.source}_{crossing.slot}"
+    while node_id in plan.prompt or node_id in prompt:
+        node_id += "_"
+    prompt[node_id] = {"class_type": loader, "inputs": {"image": name, **extra}}
+    return node_id
+
+
+def png_bytes(value: Any, kind: str, where: str = "an image") -> bytes:
+    """One IMAGE ([1,H,W,C] floats 0..1) or MASK ([1,H,W] or [H,W]) as PNG bytes, rounded so 8-bit pixels
+    loaded here come back exactly; a MASK is grayscale (LoadImageMask reads its red channel)."""
+    import numpy as np
+    from PIL import Image
+
+    array = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
+    if kind == "MASK" and array.ndim == 2:
+        array = array[None]
+    if array.ndim != (4 if kind == "IMAGE" else 3) or array.shape[0] != 1:
+        raise RoutingError(f"{where}: only a single {kind} can cross to the remote part yet "
+                           f"(this one has shape {list(array.shape)})")
+    pixels = np.clip(np.rint(255.0 * array[0].astype(np.float32)), 0, 255).astype(np.uint8)
+    if kind == "IMAGE":
+        channels = pixels.shape[-1]
+        if channels not in (1, 3, 4):
+            raise RoutingError(f"{where}: an IMAGE with {channels} channels cannot be saved as a PNG")
+        picture = Image.fromarray(pixels[..., 0] if channels == 1 else pixels)
+    else:
+        picture = Image.fromarray(pixels, mode="L")
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def upload_inputs(plan: Plan, server: RemoteServer) -> Plan:
+    """The plan with every input file its loaders name that only NodeWeaver's input folder has (not among
+    the server's input files as last read) uploaded to the server first; the plan itself is not changed."""
+    prompt = dict(plan.prompt)
+    for node_id in plan.order:
+        node = prompt[node_id]
+        name = node.get("inputs", {}).get(UPLOADED_INPUTS.get(node.get("class_type", ""), ""))
+        if not isinstance(name, str) or name in server.input_files:
+            continue
+        try:
+            path = folders.input_path(name)
+        except folders.UnsafePathError:
+            continue  # not a file of ours: the server's validation answers for it
+        if not path.is_file():
+            continue
+        sent = server.client.upload_image(path, name)
+        log.info("uploaded input %s to %s as %s", name, server.url, sent)
+        server.input_files = server.input_files | {sent}
+        prompt[node_id] = {**node, "inputs": {**node["inputs"], UPLOADED_INPUTS[node["class_type"]]: sent}}
+    return Plan.model_construct(prompt=prompt, order=list(plan.order), outputs=list(plan.outputs),
+                                extra=dict(plan.extra))
 
 
 def local_part(plan: Plan, split: Split) -> Plan:
@@ -182,9 +269,9 @@ class Route:
 
 
 def choose_route(plan: Plan, registry: NodeRegistry, servers: list[RemoteServer],
-                 prefer: Literal["local", "remote"] = "local",
+                 prefer: Literal["local", "remote"] = "remote",
                  load: Callable[[RemoteServer], float] | None = None) -> Route:
-    """The route for a plan: local when every node runs here (and `prefer` is local or no server has them
+    """The route for a plan: local when every node runs here and `prefer` is local (or no server has them
     all), else the least loaded server that can take the remote part. Raises RoutingError."""
     cache: dict[str, dict] = {}
     here = {n: runs_here(plan.prompt[n], registry, cache) for n in plan.order}
@@ -228,6 +315,7 @@ def read_catalog(server: RemoteServer, registry: NodeRegistry) -> dict[str, Any]
     registry.forget_catalog(server.source)
     registry.import_catalog(info, source=server.source, remote=True)
     server.names, server.error = frozenset(str(n) for n in info), None
+    server.input_files = _input_files(info)
     refresh = getattr(server.backend, "refresh", None) if server.backend is not None else None
     if callable(refresh):
         try:
@@ -235,6 +323,16 @@ def read_catalog(server: RemoteServer, registry: NodeRegistry) -> dict[str, Any]
         except Exception as exc:  # its models and stats are a bonus: the catalog is read
             log.warning("ComfyUI server %s: refreshing the backend failed: %s", server.url, exc)
     return {"url": server.url, "ok": True, "nodes": len(server.names), "error": None}
+
+
+def _input_files(info: dict[str, Any]) -> frozenset[str]:
+    """The files a server's input folder had when its catalog was read (its loaders' choice lists)."""
+    found: set[str] = set()
+    for class_type, name in UPLOADED_INPUTS.items():
+        entry = info.get(class_type)
+        spec = (entry.get("input") or {}).get("required", {}).get(name) if isinstance(entry, dict) else None
+        found.update(str(c) for c in combo_choices(spec) or [])
+    return frozenset(found)
 
 
 def connect_servers(settings: ComfyUISettings, registry: NodeRegistry, *,
@@ -262,7 +360,7 @@ class RoutingBackend:
     server takes jobs alongside (its own queue orders them)."""
 
     def __init__(self, local: Backend, servers: list[RemoteServer], registry: NodeRegistry, *,
-                 bus: EventBus | None = None, prefer: Literal["local", "remote"] = "local") -> None:
+                 bus: EventBus | None = None, prefer: Literal["local", "remote"] = "remote") -> None:
         self.local = local
         self.servers = servers
         self.registry = registry
@@ -301,7 +399,11 @@ class RoutingBackend:
             if route.server is None:
                 return self._run(self.local, plan, run, frozenset(), local=True)
             if not route.split.local:
-                return self._run(route.server.backend, plan, run, frozenset(), local=False)
+                try:
+                    remote = upload_inputs(plan, route.server)
+                except NodeWeaverError as exc:
+                    return self._refuse(run, _upload_failed(route.server, exc), started=False)
+                return self._run(route.server.backend, remote, run, frozenset(), local=False)
             return self._run_mixed(route, run)
         finally:
             with self._lock:
@@ -343,10 +445,14 @@ class RoutingBackend:
             return ExecutionResult(prompt_id=run.prompt_id, status="interrupted", executed=list(first.executed),
                                    error={"node_id": None, "node_type": None, "exception_type":
                                           "InterruptedExecution", "exception_message": "interrupted by the user"})
+        server = route.server
         try:
-            remote = substitute(run.plan, route.split, first)
+            remote = substitute(run.plan, route.split, first, lambda data, name: server.client.upload_image(data, name))
+            remote = upload_inputs(remote, server)
         except RoutingError as exc:
             return self._refuse(run, exc, started=True, executed=first.executed)
+        except NodeWeaverError as exc:
+            return self._refuse(run, _upload_failed(server, exc), started=True, executed=first.executed)
         second = self._run(route.server.backend, remote, run, frozenset({"execution_start"}), local=False)
         return _merged(run.plan, first, second)
 
@@ -402,6 +508,11 @@ class _Job:
     prompt_id: str
     extra_data: dict[str, Any]
     node_timeout: float | None
+
+
+def _upload_failed(server: RemoteServer, exc: NodeWeaverError) -> RoutingError:
+    return RoutingError(f"an input could not be uploaded to ComfyUI at {server.url}: {exc}",
+                        details={"url": server.url, "kind": exc.kind})
 
 
 def _queue_load(server: RemoteServer) -> float:

@@ -484,6 +484,31 @@ def _register_catalog_tools(mcp: NodeWeaverMCP, service: NodeWeaverService) -> N
                               structured_content=json.loads(json.dumps(node, default=str)))
 
 
+# ---- remote ComfyUI servers -------------------------------------------------------------------------------
+class ComfyUIServerStatus(BaseModel):
+    url: str = Field(description="The server's URL")
+    ok: bool = Field(description="Whether its catalog could be read")
+    nodes: int = Field(description="How many node classes it has")
+    error: str | None = Field(description="Why it could not be read; null when it could")
+
+
+class RefreshOutput(BaseModel):
+    servers: list[ComfyUIServerStatus] = Field(description="Each configured ComfyUI server, as just read")
+
+
+def _register_comfyui_tools(mcp: NodeWeaverMCP, service: NodeWeaverService) -> None:
+    @mcp.tool(title="Refresh ComfyUI servers", annotations=ToolAnnotations(
+                  read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True),
+              description="Read every configured ComfyUI server's node catalog and installed models again (after "
+                          "installing nodes or models there). Returns each server's status.")
+    async def refresh_comfyui() -> Annotated[CallToolResult, RefreshOutput]:
+        result = await anyio.to_thread.run_sync(service.refresh_comfyui)
+        text = "\n".join(f"{s['url']}: " + (f"{s['nodes']} nodes" if s["ok"] else f"unreachable ({s['error']})")
+                         for s in result["servers"])
+        return CallToolResult(content=[TextContent(type="text", text=text or "no servers")],
+                              structured_content=json.loads(json.dumps(result, default=str)))
+
+
 # ---- resources and prompts --------------------------------------------------------------------------------
 def _register_resources(mcp: NodeWeaverMCP, service: NodeWeaverService) -> None:
     @mcp.resource("nodeweaver://catalog", name="node catalog", mime_type="application/json",
@@ -523,6 +548,7 @@ def build_mcp(service: NodeWeaverService) -> NodeWeaverMCP:
     _register_planning_tools(mcp, service)
     _register_job_tools(mcp, service)
     _register_catalog_tools(mcp, service)
+    _register_comfyui_tools(mcp, service)
     _register_resources(mcp, service)
     _register_prompts(mcp)
     register_template_tools(mcp, lambda: service.registry)

@@ -34,7 +34,8 @@ from runtime.settings import Settings, current
 TOOL_NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 # NodeWeaver's own MCP tools: a saved workflow may not take one of these names.
 RESERVED_TOOL_NAMES = frozenset({"plan_workflow", "validate_workflow", "run_workflow", "search_nodes", "get_node",
-                                 "get_job", "list_jobs", "cancel_job", "search_templates", "get_template"})
+                                 "get_job", "list_jobs", "cancel_job", "search_templates", "get_template",
+                                 "refresh_comfyui"})
 
 HISTORY_LIMIT = 10_000  # ComfyUI keeps at most this many history items
 MAX_NAME_BYTES = 200  # an upload name plus " (NNN)" stays under the 255-byte limit of common file systems

@@ -82,8 +82,10 @@ class ComfyUISettings(BaseModel):
     timeout: float = Field(30.0, gt=0, description="seconds one HTTP request to a server may take")
     lost_after: float = Field(60.0, gt=0, description="seconds without an answer from a server before its "
                                                       "running job fails")
-    prefer: Literal["local", "remote"] = Field("local", description="where a job every node of which runs in "
-                                                                    "both places goes")
+    # remote: a job whose nodes (and files) a server has all runs there, on the GPU and models it was set up
+    # for; local keeps such a job here. Nodes only NodeWeaver has run here either way.
+    prefer: Literal["local", "remote"] = Field("remote", description="where a job every node of which runs "
+                                                                     "in both places goes")
 
     @field_validator("urls", mode="before")
     @classmethod

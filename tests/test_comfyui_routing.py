@@ -19,6 +19,7 @@ from engine.routing import (
     RemoteServer,
     RoutingError,
     choose_route,
+    png_bytes,
     read_catalog,
     runs_here,
     split_plan,
@@ -152,13 +153,15 @@ def test_bad_comfyui_flags_are_refused_plainly(capsys, flags, said):
 def test_config_file_section(tmp_path, monkeypatch):
     from runtime.settings import load_settings
 
+    assert load_settings().comfyui.prefer == "remote"  # the default: a server that has every node runs the job
+
     config = tmp_path / "config.toml"
-    config.write_text('[comfyui]\nurls = ["http://gpu:8188"]\nprefer = "remote"\ntimeout = 5\n'
+    config.write_text('[comfyui]\nurls = ["http://gpu:8188"]\nprefer = "local"\ntimeout = 5\n'
                       '[comfyui.headers]\nX-Key = "k"\n', encoding="utf-8")
     monkeypatch.setenv("NODEWEAVER_CONFIG", str(config))
     section = load_settings().comfyui
     assert (section.urls, section.prefer, section.timeout, section.headers) == (
-        ["http://gpu:8188"], "remote", 5.0, {"X-Key": "k"})
+        ["http://gpu:8188"], "local", 5.0, {"X-Key": "k"})
 
 
 # ---- the remote catalog ----------------------------------------------------------------------------------------
@@ -189,7 +192,7 @@ def test_a_server_that_is_down_is_reported_not_fatal(registry):
 
 
 # ---- splitting (pure) -------------------------------------------------------------------------------------------
-def test_every_node_here_runs_here_unless_remote_is_preferred(registry, isolated_folders):
+def test_every_node_here_runs_there_unless_local_is_preferred(registry, isolated_folders):
     from PIL import Image
 
     Image.new("RGB", (4, 4)).save(isolated_folders / "input" / "photo.png")
@@ -198,8 +201,8 @@ def test_every_node_here_runs_here_unless_remote_is_preferred(registry, isolated
                 "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
                 "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "inv"}}}
     plan = plan_of(registry, workflow)
-    assert choose_route(plan, registry, [server]).server is None
-    route = choose_route(plan, registry, [server], prefer="remote")
+    assert choose_route(plan, registry, [server], prefer="local").server is None
+    route = choose_route(plan, registry, [server])
     assert route.server is server and route.split.local == [] and route.split.remote == plan.order
 
 
@@ -240,15 +243,60 @@ def test_substitution_writes_local_values_in_as_literals(registry):
                                                 node_outputs={"1": [["a", "b"]]}))
 
 
-def test_images_cannot_cross_yet(registry):
+def test_an_image_made_here_crosses_as_an_uploaded_png_read_by_a_loader(registry):
+    import io
+
+    import numpy as np
+    import torch
+    from PIL import Image
+
     server = connected(registry)
     workflow = {"1": {"class_type": "DashScopeImageSynthesis", "inputs": {"prompt": "a fox"}},
                 "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
+                "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "x"}},
+                "4": {"class_type": "ImageScaleBy", "inputs": {"image": ["1", 0], "upscale_method": "nearest-exact",
+                                                               "scale_by": 2.0}}}
+    plan = Plan(prompt=workflow, order=["1", "2", "3", "4"], outputs=["3"])
+    split = split_plan(plan, registry, server.names - {"DashScopeImageSynthesis"}, dict.fromkeys(plan.order, True))
+    assert split.local == ["1"] and [(c.node, c.type) for c in split.crossings] == [("2", "IMAGE"), ("4", "IMAGE")]
+    pixels = torch.tensor([[[[0.0, 0.5, 1.0], [1 / 255, 128 / 255, 254 / 255]]]])  # [1, 1, 2, 3]
+    uploads: list[tuple[bytes, str]] = []
+    done = ExecutionResult(prompt_id="job-1", status="success", node_outputs={"1": [[pixels]]})
+    remote = substitute(plan, split, done, lambda data, name: uploads.append((data, name)) or "up/" + name)
+    [(data, name)] = uploads  # one upload, read by one loader, for both links
+    assert name == "nodeweaver_job-1_1_0.png"
+    loader = remote.order[0]
+    assert remote.prompt[loader] == {"class_type": "LoadImage", "inputs": {"image": "up/" + name}}
+    assert remote.prompt["2"]["inputs"]["image"] == remote.prompt["4"]["inputs"]["image"] == [loader, 0]
+    assert remote.order == [loader, "2", "3", "4"] and "1" not in remote.prompt
+    decoded = np.asarray(Image.open(io.BytesIO(data)).convert("RGB")).tolist()
+    assert decoded == [[[0, 128, 255], [1, 128, 254]]]  # 8-bit pixels come back exactly
+    with pytest.raises(RoutingError, match="only a single IMAGE"):
+        substitute(plan, split, ExecutionResult(prompt_id="p", status="success",
+                                                node_outputs={"1": [[torch.zeros(2, 4, 4, 3)]]}), lambda d, n: n)
+
+
+def test_a_mask_crosses_as_grayscale_for_load_image_mask_and_needs_the_loader(registry):
+    import io
+
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    mask = torch.tensor([[0.0, 1.0], [0.25, 0.75]])
+    assert np.asarray(Image.open(io.BytesIO(png_bytes(mask, "MASK")))).tolist() == [[0, 255], [64, 191]]
+    server = connected(registry)
+    workflow = {"1": {"class_type": "LoadImage", "inputs": {"image": "m.png"}},
+                "2": {"class_type": "MaskToImage", "inputs": {"mask": ["1", 1]}},
                 "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "x"}}}
-    result = validate(workflow, registry)
-    plan = result.plan if result.valid else Plan(prompt=workflow, order=["1", "2", "3"], outputs=["3"])
-    with pytest.raises(RoutingError, match="images cannot cross to the remote part yet"):
-        split_plan(plan, registry, server.names, {"1": True, "2": True, "3": True})
+    plan = Plan(prompt=workflow, order=["1", "2", "3"], outputs=["3"])
+    split = split_plan(plan, registry, server.names - {"LoadImage"}, dict.fromkeys(plan.order, True))
+    remote = substitute(plan, split, ExecutionResult(prompt_id="p", status="success",
+                                                     node_outputs={"1": [[None], [mask[None]]]}), lambda d, n: n)
+    assert remote.prompt[remote.order[0]] == {"class_type": "LoadImageMask",
+                                              "inputs": {"image": "nodeweaver_p_1_1.png", "channel": "red"}}
+    with pytest.raises(RoutingError, match="which the server lacks"):
+        split_plan(plan, registry, server.names - {"LoadImage", "LoadImageMask"}, dict.fromkeys(plan.order, True))
 
 
 def test_a_nodeweaver_node_after_a_remote_only_node_is_refused(registry):

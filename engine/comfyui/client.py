@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
+import mimetypes
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -160,6 +162,28 @@ class ComfyUIClient:
         except (ValueError, KeyError, TypeError) as exc:
             raise RemoteError(f"ComfyUI at {self.url}: /prompt answered without a prompt_id",
                               details={"url": self.url, "body": response.text[:2000]}) from exc
+
+    def upload_image(self, image: Path | str | bytes, name: str, *, overwrite: bool = True) -> str:
+        """POST /upload/image (multipart, type input): a file or bytes into the server's input folder as
+        `name` ("sub/file.png" goes to that subfolder); the name a LoadImage there refers to it by."""
+        parts = PurePosixPath(name.replace("\\", "/"))
+        if not parts.name or parts.is_absolute() or ".." in parts.parts:
+            raise BadRequest(f"upload name {name!r} must be a relative file name", details={"name": name})
+        try:
+            content = image if isinstance(image, bytes) else Path(image).read_bytes()
+        except OSError as exc:
+            raise BadRequest(f"cannot read {str(image)!r} to upload it: {exc.strerror or exc}",
+                             details={"path": str(image)}) from exc
+        subfolder = str(parts.parent) if str(parts.parent) != "." else ""
+        mime = mimetypes.guess_type(parts.name)[0] or "application/octet-stream"
+        form = {"type": "input", "subfolder": subfolder, "overwrite": "true" if overwrite else "false"}
+        data = self._json("POST", "/upload/image", data=form, files={"image": (parts.name, content, mime)})
+        try:
+            uploaded, folder = str(data["name"]), str(data.get("subfolder") or "")
+        except (KeyError, TypeError) as exc:
+            raise RemoteError(f"ComfyUI at {self.url}: /upload/image answered without a name",
+                              details={"url": self.url, "body": str(data)[:2000]}) from exc
+        return f"{folder}/{uploaded}" if folder else uploaded
 
     def interrupt(self, prompt_id: str | None = None) -> None:
         """Stop the running prompt (only if it is `prompt_id`, when given: ComfyUI's targeted interrupt)."""

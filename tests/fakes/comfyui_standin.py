@@ -9,7 +9,8 @@ one at a time from a queue, as ComfyUI's do, so /queue, queue_remaining, deletin
 users' prompts counted in queue_remaining), `occupy()` (a foreign prompt holding the queue until
 `release()`), `die_at` (the server dies when its replay reaches a message of that type), `cut_at` (every
 websocket is dropped there once, and refused until the run ends: the rest of its messages are lost, /history
-has them).
+has them). POST /upload/image keeps what is uploaded in `uploads` (name -> bytes) and lists it among
+LoadImage's choices, as ComfyUI lists its input folder.
 
 Run it alone: python -m tests.fakes.comfyui_standin --port 8188
 """
@@ -94,6 +95,8 @@ class ComfyUIStandin:
         self.submitted: list[dict[str, Any]] = []  # the bodies of accepted /prompt requests
         self.deleted: list[str] = []
         self.interrupts: list[str | None] = []
+        self.uploads: dict[str, bytes] = {}       # "subfolder/name" (or "name") -> the uploaded bytes
+        self.upload_forms: list[dict[str, str]] = []  # the form fields of each upload
         self.dead = False
         self._sockets: dict[str, WebSocket] = {}
         self._pending: list[_Item] = []
@@ -266,7 +269,11 @@ class ComfyUIStandin:
 
         @app.get("/object_info")
         async def object_info() -> Any:
-            return {k: v for k, v in rec.object_info.items() if k not in self.drop_classes}
+            info = {k: v for k, v in copy.deepcopy(rec.object_info).items() if k not in self.drop_classes}
+            if "LoadImage" in info and self.uploads:
+                choices = info["LoadImage"]["input"]["required"]["image"]
+                choices[0] = sorted(set(choices[0]) | {n for n in self.uploads if "/" not in n})
+            return info
 
         @app.get("/system_stats")
         async def system_stats() -> Any:
@@ -323,6 +330,17 @@ class ComfyUIStandin:
             self._wake.set()
             await self._broadcast_status()
             return {"prompt_id": prompt_id, "number": self._number, "node_errors": {}}
+
+        @app.post("/upload/image")
+        async def upload_image(request: Request) -> Any:
+            form = await request.form()
+            image = form.get("image")
+            if image is None or isinstance(image, str) or not image.filename:
+                return Response(status_code=400)  # as ComfyUI answers an upload without a file
+            subfolder = str(form.get("subfolder") or "")
+            self.upload_forms.append({k: str(v) for k, v in form.items() if k != "image"})
+            self.uploads[f"{subfolder}/{image.filename}" if subfolder else image.filename] = await image.read()
+            return {"name": image.filename, "subfolder": subfolder, "type": str(form.get("type") or "input")}
 
         @app.post("/queue")
         async def post_queue(request: Request) -> Any:
