@@ -220,7 +220,7 @@ def _plan_llm(request: str, registry: NodeRegistry, *, provider: str | None, mod
     from agent.llm import make_chat_model
     from nodes.api.errors import ProviderError
 
-    label = f"llm:{provider or 'custom'}"
+    label = f"llm:{provider or getattr(chat_model, 'provider_name', None) or 'custom'}"
     try:
         llm = chat_model or make_chat_model(provider or "openai-compatible", model)
     except ProviderError as exc:

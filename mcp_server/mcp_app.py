@@ -24,6 +24,7 @@ from mcp_types import CallToolResult, ImageContent, TextContent, ToolAnnotations
 from mcp_types import Tool as ListedTool
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from agent import planner_provider
 from agent.planner import PlanResult
 from compiler.errors import WorkflowError
 from engine.events import ExecutionEvent
@@ -316,13 +317,32 @@ def _client_can_elicit(ctx: Context | None) -> bool:
     return capabilities is not None and capabilities.elicitation is not None
 
 
+def _client_model(ctx: Context | None, provider: str | None, workflow: Any) -> Any:
+    """The caller's own model as the planner's LLM (MCP sampling), when nothing ranks above it: no provider
+    named, none configured on the server, a new plan (edits are offline), and a client that can sample on
+    this connection. None otherwise, and then the offline planner serves."""
+    if ctx is None or workflow is not None or planner_provider(provider) is not None:
+        return None
+    try:
+        capabilities = ctx.client_capabilities
+        session, request_id = ctx.session, ctx.request_id
+    except ValueError:  # called in-process, outside a request: nobody to ask
+        return None
+    if capabilities is None or capabilities.sampling is None:
+        return None
+    from agent.mcp_sampling import sampling_model  # LangChain loads only when a client can sample
+
+    return sampling_model(session, capabilities, request_id=request_id)
+
+
 async def _plan_with_questions(service: NodeWeaverService, request: str, provider: str | None,
                                answers: dict[str, str] | None, ctx: Context | None,
                                workflow: Any = None) -> dict[str, Any]:
     """Plan; when the planner asks a question and the client can answer (elicitation), ask and plan again.
     Otherwise the question stays in the result, to be answered with `answers` on the next call."""
+    chat_model = _client_model(ctx, provider, workflow)
     result = await anyio.to_thread.run_sync(lambda: service.plan(request, provider=provider, answers=answers,
-                                                                 workflow=workflow))
+                                                                 workflow=workflow, chat_model=chat_model))
     if result["status"] != "question" or not _client_can_elicit(ctx):
         return result
     question = result["question"]
@@ -336,7 +356,7 @@ async def _plan_with_questions(service: NodeWeaverService, request: str, provide
         return result
     merged = {**(answers or {}), question["slot"]: reply.data.answer}
     return await anyio.to_thread.run_sync(lambda: service.plan(request, provider=provider, answers=merged,
-                                                               workflow=workflow))
+                                                               workflow=workflow, chat_model=chat_model))
 
 
 def _coverage_text(result: dict[str, Any]) -> str:
@@ -384,7 +404,9 @@ def _register_planning_tools(mcp: NodeWeaverMCP, service: NodeWeaverService) -> 
                           "(ComfyUI API JSON and NodeWeaver text form), what it does, and a trace of the planning "
                           "steps. If something essential is missing it asks a question (via elicitation when the "
                           "client supports it, else in the result: call again with `answers`). Set run=true to "
-                          "also run it. `provider` picks an LLM planner (default: the offline planner). Pass "
+                          "also run it. `provider` picks an LLM planner; without one the server's configured "
+                          "provider plans, else your own model through MCP sampling when your client offers it, "
+                          "else the offline planner (`planner` in the result says which). Pass "
                           "`workflow` to change an existing workflow by words (the result lists the changes in "
                           "`diff`). Status `partial` means the workflow is valid but leaves parts of the request "
                           "out: they are listed in `not_covered` with the reason and what would provide them.")
@@ -393,7 +415,7 @@ def _register_planning_tools(mcp: NodeWeaverMCP, service: NodeWeaverService) -> 
                                       description="What the workflow should do, in words (Chinese or English)")],
         run: Annotated[bool, Field(description="Also run the planned workflow and return its outputs")] = False,
         provider: Annotated[str | None, Field(max_length=64, description="An LLM provider configured in "
-                                              "NodeWeaver's settings; omit for the offline planner")] = None,
+                                              "NodeWeaver's settings; omit for the server's default")] = None,
         answers: Annotated[dict[str, str] | None, Field(description="Answers to questions from an earlier "
                                                         "call, by the question's slot name")] = None,
         workflow: Annotated[dict[str, Any] | str | None, Field(description="A workflow to change as the request "

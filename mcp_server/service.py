@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from agent import planner_provider
 from agent.planner import PlanResult, plan
 from compiler import WorkflowFormatError, load_workflow, validate
 from engine import EventBus, Executor
@@ -202,11 +203,17 @@ class NodeWeaverService:
 
     # ---- planning and validation ------------------------------------------------------------------------
     def plan(self, request: str, *, provider: str | None = None, model: str | None = None, run: bool = False,
-             answers: dict[str, str] | None = None, timeout: float = 600, workflow: Any = None) -> dict[str, Any]:
-        """Plan from words; with `workflow` (any form `load` reads), edit that workflow as the words say."""
+             answers: dict[str, str] | None = None, timeout: float = 600, workflow: Any = None,
+             chat_model: Any = None) -> dict[str, Any]:
+        """Plan from words; with `workflow` (any form `load` reads), edit that workflow as the words say.
+
+        The planner: `provider` > the server's configured provider > `chat_model` (the MCP caller's own
+        model, when the client can sample) > the offline planner."""
         base = self.load(workflow) if workflow is not None else None
+        provider = planner_provider(provider)
         result: PlanResult = plan(request, provider=provider, model=model, registry=self.registry, answers=answers,
-                                  max_request_chars=self.settings.server.max_plan_chars, workflow=base)
+                                  max_request_chars=self.settings.server.max_plan_chars, workflow=base,
+                                  chat_model=None if provider else chat_model)
         data = result.model_dump()
         if run and result.status in ("valid", "partial") and result.workflow:
             job = self.run(result.workflow, timeout=timeout)
