@@ -313,3 +313,24 @@ def test_fetched_files_get_safe_local_names(filename, subfolder, expected):
     assert local_name(filename, subfolder) == expected
     path, _sub, _name = folders.next_output_file(*expected)
     assert folders.output_dir().resolve() in path.parents
+
+
+def test_upload_image_puts_bytes_or_a_file_in_the_servers_input_folder(standin, tmp_path):
+    from runtime.errors import BadRequest
+
+    client = ComfyUIClient(standin.url, timeout=10)
+    try:
+        assert client.upload_image(b"\x89PNG one", "a.png") == "a.png"
+        (tmp_path / "b.png").write_bytes(b"\x89PNG two")
+        assert client.upload_image(tmp_path / "b.png", "masks/b.png") == "masks/b.png"
+        assert standin.uploads == {"a.png": b"\x89PNG one", "masks/b.png": b"\x89PNG two"}
+        assert standin.upload_forms[1] == {"type": "input", "subfolder": "masks", "overwrite": "true"}
+        assert "a.png" in client.object_info()["LoadImage"]["input"]["required"]["image"][0]
+        for name in ("../x.png", "/etc/x.png", ""):
+            with pytest.raises(BadRequest, match="relative file name"):
+                client.upload_image(b"x", name)
+        with pytest.raises(BadRequest, match="cannot read"):
+            client.upload_image(tmp_path / "none.png", "none.png")
+        assert len(standin.uploads) == 2
+    finally:
+        client.close()

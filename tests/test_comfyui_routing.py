@@ -431,12 +431,14 @@ def test_plan_and_run_on_a_comfyui_server(standin, isolated_folders):
     from PIL import Image
 
     Image.new("RGB", (8, 8), "red").save(isolated_folders / "input" / "photo.png")
-    done = run_cli("plan", "invert photo.png and save it", "--comfyui-url", standin.url, "--run",
-                   env={"NODEWEAVER_COMFYUI__PREFER": "remote"})
+    done = run_cli("plan", "invert photo.png and save it", "--comfyui-url", standin.url, "--run")
     assert done.returncode == 0, done.stderr
-    assert standin.calls["POST /prompt"] == 1
+    assert standin.calls["POST /prompt"] == 1  # prefer = remote by default: the server has every node
     sent = standin.submitted[0]["prompt"]
     assert {n["class_type"] for n in sent.values()} == {"LoadImage", "ImageInvert", "SaveImage"}
+    # photo.png was only in our input folder: uploaded before the prompt, as ComfyUI's frontend does
+    assert standin.uploads["photo.png"] == (isolated_folders / "input" / "photo.png").read_bytes()
+    assert standin.upload_forms == [{"type": "input", "subfolder": "", "overwrite": "true"}]
     saved = list((isolated_folders / "output").rglob("*.png"))
     assert saved and all(str(p) in done.stdout for p in saved)  # fetched through /view, listed
     history = run_cli("history", "--json")
@@ -490,3 +492,108 @@ def test_a_server_down_at_startup_is_a_warning_and_serve_still_starts(capsys, re
         assert service.comfyui_status()[0]["ok"] is False
     finally:
         service.close()
+
+
+@pytest.fixture
+def standin_service(registry, isolated_folders):
+    """A service routed to a stand-in that lacks ImageScaleBy (so that node runs here)."""
+    from fakes.comfyui_standin import ComfyUIStandin
+
+    from mcp_server.service import NodeWeaverService
+    from runtime.settings import load_settings
+
+    with ComfyUIStandin(drop_classes=("ImageScaleBy",)) as server:
+        service = NodeWeaverService(registry, settings=load_settings({"comfyui": {"urls": [server.url]}}))
+        try:
+            yield service, server
+        finally:
+            service.close()
+
+
+@pytest.mark.slow
+def test_an_image_made_here_is_uploaded_and_read_there(standin_service, isolated_folders):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    service, standin = standin_service
+    Image.new("RGB", (4, 4), (10, 200, 30)).save(isolated_folders / "input" / "mine.png")
+    workflow = {"1": {"class_type": "LoadImage", "inputs": {"image": "mine.png"}},
+                "2": {"class_type": "ImageScaleBy", "inputs": {"image": ["1", 0], "upscale_method": "nearest-exact",
+                                                               "scale_by": 2.0}},
+                "3": {"class_type": "ImageUpscaleWithModel", "inputs": {"upscale_model": ["5", 0],
+                                                                        "image": ["2", 0]}},
+                "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "up"}},
+                "5": {"class_type": "UpscaleModelLoader", "inputs": {"model_name": "tiny_2x.safetensors"}}}
+    job = service.run(workflow, timeout=60)  # the upscaling runs there only; the scaling here only
+    assert job.status == "success", job.error
+    [body] = standin.submitted
+    [(name, data)] = standin.uploads.items()
+    assert name == f"nodeweaver_{job.id}_2_0.png"
+    pixels = np.asarray(Image.open(io.BytesIO(data)))
+    assert pixels.shape == (8, 8, 3) and (pixels == [10, 200, 30]).all()  # scaled here, sent exactly
+    assert body["prompt"]["3"]["inputs"]["image"] == ["nw_upload_2_0", 0]
+    assert body["prompt"]["nw_upload_2_0"] == {"class_type": "LoadImage", "inputs": {"image": name}}
+    assert {"1", "2"}.isdisjoint(body["prompt"]) and job.outputs
+
+
+@pytest.mark.slow
+def test_a_file_only_the_server_has_validates_and_runs_there(standin_service, isolated_folders):
+    service, standin = standin_service
+    workflow = {"1": {"class_type": "LoadImage", "inputs": {"image": "example.png"}},  # in its input folder
+                "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
+                "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "inv"}}}
+    assert service.validate(workflow)["valid"]
+    job = service.run(workflow, timeout=60)
+    assert job.status == "success", job.error
+    assert standin.submitted[0]["prompt"]["1"]["inputs"]["image"] == "example.png" and standin.uploads == {}
+    nowhere = copy.deepcopy(workflow)
+    nowhere["1"]["inputs"]["image"] = "missing.png"
+    result = service.validate(nowhere)
+    assert not result["valid"]
+    [error] = result["errors"]
+    assert error["node_id"] == "1" and "'missing.png' not found in the input folder" in error["details"]
+    # with a copy here too, the server's file is used: nothing is uploaded over it
+    from PIL import Image
+
+    Image.new("RGB", (2, 2)).save(isolated_folders / "input" / "example.png")
+    assert service.run(workflow, timeout=60).status == "success" and standin.uploads == {}
+
+
+@pytest.mark.slow
+def test_refresh_comfyui_over_mcp(standin_service):
+    import asyncio
+
+    from mcp import Client
+
+    from mcp_server.mcp_app import build_mcp
+
+    service, standin = standin_service
+    standin.drop_classes.add("ImageScale")
+
+    async def main():
+        async with Client(build_mcp(service)) as client:
+            return await client.call_tool("refresh_comfyui", {}), await client.call_tool("refresh_comfyui",
+                                                                                         {"x": 1})
+
+    result, refused = asyncio.run(main())
+    assert not result.is_error
+    assert result.structured_content == {"servers": [{"url": standin.url, "ok": True, "nodes": 6, "error": None}]}
+    assert service.comfyui_status() == result.structured_content["servers"]  # 8 classes before, re-read
+    assert refused.is_error and refused.structured_content["error"] == "invalid_arguments"
+
+
+def test_refresh_comfyui_over_mcp_without_servers(service):
+    import asyncio
+
+    from mcp import Client
+
+    from mcp_server.mcp_app import build_mcp
+
+    async def main():
+        async with Client(build_mcp(service)) as client:
+            return await client.call_tool("refresh_comfyui", {})
+
+    result = asyncio.run(main())
+    assert result.is_error and result.structured_content["error"] == "comfyui_not_configured"
