@@ -54,7 +54,7 @@ class ServerSettings(BaseModel):
 
 
 class EngineSettings(BaseModel):
-    """Limits of the local executor."""
+    """Limits of the executor, and where it runs (here, or on Ray workers)."""
 
     node_timeout: float | None = Field(None, gt=0, description="seconds any one node may run (none: no limit)")
     output_cache_bytes: int | None = Field(None, ge=0,
@@ -69,6 +69,14 @@ class EngineSettings(BaseModel):
                                                                  "(none: LoadImage's default, 1024)")
     max_input_pixels: int | None = Field(None, ge=1, description="pixels of one image input, all frames together "
                                                                  "(none: LoadImage's default, 32 Mi)")
+    # where jobs run: this process, or Ray worker actors (engine/ray_backend.py; the `ray` extra)
+    backend: Literal["local", "ray"] = Field("local", description="run jobs here, or on a Ray cluster's workers")
+    ray_address: str | None = Field(None, description="Ray cluster to join: auto, host:6379, ray://host:10001, "
+                                                      "or local (none: a cluster of this machine)")
+    ray_workers: int | None = Field(None, ge=1, description="Ray worker actors (none: one per GPU, else 1)")
+    ray_gpus_per_worker: float | None = Field(None, ge=0, description="GPUs each Ray worker takes (none: 1 "
+                                                                      "when the cluster has GPUs, else 0)")
+    ray_retries: int = Field(1, ge=0, description="times a job whose Ray worker died runs again elsewhere")
 
 
 class ComfyUISettings(BaseModel):
