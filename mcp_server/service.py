@@ -145,8 +145,16 @@ class NodeWeaverService:
         if remotes is None and comfyui.urls:
             remotes = connect_servers(comfyui, self.registry)
         # with remote servers the router owns the job's bus and forwards the local executor's events to it
-        self.executor = Executor(self.registry, bus=EventBus() if remotes else self.bus,
-                                 node_timeout=engine.node_timeout, cache=_output_cache(self.settings))
+        local_bus = EventBus() if remotes else self.bus
+        if engine.backend == "ray":  # jobs run on Ray worker actors; the queue and the API stay here
+            from engine.ray_backend import RayBackend
+
+            self.executor: Executor | RayBackend = RayBackend(
+                engine.ray_address, settings=self.settings, workers=engine.ray_workers, bus=local_bus,
+                gpus_per_worker=engine.ray_gpus_per_worker, retries=engine.ray_retries)
+        else:
+            self.executor = Executor(self.registry, bus=local_bus, node_timeout=engine.node_timeout,
+                                     cache=_output_cache(self.settings))
         self.router = RoutingBackend(self.executor, remotes, self.registry, bus=self.bus,
                                      prefer=comfyui.prefer) if remotes else None
         self.queue = JobQueue(self.registry, self.settings.data_dir / "jobs.sqlite3",

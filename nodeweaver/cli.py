@@ -161,9 +161,23 @@ def _server_parsers(sub) -> None:
     p.add_argument("--history-scope", choices=["run", "all"],
                    help="what ComfyUI's /history lists: this server run's jobs (as ComfyUI; the default) or every "
                         "persisted job ([server] history_scope; /history?all=true asks for all either way)")
+    ray = p.add_argument_group("Ray cluster (the ray extra)")
+    ray.add_argument("--ray", metavar="ADDRESS|auto|local",
+                     help="run jobs on Ray worker actors: a cluster's address (host:6379, ray://host:10001), auto "
+                          "(the cluster this machine belongs to) or local (a cluster of this machine); config "
+                          "[engine] backend = \"ray\", ray_address")
+    ray.add_argument("--ray-workers", type=int, metavar="N",
+                     help="Ray worker actors to start (default: one per GPU, else 1; [engine] ray_workers)")
     _node_timeout_flag(p)
     _comfyui_launch_flags(p)
     _common_flags(p)
+
+    p = sub.add_parser("worker", help="join this machine to a NodeWeaver Ray cluster (runs `ray start "
+                                      "--address ADDRESS --block`); the server's workers then run here too")
+    p.add_argument("--address", required=True, help="the Ray head's address (host:6379), as `ray start` takes it")
+    p.add_argument("--num-gpus", type=int, metavar="N", help="GPUs to offer (default: Ray detects them)")
+    p.add_argument("--num-cpus", type=int, metavar="N", help="CPUs to offer (default: Ray detects them)")
+    p.add_argument("--print-command", action="store_true", help="print the `ray start` command, run nothing")
 
 
 def _comfyui_launch_flags(parser: argparse.ArgumentParser) -> None:
@@ -278,6 +292,10 @@ def _engine_overrides(args: argparse.Namespace) -> dict[str, Any]:
         engine.update(cache="lru", cache_lru_size=args.cache_lru)
     elif getattr(args, "cache_lru", None) is not None:  # as in ComfyUI, 0 (its default) is the classic cache
         engine["cache"] = "classic"
+    if getattr(args, "ray", None):
+        engine.update(backend="ray", ray_address=args.ray)
+    if getattr(args, "ray_workers", None) is not None:
+        engine["ray_workers"] = args.ray_workers
     return engine
 
 
@@ -942,7 +960,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"mcp": cmd_mcp, "serve": cmd_serve, "eval": cmd_eval, "eval-compare": cmd_eval_compare,
+def cmd_worker(args: argparse.Namespace) -> int:
+    """`ray start --address … --block` from this environment's Ray: the machine offers its GPUs/CPUs to the
+    cluster, and the server's RayBackend places worker actors on it (NodeWeaver and the models must be
+    installed here as on the server)."""
+    import shlex
+    import shutil
+    import subprocess
+
+    ray_cli = shutil.which("ray", path=str(Path(sys.executable).parent)) or shutil.which("ray")
+    if ray_cli is None:
+        print("nodeweaver worker: Ray is not installed here: pip install 'nodeweaver[ray]'", file=sys.stderr)
+        return EXIT_UNREADABLE
+    command = [ray_cli, "start", "--address", args.address, "--block"]
+    for flag, value in (("--num-gpus", args.num_gpus), ("--num-cpus", args.num_cpus)):
+        if value is not None:
+            command += [flag, str(value)]
+    if args.print_command:
+        print(shlex.join(command))
+        return EXIT_OK
+    return subprocess.run(command, check=False).returncode
+
+
+COMMANDS = {"mcp": cmd_mcp, "serve": cmd_serve, "worker": cmd_worker, "eval": cmd_eval, "eval-compare": cmd_eval_compare,
             "plan": cmd_plan, "demo-checkpoint": cmd_demo_checkpoint, "nodes": cmd_nodes, "node": cmd_node,
             "validate": cmd_validate, "convert": cmd_convert, "run": cmd_run, "history": cmd_history}
 COMMANDS.update(templates_cmd.COMMANDS)
