@@ -458,7 +458,8 @@ def upscale(ctx: Ctx, i: int, stage: Stage, state: ChainState) -> None:
         ctx.cover(i, stage, f"upscale {factor:g}x (lanczos)", _new(ctx, before), "upscale")
         return
     tag = "2x" if factor <= 2 else "4x"
-    name = ctx.binder.bind("upscale_model", "upscale_models", "upscale model", tag=tag, task="upscale")
+    name = _named_upscaler(ctx, stage, factor) or \
+        ctx.binder.bind("upscale_model", "upscale_models", "upscale model", tag=tag, task="upscale")
     loader = ctx.once("UpscaleModelLoader", model_name=name)
     node = ctx.b.add("ImageUpscaleWithModel", upscale_model=[loader, 0], image=image)
     native = scale_of(name) or 4
@@ -468,6 +469,25 @@ def upscale(ctx: Ctx, i: int, stage: Stage, state: ChainState) -> None:
         node = ctx.b.add("ImageScaleBy", image=[node, 0], upscale_method="lanczos", scale_by=round(factor / native, 4))
     state.set_image([node, 0])
     ctx.cover(i, stage, f"upscale {factor:g}x with {name}", _new(ctx, before), "upscale-model")
+
+
+def _squeeze(name: str) -> str:
+    return re.sub(r"[\W_]+", "", name.lower())
+
+
+def _named_upscaler(ctx: Ctx, stage: Stage, factor: float) -> str | None:
+    """The installed upscale model the request names ("with RealESRGAN", "用4x-UltraSharp"), preferring one made
+    for the factor asked; None when none is named (or answered), and a note when the named one is not installed."""
+    if ctx.answers.get("upscale_model") or not stage.model_hint:
+        return None
+    wanted = _squeeze(re.sub(r"\.(?:pth|pt|safetensors|ckpt|bin|onnx)$", "", stage.model_hint, flags=re.IGNORECASE))
+    if len(wanted) < 3:
+        return None
+    found = [f for f in ctx.binder.files("upscale_models") if wanted in _squeeze(f)]
+    if not found:
+        ctx.notes.append(f"No installed upscale model matches {stage.model_hint!r}; another one is used.")
+        return None
+    return sorted(found, key=lambda f: (scale_of(f) != round(factor), f))[0]
 
 
 def hires(ctx: Ctx, i: int, stage: Stage, state: ChainState) -> None:

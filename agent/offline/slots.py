@@ -58,14 +58,18 @@ def _set(slots: Slots, name: str, value: object) -> None:
 # ---- files -------------------------------------------------------------------------------------------------
 def _files(slots: Slots) -> None:
     def take(m: re.Match) -> str:
-        ext = m.group(1).lower()
-        name = m.group(0)
+        ext = m.group(2).lower()
+        name = m.group("name")
         bucket = (slots.images if ext in IMAGE_EXT else slots.videos if ext in VIDEO_EXT else
                   slots.models if ext in MODEL_EXT else slots.texts if ext in TEXT_EXT else slots.audios)
         bucket.append(name)
         return " "
 
-    slots.text = FILE.sub(take, slots.text)
+    slots.text = _FILE_TAKEN.sub(take, slots.text)
+
+
+# a file's determiner goes with it: "turn my photo.png to anime style" leaves "turn to anime style", not "my to"
+_FILE_TAKEN = re.compile(r"(?:\b(?:my|our|your|this|that|the) )?(?P<name>" + FILE.pattern + ")", IC)
 
 
 # ---- numbers -----------------------------------------------------------------------------------------------
@@ -83,7 +87,14 @@ _COUNT_EN = re.compile(r"\b(\d+|one|two|three|four|five|six|seven|eight|nine|ten
 _SCALE = re.compile(r"(?:\b(?:by|to) |放大到? ?|放大为 ?)?(?<![A-Za-z0-9_.])" + _N + r" ?(?:x|×|倍|times)(?![\w\-])"
                     r"|(?<![\w])[x×]" + _N + r"\b|([两二三四]) ?倍|\b(double|twice|triple|quadruple)\b"
                     r"|\bby (\d(?:\.\d+)?)(?![\w.%])(?! ?(?:px|pixels?|像素))", IC)
-_DENOISE = re.compile(r"(?:denoise|denoising(?: strength)?|重绘幅度|重绘强度|去噪强度?) ?(?:of|at|=|:|:|to)? ?" + _N, IC)
+_DENOISE_END = r"(?![\d.])(?! ?[张幅个次遍倍xX×])(?: ?%)? ?[))]?"
+_DENOISE = re.compile(r"[((]? ?(?:(?:denoise|denoising)(?: strength)?|重绘幅度|重绘强度|重绘|降噪(?:强度|幅度)?|去噪(?:强度|幅度)?)"
+                      r"[,, ]{0,2}(?:(?:of|at|=|:|:|to|around|about|roughly|approximately|like|设为|为|是|~|≈) ?){0,2}"
+                      + _N + _DENOISE_END, IC)
+# "strength 0.4", "(low strength, like 0.35)": the img2img strength, unless the clause is about a LoRA or ControlNet
+_STRENGTH = re.compile(r"[((]? ?(?:(?:low|high|medium|light|strong)[- ])?(?:strength|强度)[,, ]{0,2}"
+                       r"(?:(?:of|at|=|:|:|to|around|about|roughly|like|设为|为|是|~|≈) ?){0,2}" + _N + _DENOISE_END, IC)
+_OTHER_STRENGTH = re.compile(r"lora|control ?net|canny|depth|pose|ip-?adapter|redux|reference|参考|(?:控制|权重)", IC)
 _FPS = re.compile(r"(?:(?:at )?(?<![\d.])" + _N + r" ?(?:fps|帧每秒|帧/秒)|(?:每秒|帧率|frame rate(?: of)?) ?[::]? ?"
                   + _N + r" ?帧?)", IC)
 _FRAMES = re.compile(r"(?<![\d.])(\d+) ?(?:frames?|帧)(?!率)", IC)
@@ -120,13 +131,23 @@ def _numbers(slots: Slots, *, scale: bool, video: bool) -> None:
     slots.text = _ORIENTATION.sub(orientation, slots.text)
     slots.text = _COUNT_ZH.sub(count_zh, slots.text)
     slots.text = _COUNT_EN.sub(count_en, slots.text)
-    slots.text = _DENOISE.sub(lambda m: _put(slots, "denoise", decimal(m.group(1))), slots.text)
+    slots.text = _DENOISE.sub(lambda m: _put(slots, "denoise", _strength(m.group(1))), slots.text)
+    if slots.denoise is None and not _OTHER_STRENGTH.search(slots.text):
+        slots.text = _STRENGTH.sub(lambda m: _put(slots, "denoise", _strength(m.group(1))), slots.text)
     if video:
         slots.text = _FPS.sub(lambda m: _put(slots, "fps", decimal(m.group(1) or m.group(2))), slots.text)
         slots.text = _FRAMES.sub(lambda m: _put(slots, "frames", number(m.group(1))), slots.text)
         slots.text = _SECONDS.sub(lambda m: _put(slots, "seconds", decimal(m.group(1))), slots.text)
     if scale:
         slots.text = _SCALE.sub(lambda m: _put(slots, "scale", _scale_value(m)), slots.text)
+
+
+def _strength(value: str) -> float | None:
+    """A denoise of 0–1 ("0.45"), or a percentage ("重绘 50" → 0.5); None past 100."""
+    number = decimal(value)
+    if number is None or number > 100:
+        return None
+    return round(number / 100, 3) if number > 1 else number
 
 
 def _scale_value(m: re.Match) -> float | None:
@@ -140,6 +161,23 @@ def _scale_value(m: re.Match) -> float | None:
 def _put(slots: Slots, name: str, value: object) -> str:
     _set(slots, name, value)
     return " "
+
+
+# ---- instructions that are not description -------------------------------------------------------------------
+_KEEP_WHAT = r"(?:composition|layout|structure|pose|framing|perspective|colou?rs?|lighting|face|identity|proportions|" \
+    r"shapes?|details?|outline|background|rest)"
+_ASIDES = re.compile(
+    r"(?:\b(?:and|but|while|please) )?\b(?:keep(?:ing)?|preserv(?:e|ing)|maintain(?:ing)?|retain(?:ing)?) (?:the |its |my "
+    r"|her |his |their )?(?:original |same |overall )?" + _KEEP_WHAT + r"(?: (?:the same|intact|unchanged|as (?:is|it is)"
+    r"))?\b|\b(?:i |we )?needs? (?:it |them |this )?(?:(?:much|a lot|way) )?(?:bigger|larger|sharper|clearer|"
+    r"higher[- ]res(?:olution)?)(?: for (?:print(?:ing)?|a poster|the web|my wall))?\b|\bfor print(?:ing)?\b|"
+    r"保持(?:原图的?|原来的?|原有的?)?(?:构图|布局|姿势|结构|轮廓|五官|脸型?)(?:不变)?|(?:构图|布局|结构)(?:保持)?不变|"
+    r"不(?:要)?(?:改变|动)(?:原图的?)?(?:构图|布局)|保留(?:原图的?|原来的?)?(?:构图|布局|结构)|(?:要|用于|拿去)打印(?:用)?", IC)
+
+
+def _asides(slots: Slots) -> None:
+    """"keep the composition", "need bigger for print", "保持构图不变": said to the planner, not to the model."""
+    slots.text = _ASIDES.sub(" ", slots.text)
 
 
 # ---- global settings (read by extract; only taken out of the prompt here) --------------------------------
@@ -253,7 +291,7 @@ _STYLE_ZH_BARE = re.compile(r"(?:改成|变成|转成|换成|转换成|做成|�
                             + r")(画|图)?")
 _STYLE_ZH_FENG = re.compile(r"((?:迪士尼|皮克斯)?(?:" + "|".join(_STYLE_ZH_WORDS) + r"|动画|日漫|美漫|国风|港风|古风|油画))风"
                             r"(?=$|[的,,。;;!!??、 ]|格)")
-_ZH_STYLE_LEAD = re.compile(r"^.*?(?:改成|变成|转成|换成|转换成|做成|画成|改为|转为|变为|一种|一个|是|用|以|的|成)")
+_ZH_STYLE_LEAD = re.compile(r"^.*?(?:改成|变成|转成|换成|转换成|做成|画成|改为|转为|变为|一种|一个|是|用|以|的|成|转)")
 
 
 _STYLE_LEAD_EN = re.compile(r"^(?:(?:into|in|as|to|an?|the|and|with)\b ?)+", IC)
@@ -339,6 +377,7 @@ def read_slots(clause: str, *, scale: bool = False, video: bool = False) -> Slot
     """Every value one clause states, and the clause with them taken out (`text`, not yet cleaned)."""
     slots = Slots(text=_SPACES.sub(" ", clause))
     _files(slots)
+    _asides(slots)
     _negatives(slots)
     _numbers(slots, scale=scale, video=video)
     _settings(slots)

@@ -148,6 +148,12 @@ _POST: list[tuple[StageKind, re.Pattern]] = [
                       r"\s?的?(?:风格|画风|色调|配色|氛围|感觉|调子|光影|质感)|(?:以|用|拿|把)\s?[\w\-.]{1,80}\.(?:png|jpe?g|webp)\s?"
                       r"(?:为|作为|做|作|当)(?:风格)?参考|参考\s?[\w\-.]{1,80}\.(?:png|jpe?g|webp)")),
 ]
+# an explicit kind word ("用canny提取线条") wins over a generic one (线条, edges): explicit ones are tried first
+_CONTROL_NAMED = [("canny", _rx(r"(?<![A-Za-z])canny(?![A-Za-z])")), ("pose", _rx(r"(?<![A-Za-z])open ?pose(?![A-Za-z])")),
+                  ("depth", _rx(r"depth ?map|深度图|(?<![A-Za-z])(?:midas|zoe ?depth)(?![A-Za-z])")),
+                  ("lineart", _rx(r"line ?art|线稿")), ("scribble", _rx(r"(?<![A-Za-z])scribble")),
+                  ("softedge", _rx(r"soft ?edge|(?<![A-Za-z])hed(?![A-Za-z])")),
+                  ("mlsd", _rx(r"(?<![A-Za-z])mlsd(?![A-Za-z])"))]
 _CONTROL = [("canny", _rx(r"\bcanny\b|\bedges?\b|边缘|轮廓")), ("depth", _rx(r"\bdepth\b|深度图?")),
             ("pose", _rx(r"\bopen ?pose\b|\bpose\b|姿势|姿态|骨架|动作")), ("lineart", _rx(r"line ?art|线稿|线条")),
             ("scribble", _rx(r"\bscribble|涂鸦|草图")), ("tile", _rx(r"\btile\b")), ("softedge", _rx(r"soft ?edge|\bhed\b")),
@@ -158,7 +164,7 @@ _CONTROL_CONTEXT = _rx(r"control ?net|(?<![\w\-.])[\w\-.]+\.(?:png|jpe?g|webp)|(
 _REMOVE = _rx(r"\b(?:remove|erase|get rid of|delete|take out|eliminate)\b|去掉|删除|删掉|移除|去除|擦除|擦掉|抹掉|抹去|P掉|p掉")
 _REPLACE = _rx(r"\b(?:replace|swap)\b|换成|替换|\bchange\b.{1,80}?\b(?:to|into)\b")
 _RESTYLE = _rx(r"\b(?:turn|convert|transform|make|change|redraw|render|repaint|restyle|stylize|stylise)\b|"
-               r"改成|变成|转成|转换成|转为|改为|做成|画成|风格化")
+               r"改成|变成|转成|转换成|转为|改为|做成|画成|风格化|转(?=[^\s,,。]{1,10}?(?:风格|画风|风))")
 _IMG2IMG = _rx(r"\b(?:turn|convert|transform|redraw|based on|use .{0,40} as (?:the )?(?:base|starting point)|"
                r"img2img|image to image|from this (?:image|photo))\b|变成|转成|改成|重绘|为基础|图生图|基于")
 _EDIT = _rx(r"\b(?:make|add|put|give|change|turn|colou?r|recolou?r|edit|fix|adjust|brighten|darken)\b|"
@@ -266,7 +272,7 @@ def _is_style_change(text: str, slots: Slots) -> bool:
     return (slots.style is not None or _STYLE_TARGET.search(text) is not None) and _RESTYLE.search(text) is not None
 
 
-_STRONG_CONTROL = _rx(r"control ?net|canny|open ?pose|depth map|深度图|line ?art|线稿|scribble|边缘|姿势|姿态")
+_STRONG_CONTROL = _rx(r"control ?net|canny|\bmlsd\b|soft ?edge|open ?pose|depth map|深度图|line ?art|线稿|scribble|边缘|姿势|姿态")
 
 
 def _control(text: str, slots: Slots) -> str | None:
@@ -275,6 +281,9 @@ def _control(text: str, slots: Slots) -> str | None:
         return None
     if not strong and not slots.images:
         return None
+    for name, pattern in _CONTROL_NAMED:
+        if pattern.search(text):
+            return name
     for name, pattern in _CONTROL:
         if pattern.search(text) and (strong or _CONTROL_CONTEXT.search(text)):
             if name in ("tile", "pose", "depth") and not re.search(r"control ?net|open ?pose|depth map|深度|姿|"
@@ -337,8 +346,10 @@ _TRIGGERS.update({"flf2v": _rx(_RULES[9][1].pattern + r"|first frame|last frame|
                   "restyle": _rx(_RESTYLE.pattern + r"|\b(?:into|as)\b"), "img2img": _rx(_IMG2IMG.pattern + r"|\binto\b"),
                   "save": _SAVE,
                   "controlnet": _rx(_CANNY_PAIR.pattern + "|" + _CANNY_LOW.pattern + "|" + _CANNY_HIGH.pattern +
-                                    r"|参考图|控制图|control image|control ?net|\buse\b|\bwith\b|\bfollow(?:ing)?\b|用|按照?|参考|的?(?:canny|open ?pose|"
-                                    r"pose|depth(?: map)?|line ?art|scribble|边缘|深度图?|姿势|姿态|线稿)(?: edges?| map)?"
+                                    r"|参考图|控制图|control image|control ?net|\buse\b|\bwith\b|\bfollow(?:ing)?\b|用|按照?|参考|"
+                                    r"提取|抽取|\bextract(?:ing)?\b|\bpull(?:ing)? out\b|\bdetect(?:ing)?\b|的?(?:canny|open ?pose|"
+                                    r"pose|depth(?: map)?|line ?art|scribble|边缘|深度图?|姿势|姿态|线稿|线条|轮廓)"
+                                    r"(?: edges?| map| lines?| outlines?)?"
                                     r"(?: (?:from|of)\b)?|\bto\b")})
 _TRIGGERS["v2v"] = _rx(_VIDEO_PHRASE.pattern + "|" + _RESTYLE.pattern + r"|\b(?:into|as)\b")
 _LLM_NAMES = _rx(r"(?:(?:have|let|ask|use|using|with) )?(?:the )?\b(?:gpt(?:-[\w.]+)?|chatgpt|llm|deepseek|claude|"
@@ -399,7 +410,8 @@ def _build(kind: StageKind, text: str, slots: Slots, ctx: _Context) -> Stage:
         stage.with_model = stage.with_model or bool(re.search(
             r"\bwith (?:an? |the )?(?:upscal(?:e|ing) )?model\b|esrgan|ultrasharp|swinir|超分模型|放大模型|模型放大|"
             r"\b\d{1,2}x[-_][\w\-]{1,60}", text, IC))
-        if not stage.model_hint and (m := re.search(r"(?<![\w\-.])(\d{1,2}x[-_][\w\-]{1,60}|realesrgan[\w\-]{0,60}|esrgan)",
+        if not stage.model_hint and (m := re.search(r"(?<![A-Za-z0-9_\-.])(\d{1,2}x[-_][A-Za-z0-9_\-]{1,60}|"
+                                                    r"(?:real-?)?esrgan[A-Za-z0-9_\-]{0,60}|ultrasharp|swinir)",
                                                     text, IC)):
             stage.model_hint = m.group(1)
     return stage
@@ -471,7 +483,7 @@ def _prompt(kind: StageKind, slots: Slots) -> str:
     text = slots.text
     if kind != "generate":
         text = _DEICTIC.sub(" ", _TRIGGERS[kind].sub(" ", text)) if kind in _TRIGGERS else _DEICTIC.sub(" ", text)
-        text = re.sub(r"^\s*(?:(?:into|to|as|in)\b|把|将|成|为)", " ", text.strip(EDGE), flags=IC)
+        text = re.sub(r"^\s*(?:(?:(?:into|to|as|in)\b|把|将|成|为)\s*)+", " ", text.strip(EDGE), flags=IC)
     prompt = clean_prompt(text)
     if slots.style and prompt and slots.style not in prompt:
         prompt = f"{prompt}, {slots.style}"
