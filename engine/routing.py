@@ -271,8 +271,9 @@ class Route:
 def choose_route(plan: Plan, registry: NodeRegistry, servers: list[RemoteServer],
                  prefer: Literal["local", "remote"] = "remote",
                  load: Callable[[RemoteServer], float] | None = None) -> Route:
-    """The route for a plan: local when every node runs here and `prefer` is local (or no server has them
-    all), else the least loaded server that can take the remote part. Raises RoutingError."""
+    """The route for a plan: local when every node runs here and `prefer` is local (or no server can take a
+    part of it); else the least loaded server that takes it whole, or else its remote part (the nodes only
+    NodeWeaver has run here first). Raises RoutingError."""
     cache: dict[str, dict] = {}
     here = {n: runs_here(plan.prompt[n], registry, cache) for n in plan.order}
     everything_here = Route(None, Split(local=list(plan.order), remote=[]))
@@ -287,10 +288,10 @@ def choose_route(plan: Plan, registry: NodeRegistry, servers: list[RemoteServer]
             splits.append(Route(server, split_plan(plan, registry, server.names, here)))
         except RoutingError as exc:
             reasons.append(f"{server.url}: {exc}")
-    if all(here.values()) and not any(not r.split.local for r in splits):
-        return everything_here  # prefer remote, but no server has every node
+    if all(here.values()) and not splits:
+        return everything_here  # prefer remote, but no server can take any part of it
     if prefer == "remote" and any(not r.split.local for r in splits):
-        splits = [r for r in splits if not r.split.local]
+        splits = [r for r in splits if not r.split.local]  # a server that takes it all, before a split
     if not splits:
         missing = sorted({plan.prompt[n]["class_type"] for n, ok in here.items() if not ok})
         raise RoutingError(f"no backend can run this workflow (needs {', '.join(missing)} elsewhere): "

@@ -353,13 +353,18 @@ def test_a_mixed_job_runs_here_then_there_as_one_run(routed):
     assert service.get_job(job.id).outputs == job.outputs  # in the history
 
 
-def test_a_job_with_nodes_here_only_stays_here(routed):
+def test_a_job_that_runs_here_stays_here_only_when_local_is_preferred(routed):
     service, remote, _, _ = routed
     workflow = {"1": {"class_type": "TextTemplate", "inputs": {"template": "hi {x}", "values": "x=you"}},
                 "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}}}
+    service.router.prefer = "local"
     job = service.run(workflow, timeout=30)
     assert job.status == "success" and remote.plans == []
     assert "hi you" in json.dumps(job.outputs)
+    service.router.prefer = "remote"  # the default: what the server has runs there, fed from here
+    job = service.run(workflow, timeout=30)
+    assert job.status == "success" and [list(p.prompt) for p in remote.plans] == [["2"]]
+    assert job.outputs == {"2": {"text": ["hi you"]}}
 
 
 def test_a_server_down_fails_the_job_with_the_reason(routed):
