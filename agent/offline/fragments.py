@@ -445,17 +445,21 @@ def upscale(ctx: Ctx, i: int, stage: Stage, state: ChainState) -> None:
     factor), else ImageScaleBy lanczos."""
     model_nodes = ["UpscaleModelLoader", "ImageUpscaleWithModel"]
     installed = ctx.binder.find("upscale_models") if all(n in ctx.registry for n in model_nodes) else None
-    use_model = stage.with_model or installed is not None or bool(ctx.answers.get("upscale_model"))
+    use_model = not stage.extra.get("resize") and \
+        (stage.with_model or installed is not None or bool(ctx.answers.get("upscale_model")))
     if ctx.lacks(i, stage, "model upscaling" if use_model else "image scaling",
                  (model_nodes if use_model else []) + ["ImageScaleBy", "LoadImage"]):
         return
     before = set(ctx.b.prompt)
-    image = ctx.image_in(i, stage, state)
+    # after a video step the chain holds frames: they are upscaled as one batch and stay the video
+    frames = state.image is None and state.frames is not None and not stage.image
+    image = state.frames if frames else ctx.image_in(i, stage, state)
     factor = stage.scale or 2.0
     if not use_model:
         node = ctx.b.add("ImageScaleBy", image=image, upscale_method="lanczos", scale_by=factor)
-        state.set_image([node, 0])
-        ctx.cover(i, stage, f"upscale {factor:g}x (lanczos)", _new(ctx, before), "upscale")
+        _scaled(state, [node, 0], frames)
+        verb = "resize" if stage.extra.get("resize") else "upscale"
+        ctx.cover(i, stage, f"{verb} {factor:g}x (lanczos)", _new(ctx, before), "upscale")
         return
     tag = "2x" if factor <= 2 else "4x"
     name = _named_upscaler(ctx, stage, factor) or \
@@ -467,8 +471,15 @@ def upscale(ctx: Ctx, i: int, stage: Stage, state: ChainState) -> None:
         factor = float(native)
     elif abs(factor - native) > 1e-6:
         node = ctx.b.add("ImageScaleBy", image=[node, 0], upscale_method="lanczos", scale_by=round(factor / native, 4))
-    state.set_image([node, 0])
+    _scaled(state, [node, 0], frames)
     ctx.cover(i, stage, f"upscale {factor:g}x with {name}", _new(ctx, before), "upscale-model")
+
+
+def _scaled(state: ChainState, ref: Ref, frames: bool) -> None:
+    if frames:
+        state.frames = ref
+    else:
+        state.set_image(ref)
 
 
 def _squeeze(name: str) -> str:

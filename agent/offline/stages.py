@@ -125,14 +125,19 @@ _I2V = _rx(r"\banimate\b|\bbring\b.{1,60}?\bto life\b|\bcomes? alive\b|让.{0,6}
            r"(?:turn|make|convert) (?:it|this|the (?:image|picture|photo)) into a video")
 _T2V = _rx(r"text[- ]to[- ]video|文生视频|\bt2v\b")
 _V2V = _rx(r"video[- ]to[- ]video|\bv2v\b|视频转|视频风格|restyle the video")
+# "scale the result down to 2x the original", "缩小到原图的2倍": a plain resize, never an upscale model
+_RESIZE = _rx(r"\bscale (?:(?:it|this|that|them|the (?:result|image|picture|output|upscaled? (?:one|image|result))) )?"
+              r"(?:back )?(?:down|up|back)\b|\bresize[sd]?\b|\bdownscal\w*|\bshrink|缩小|缩放|(?:尺寸)?调整到")
 _POST: list[tuple[StageKind, re.Pattern]] = [
-    ("remove_background", _rx(r"抠图|抠出|remove (?:the )?background|\btransparent\b|去(?:掉|除)?背景|背景透明|"
+    ("remove_background", _rx(r"抠图|抠出|remove (?:the )?background|去(?:掉|除)[^,,。;;]{0,40}?的背景(?![里中上的])|"
+                              r"\b(?:remove|erase|delete|drop|get rid of) (?:the |my |this )?[\w\-.]{1,60}'s background\b|"
+                              r"\btransparent\b|去(?:掉|除)?背景(?![里中上的])|背景透明|"
                               r"透明背景|背景(?:抠掉|扣掉|去掉|删掉|去除|移除)|抠(?:掉|除)背景|cut out (?:the )?(?:subject|person|object)|\brembg\b|background removal")),
     ("face_restore", _rx(r"(?:fix|refine|restore|repair|improve|enhance|detail)(?:e?s)? (?:the |her |his |their )?"
                          r"faces?|\bface[- ]?restor(?:e|ation)|修复(?:人)?脸|修脸|面部修复|脸部修复|人脸修复|\bcodeformer\b|\bgfpgan\b|face ?detailer")),
     ("hires", _rx(r"hi-?res(?:olution)? fix|highres fix|\bhires\b|高清修复|upscale the latent|latent upscale|"
                   r"second (?:sampling )?pass|二次采样|潜空间放大|\brefine\b|精修|细化")),
-    ("upscale", _rx(r"upscal|\benlarge|放大|超分|高清化|super[- ]?resolution|esrgan|ultrasharp|"
+    ("upscale", _rx(r"upscal|\benlarge|放大|超分|高清化|super[- ]?resolution|esrgan|ultrasharp|" + _RESIZE.pattern + "|"
                     r"increase the resolution|提高分辨率|\b\d(?:\.\d)?x (?:bigger|larger)")),
     ("outpaint", _rx(r"outpaint|\bextend|\bexpand|\bzoom out\b|\bpad(?:ding)?\b|\bcontinue the (?:top|bottom|left|right|"
                      r"sides?|edges?)\b|扩图|扩展|扩充|往[左右上下]扩|四周|向[左右上下]|[左右上下]边?各?扩|扩成|扩到|扩为|扩宽|补全成|make it (?:wider|taller)|"
@@ -198,8 +203,9 @@ def _classify(text: str, slots: Slots, state: _State) -> StageKind | None:
         return "v2v"
     if _VIDEO.search(text) or slots.videos:
         return _video_kind(text, slots, state)
+    masked = any(_MASK_FILE.search(f) for f in slots.images)
     for kind, pattern in _POST:
-        if pattern.search(text):
+        if pattern.search(text) or (kind == "inpaint" and masked):
             if kind == "reference" and _STRONG_CONTROL.search(text):
                 return "controlnet"  # "ControlNet canny,参考图 sketch.png": the control image
             if kind == "inpaint" and _REMOVE.search(text):
@@ -406,6 +412,8 @@ def _build(kind: StageKind, text: str, slots: Slots, ctx: _Context) -> Stage:
         stage.language = LANGUAGES[m.group(1).lower()]
     elif kind == "text_template":
         stage.extra["template"] = next((q for q in re.findall(QUOTED, text) if "{" in q), None)
+    elif kind == "upscale" and _RESIZE.search(text) and not re.search(r"upscal|放大|超分|enlarge", text, IC):
+        stage.extra["resize"] = True
     elif kind == "upscale":
         stage.with_model = stage.with_model or bool(re.search(
             r"\bwith (?:an? |the )?(?:upscal(?:e|ing) )?model\b|esrgan|ultrasharp|swinir|超分模型|放大模型|模型放大|"
@@ -418,7 +426,8 @@ def _build(kind: StageKind, text: str, slots: Slots, ctx: _Context) -> Stage:
 
 
 _CN_STRENGTH = _rx(r"(?:strength|weight|强度|权重|控制强度) ?(?:of|at|=|:|:|为)? ?(\d*\.\d+|[0-2](?![\d.]))")
-_INPAINT_WHAT = _rx(r"\b(?:as|with|into|to show|showing)\b ?|改成|画成|画上|换成")
+_INPAINT_WHAT = _rx(r"\b(?:as|with|into|to show|showing)\b ?|改成|画成|画上|换成|重绘成|变成|替换成|补成")
+_MASK_FILE = _rx(r"mask|遮罩|蒙版")
 
 
 _MASK_REGION = _rx(r"遮住|遮罩|蒙版|涂白|白色(?:的)?(?:区域|部分)|\bmask|\bcovered\b|\bmarked\b|\bthe (?:area|region)\b")
@@ -676,7 +685,8 @@ def _branch_targets(text: str, branches: int) -> list[int]:
 
 # ---- reading ---------------------------------------------------------------------------------------------------
 def _slot_options(text: str) -> dict[str, bool]:
-    return {"scale": bool(re.search(r"upscal|enlarge|放大|超分|hi-?res|highres|高清|latent|\b\d(?:\.\d+)?x\b", text, IC)),
+    return {"scale": bool(re.search(r"upscal|enlarge|放大|超分|hi-?res|highres|高清|latent|\b\d(?:\.\d+)?x\b|"
+                                    + _RESIZE.pattern, text, IC)),
             "video": bool(_VIDEO.search(text) or re.search(r"interpolat|补帧|插帧|smoother|fps|帧", text, IC))}
 
 
@@ -712,7 +722,7 @@ def _read_clause(clause: Clause, state: _State, ctx: _Context) -> None:
             and (lead := _leftover(kind, slots)):
         state.stages.append(_build("generate", lead, read_slots(lead), ctx))
         stage.prompt = None
-    if _fold(stage, state) or _same_step(stage, clause, state):
+    if _fold(stage, state) or _resize_after(stage, state) or _same_step(stage, clause, state):
         return
     targets = _branch_targets(clause.text, state.branches) if state.stages else [0]
     for branch in targets:
@@ -769,6 +779,18 @@ def _fold(stage: Stage, state: _State) -> bool:
         _merge_values(last, stage)
         return True
     return False
+
+
+def _resize_after(stage: Stage, state: _State) -> bool:
+    """"Upscale with a model, then scale the result down to 2x the original": one upscale whose model output is
+    resized to the stated factor (of the original), not a second resize of the 4x result."""
+    if not stage.extra.get("resize") or stage.scale is None or not state.stages:
+        return False
+    last = state.stages[-1]
+    if last.kind != "upscale" or last.scale is not None or last.extra.get("resize") or last.branch != stage.branch:
+        return False
+    last.scale, last.text = stage.scale, f"{last.text}; {stage.text}"
+    return True
 
 
 def _same_step(stage: Stage, clause: Clause, state: _State) -> bool:
