@@ -3,24 +3,29 @@
 understand → retrieve (registry search + the closest template) → draft (LLM, text form) → validate
 → [repair → validate]* → run? → [repair after a runtime error → validate → run]* → answer.
 
-Every step appends to a trace (tool used, errors seen, patch made, LLM calls and tokens). With a
-checkpointer (SQLite) a plan can be resumed and inspected by its thread id.
+A chat model that can call tools (`bind_tools`) drafts and repairs in a bounded loop, draft ⇄ tools, over the
+active catalog (agent/tools.py: search_nodes, get_node, search_templates, get_template, list_models,
+list_inputs, validate) until it answers with a workflow or a budget (tool calls, tokens) ends the loop. A
+model without `bind_tools` gets the catalog stuffed into its prompt instead; the choice is automatic.
+
+Every step appends to a trace (tool used, errors seen, patch made, LLM calls and tokens), every tool call
+included. With a checkpointer (SQLite) a plan can be resumed and inspected by its thread id.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from typing import Any, TypedDict
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import HumanMessage, SystemMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from langgraph.graph import END, StateGraph
 
 from agent import prompts
 from agent.offline.compose import Intents, plan_offline, subject_text
 from agent.offline.extract import extract
-from compiler import WorkflowFormatError, format_text, parse_text, validate
+from agent.tools import PlannerTools, code_block, node_line, read_workflow, result_text, summarize
+from compiler import WorkflowFormatError, format_text, validate
 from nodes.registry import NodeRegistry
 from runtime import folders
 
@@ -52,11 +57,14 @@ class PlanState(TypedDict, total=False):
     outputs: dict
     llm_calls: int
     tokens: int
+    messages: list[BaseMessage]  # the tool-calling conversation (tool mode only)
+    phase: str  # draft | repair: the step a tool result goes back to
+    tool_calls: int
+    candidate: str  # the last workflow the model passed to the validate tool
+    budget_spent: str  # tool_calls | tokens, once a budget ended the loop
 
-
-def _code_block(text: str) -> str:
-    match = re.search(r"```(?:python|py|text|json)?\s*\n(.*?)```", text, re.DOTALL)
-    return (match.group(1) if match else text).strip() + "\n"
+DEFAULT_MAX_TOOL_CALLS = 12
+DEFAULT_MAX_TOKENS = 200_000
 
 
 def _error_lines(errors: list[dict]) -> str:
@@ -74,14 +82,20 @@ def _error_lines(errors: list[dict]) -> str:
 class PlannerGraph:
     """Builds and runs the LangGraph planner over one registry and one chat model."""
 
-    def __init__(self, registry: NodeRegistry, llm: BaseChatModel, *, executor: Any = None, checkpointer: Any = None):
+    def __init__(self, registry: NodeRegistry, llm: BaseChatModel, *, executor: Any = None, checkpointer: Any = None,
+                 max_tool_calls: int = DEFAULT_MAX_TOOL_CALLS, max_tokens: int = DEFAULT_MAX_TOKENS):
         self.registry = registry
         self.llm = llm
         self.executor = executor
+        self.tools = PlannerTools(registry)
+        self.max_tool_calls = max_tool_calls
+        self.max_tokens = max_tokens
+        self.bound = _bind_tools(llm, self.tools)
         graph = StateGraph(PlanState)
         graph.add_node("understand", self.understand)
         graph.add_node("retrieve", self.retrieve)
         graph.add_node("draft", self.draft)
+        graph.add_node("tools", self.call_tools)
         graph.add_node("validate", self.validate)
         graph.add_node("repair", self.repair)
         graph.add_node("run", self.run)
@@ -89,12 +103,17 @@ class PlannerGraph:
         graph.set_entry_point("understand")
         graph.add_conditional_edges("understand", lambda s: "answer" if s.get("question") else "retrieve")
         graph.add_edge("retrieve", "draft")
-        graph.add_conditional_edges("draft", lambda s: "answer" if s.get("status") == "provider_error" else "validate")
+        graph.add_conditional_edges("draft", self._after_model)
+        graph.add_conditional_edges("tools", self._after_tools)
         graph.add_conditional_edges("validate", self._after_validate)
-        graph.add_conditional_edges("repair", lambda s: "answer" if s.get("status") == "provider_error" else "validate")
+        graph.add_conditional_edges("repair", self._after_model)
         graph.add_conditional_edges("run", self._after_run)
         graph.add_edge("answer", END)
         self.graph = graph.compile(checkpointer=checkpointer)
+
+    @property
+    def uses_tools(self) -> bool:
+        return self.bound is not None
 
     # ---- steps ------------------------------------------------------------------------------------------
     def understand(self, state: PlanState) -> dict:
@@ -116,6 +135,26 @@ class PlannerGraph:
 
     def retrieve(self, state: PlanState) -> dict:
         request = state["request"]
+        names = self._starting_nodes(request)
+        if self.uses_tools:  # the model looks the rest up: a list of names and sockets is a head start
+            catalog = "Likely starting points (call get_node for exact inputs):\n" + \
+                "\n".join(node_line(self.registry, n) for n in names)
+        else:
+            catalog = "\n\n".join(self.registry.describe(n) for n in names)
+        installed = (f"Installed checkpoints: {folders.model_files('checkpoints')}\n"
+                     f"Installed LoRAs: {folders.model_files('loras')}\nInput files: {folders.input_files()}")
+        offline = plan_offline(request, checkpoints=folders.model_files("checkpoints"),
+                               loras=folders.model_files("loras"), inputs=folders.input_files(),
+                               answers=state.get("answers"))
+        hint = format_text(offline.workflow, self.registry) if offline.workflow else ""
+        trace = list(state.get("trace", []))
+        trace.append({"step": "retrieve", "tool": "search_nodes+get_node", "nodes": names,
+                      "template": offline.template or None,
+                      "mode": "tools" if self.uses_tools else "catalog-in-prompt"})
+        return {"catalog": catalog + "\n\n" + installed, "template_hint": hint, "trace": trace}
+
+    def _starting_nodes(self, request: str) -> list[str]:
+        """Core nodes for the request's intents plus a registry search on its words (at most 16)."""
         facts = extract(request, checkpoints=[], loras=[], inputs=[])
         intents = Intents(facts, [])
         names: list[str] = []
@@ -128,23 +167,16 @@ class PlannerGraph:
         for hit in self.registry.search(request, limit=8):
             if hit.name not in names:
                 names.append(hit.name)
-        names = [n for n in names if n in self.registry][:16]
-        catalog = "\n\n".join(self.registry.describe(n) for n in names)
-        installed = (f"Installed checkpoints: {folders.model_files('checkpoints')}\n"
-                     f"Installed LoRAs: {folders.model_files('loras')}\nInput files: {folders.input_files()}")
-        offline = plan_offline(request, checkpoints=folders.model_files("checkpoints"),
-                               loras=folders.model_files("loras"), inputs=folders.input_files(),
-                               answers=state.get("answers"))
-        hint = format_text(offline.workflow, self.registry) if offline.workflow else ""
-        trace = list(state.get("trace", []))
-        trace.append({"step": "retrieve", "tool": "search_nodes+get_node", "nodes": names,
-                      "template": offline.template or None})
-        return {"catalog": catalog + "\n\n" + installed, "template_hint": hint, "trace": trace}
+        return [n for n in names if n in self.registry][:16]
 
-    def _ask(self, messages: list, step: str, state: PlanState) -> tuple[str | None, dict]:
+    def _system(self, state: PlanState) -> SystemMessage:
+        base = prompts.TOOLS_SYSTEM if self.uses_tools else prompts.SYSTEM
+        return SystemMessage(base + "\n\nCatalog:\n" + state.get("catalog", ""))
+
+    def _ask(self, model: Any, messages: list, step: str, state: PlanState) -> tuple[AIMessage | None, dict]:
         started = time.perf_counter()
         try:
-            reply = self.llm.invoke(messages)
+            reply = model.invoke(messages)
         except Exception as exc:  # provider failures end planning with a clear message
             kind = getattr(exc, "kind", type(exc).__name__)
             trace = list(state.get("trace", []))
@@ -152,60 +184,144 @@ class PlannerGraph:
             return None, {"status": "provider_error", "summary": f"the LLM provider failed: {exc}", "trace": trace}
         usage = getattr(reply, "usage_metadata", None) or {}
         tokens = int(usage.get("total_tokens", 0) or 0)
-        return str(reply.content), {"llm_calls": state.get("llm_calls", 0) + 1,
-                                    "tokens": state.get("tokens", 0) + tokens,
-                                    "_seconds": round(time.perf_counter() - started, 3)}
+        return reply, {"llm_calls": state.get("llm_calls", 0) + 1, "tokens": state.get("tokens", 0) + tokens,
+                       "_seconds": round(time.perf_counter() - started, 3)}
 
-    def draft(self, state: PlanState) -> dict:
+    def _request_message(self, state: PlanState) -> HumanMessage:
         user = f"Request: {state['request']}"
         if state.get("answers"):
             user += f"\nAnswers to earlier questions: {state['answers']}"
         if state.get("template_hint"):
             user += f"\n\nA template close to this request (adapt it or write your own):\n```python\n" \
                     f"{state['template_hint']}```"
-        messages = [SystemMessage(prompts.SYSTEM + "\n\nCatalog:\n" + state.get("catalog", "")), HumanMessage(user)]
-        text, update = self._ask(messages, "draft", state)
-        if text is None:
-            return update
-        return self._take_draft(text, "draft", state, update)
+        return HumanMessage(user)
 
-    def repair(self, state: PlanState) -> dict:
+    def _repair_message(self, state: PlanState) -> HumanMessage:
         if state.get("runtime_error"):
             content = prompts.RUNTIME.format(error=state["runtime_error"], draft=state.get("draft", ""))
         else:
             content = prompts.REPAIR.format(errors=_error_lines(state.get("errors", [])), draft=state.get("draft", ""))
-        messages = [SystemMessage(prompts.SYSTEM + "\n\nCatalog:\n" + state.get("catalog", "")), HumanMessage(content)]
-        text, update = self._ask(messages, "repair", state)
-        if text is None:
+        return HumanMessage(content + ("\n\n" + prompts.TOOLS_NOTE if self.uses_tools else ""))
+
+    def draft(self, state: PlanState) -> dict:
+        if self.uses_tools:
+            return self._converse(state, "draft")
+        messages = [self._system(state), self._request_message(state)]
+        reply, update = self._ask(self.llm, messages, "draft", state)
+        if reply is None:
             return update
-        update["attempts"] = state.get("attempts", 0) + 1
+        return self._take_draft(str(reply.content), "draft", state, update)
+
+    def repair(self, state: PlanState) -> dict:
+        if self.uses_tools:
+            return self._converse(state, "repair")
+        messages = [self._system(state), self._repair_message(state)]
+        reply, update = self._ask(self.llm, messages, "repair", state)
+        if reply is None:
+            return update
+        update.update(self._repair_started(state))
+        return self._take_draft(str(reply.content), "repair", state, update)
+
+    def _repair_started(self, state: PlanState) -> dict:
+        update: dict[str, Any] = {"attempts": state.get("attempts", 0) + 1, "runtime_error": None}
         if state.get("runtime_error"):
             update["run_attempts"] = state.get("run_attempts", 0) + 1
-        update["runtime_error"] = None
-        return self._take_draft(text, "repair", state, update)
+        return update
 
-    def _take_draft(self, text: str, step: str, state: PlanState, update: dict) -> dict:
-        draft = _code_block(text)
+    # ---- the tool loop ----------------------------------------------------------------------------------
+    def _converse(self, state: PlanState, phase: str) -> dict:
+        """One model turn of the tool loop: start (draft) or go on (repair, or after tool results)."""
+        messages = list(state.get("messages") or [])
+        started: dict[str, Any] = {}
+        if not messages or not isinstance(messages[-1], ToolMessage):  # a fresh turn, not a tool result
+            if phase == "draft":
+                messages = [self._system(state), self._request_message(state)]
+            else:
+                started = self._repair_started(state)
+                messages.append(self._repair_message(state))
+        if state.get("tokens", 0) >= self.max_tokens:  # checked before each call: the last one may go over
+            return self._end_loop(state, phase, "tokens", messages)
+        reply, update = self._ask(self.bound, messages, phase, state)
+        if reply is None:
+            return {**started, **update}
+        messages.append(reply)
+        update.update(started, messages=messages, phase=phase)
+        if reply.tool_calls:
+            trace = list(state.get("trace", []))
+            trace.append({"step": phase, "tool": "llm", "seconds": update.pop("_seconds", None),
+                          "tool_calls": [c["name"] for c in reply.tool_calls]})
+            return {**update, "trace": trace}
+        return self._take_draft(str(reply.content), phase, {**state, **started}, update)
+
+    def call_tools(self, state: PlanState) -> dict:
+        """Execute the calls of the model's last turn, each a trace entry, within the tool-call budget."""
+        messages = list(state.get("messages") or [])
+        calls = messages[-1].tool_calls if messages and isinstance(messages[-1], AIMessage) else []
         trace = list(state.get("trace", []))
-        entry = {"step": step, "tool": "llm", "seconds": update.pop("_seconds", None), "draft": draft}
+        used, candidate = state.get("tool_calls", 0), state.get("candidate", "")
+        phase = state.get("phase", "draft")
+        for call in calls:
+            if used >= self.max_tool_calls:
+                return self._end_loop({**state, "trace": trace, "tool_calls": used, "candidate": candidate},
+                                      phase, "tool_calls", messages)
+            result = self.tools.run(call["name"], call.get("args") or {})
+            messages.append(ToolMessage(content=result_text(result), tool_call_id=call.get("id") or "",
+                                        name=call["name"]))
+            trace.append({"step": "tool_call", "phase": phase, "tool": call["name"], "args": call.get("args"),
+                          "ok": "error" not in result, "result": summarize(call["name"], result)})
+            used += 1
+            if call["name"] == "validate" and "error" not in result:
+                candidate = str((call.get("args") or {}).get("workflow_text", ""))
+        return {"messages": messages, "trace": trace, "tool_calls": used, "candidate": candidate}
+
+    def _end_loop(self, state: PlanState, phase: str, budget: str, messages: list) -> dict:
+        """A budget ended the loop: take the last workflow the model validated, if it is new, else stop."""
+        limit = self.max_tool_calls if budget == "tool_calls" else self.max_tokens
+        used = state.get("tool_calls", 0) if budget == "tool_calls" else state.get("tokens", 0)
+        candidate = code_block(state["candidate"]) if state.get("candidate") else ""
+        fresh = bool(candidate.strip()) and candidate != state.get("draft")
+        message = (f"the {budget.replace('_', ' ')} budget ({limit}) is spent: the tool loop ends here, "
+                   + ("with the last workflow the model validated" if fresh else "with no new workflow"))
+        trace = list(state.get("trace", []))
+        trace.append({"step": "budget", "phase": phase, "budget": budget, "limit": limit, "used": used,
+                      "message": message})
+        update: dict[str, Any] = {"messages": messages, "trace": trace, "budget_spent": budget,
+                                  "tool_calls": state.get("tool_calls", 0), "summary": message}
+        if not fresh:
+            return {**update, "status": "budget_spent"}
+        return self._take_draft(candidate, phase, {**state, "trace": trace}, {**update, "_seconds": None},
+                                tool="budget:last-validated")
+
+    def _after_model(self, state: PlanState) -> str:
+        if state.get("status") in ("provider_error", "budget_spent"):
+            return "answer"
+        messages = state.get("messages") or []
+        if self.uses_tools and messages and isinstance(messages[-1], AIMessage) and messages[-1].tool_calls:
+            return "tools"
+        return "validate"
+
+    def _after_tools(self, state: PlanState) -> str:
+        if state.get("status") == "budget_spent":
+            return "answer"
+        if state.get("budget_spent"):
+            return "validate"  # the loop ended on a validated candidate
+        return state.get("phase", "draft")
+
+    # ---- drafts, validation, running --------------------------------------------------------------------
+    def _take_draft(self, text: str, step: str, state: PlanState, update: dict, tool: str = "llm") -> dict:
+        draft = code_block(text)
+        trace = list(update.get("trace") or state.get("trace", []))
+        entry = {"step": step, "tool": tool, "seconds": update.pop("_seconds", None), "draft": draft}
         if step == "repair":
             entry["patch"] = _patch_summary(state.get("draft", ""), draft)
         try:
-            workflow = self._read_draft(draft)
+            workflow = read_workflow(draft, self.registry)
             errors: list[dict] = []
         except WorkflowFormatError as exc:
             workflow, errors = None, [e.model_dump() for e in exc.errors]
         entry["parse_errors"] = errors
         trace.append(entry)
         return {**update, "draft": draft, "workflow": workflow, "errors": errors, "trace": trace}
-
-    def _read_draft(self, draft: str) -> dict:
-        """The text form, or API/UI JSON when the model answered with JSON instead."""
-        if draft.lstrip().startswith("{"):
-            from compiler.formats import parse_source, to_api_workflow
-
-            return to_api_workflow(parse_source(draft), self.registry).prompt
-        return parse_text(draft, self.registry)
 
     def validate(self, state: PlanState) -> dict:
         trace = list(state.get("trace", []))
@@ -220,7 +336,7 @@ class PlannerGraph:
     def _after_validate(self, state: PlanState) -> str:
         if not state.get("errors") and state.get("workflow"):
             return "run" if state.get("run") and self.executor is not None else "answer"
-        if state.get("attempts", 0) < state.get("max_repairs", 3):
+        if state.get("attempts", 0) < state.get("max_repairs", 3) and not state.get("budget_spent"):
             return "repair"
         return "answer"
 
@@ -237,7 +353,8 @@ class PlannerGraph:
         return {"runtime_error": error, "status": "run_failed", "trace": trace}
 
     def _after_run(self, state: PlanState) -> str:
-        if state.get("status") == "run_failed" and state.get("run_attempts", 0) < state.get("max_repairs", 3):
+        if state.get("status") == "run_failed" and state.get("run_attempts", 0) < state.get("max_repairs", 3) \
+                and not state.get("budget_spent"):
             return "repair"
         return "answer"
 
@@ -250,8 +367,10 @@ class PlannerGraph:
         elif status != "provider_error":
             status = "failed"
         summary = state.get("summary") or ""
-        if status in ("valid", "ran") and not summary:
-            summary = f"{len(state['workflow'])} nodes planned for: {subject_text(extract(state['request'], checkpoints=[], loras=[], inputs=[]))}"
+        if status in ("valid", "ran") and (not summary or state.get("budget_spent")):
+            subject = subject_text(extract(state["request"], checkpoints=[], loras=[], inputs=[]))
+            summary = f"{len(state['workflow'])} nodes planned for: {subject}" + (
+                f" ({state['budget_spent'].replace('_', ' ')} budget spent)" if state.get("budget_spent") else "")
         trace = list(state.get("trace", []))
         trace.append({"step": "answer", "status": status})
         return {"status": status, "summary": summary, "trace": trace}
@@ -281,3 +400,11 @@ class PlannerGraph:
 def _patch_summary(before: str, after: str) -> dict:
     old, new = set(before.splitlines()), set(after.splitlines())
     return {"removed": sorted(old - new)[:20], "added": sorted(new - old)[:20]}
+
+
+def _bind_tools(llm: Any, tools: PlannerTools) -> Any:
+    """The chat model with the planner's tools bound, or None when it cannot call tools (prompt stuffing)."""
+    try:
+        return llm.bind_tools(tools.langchain_tools())
+    except (NotImplementedError, AttributeError):
+        return None
