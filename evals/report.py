@@ -28,7 +28,15 @@ def terminal_table(result: SuiteResult) -> str:
     lines.append(f"suite {result.suite} ({result.planner}): {m.cases} cases, pass {m.pass_rate:.0%}, "
                  f"valid {m.valid_rate:.0%}, mean repairs {m.mean_repairs}, LLM calls {m.llm_calls}, "
                  f"tokens {m.tokens}, latency p50 {m.latency_p50_s:.3f}s p95 {m.latency_p95_s:.3f}s"
-                 + (f", ran {m.run_rate:.0%}" if m.run_rate is not None else ""))
+                 + (f", ran {m.run_rate:.0%}" if m.run_rate is not None else "")
+                 + (f", resolved {m.resolved_rate:.0%} of {m.judged} judged" if m.resolved_rate is not None else ""))
+    for case in result.cases:
+        if case.verdict is not None:
+            verdict = case.verdict
+            said = "resolved" if verdict.get("resolved") else ("NOT resolved" if verdict.get("resolved") is False
+                                                              else "no verdict")
+            lines.append(f"judge {case.id}{f'#{case.repeat}' if case.repeat else ''}: {said}: "
+                         f"{verdict.get('reason') or verdict.get('error') or ''}"[:160])
     if len(m.pass_rate_by_repeat) > 1:
         lines.append(f"repeats: pass rates {m.pass_rate_by_repeat} (spread {m.pass_rate_spread}), "
                      f"{m.consistent_cases:.0%} of cases gave the same verdict every time")
@@ -92,9 +100,17 @@ def html_report(result: SuiteResult) -> str:
     cards = [("pass rate", f"{m.pass_rate:.0%}"), ("valid", f"{m.valid_rate:.0%}"), ("cases", str(m.cases)),
              ("mean repairs", str(m.mean_repairs)), ("LLM calls", str(m.llm_calls)), ("tokens", str(m.tokens)),
              ("latency p50", f"{m.latency_p50_s:.3f}s"), ("latency p95", f"{m.latency_p95_s:.3f}s")]
+    if m.run_rate is not None:
+        cards.append(("ran", f"{m.run_rate:.0%}"))
+    if m.resolved_rate is not None:
+        cards.append((f"resolved ({m.judged} judged)", f"{m.resolved_rate:.0%}"))
     rows = []
     for case in result.cases:
         failed = "<br>".join(html.escape(f"{c.check}: {c.detail}") for c in case.failed_checks)
+        if case.verdict is not None:
+            said = {True: "resolved", False: "not resolved"}.get(case.verdict.get("resolved"), "no verdict")
+            reason = case.verdict.get("reason") or case.verdict.get("error") or ""
+            failed += ("<br>" if failed else "") + html.escape(f"judge: {said}: {reason}")
         rows.append(f'<tr class="{"ok" if case.passed else "bad"}"><td>{html.escape(case.id)}</td>'
                     f"<td>{case.lang}</td><td>{'pass' if case.passed else 'FAIL'}</td>"
                     f"<td class='p'>{html.escape(case.prompt)}</td><td>{case.repairs}</td><td>{case.llm_calls}</td>"
@@ -135,6 +151,10 @@ def compare(before: SuiteResult, after: SuiteResult) -> str:
     lines = [f"pass rate {before.metrics.pass_rate:.0%} → {after.metrics.pass_rate:.0%}, "
              f"valid {before.metrics.valid_rate:.0%} → {after.metrics.valid_rate:.0%}, "
              f"latency p50 {before.metrics.latency_p50_s:.3f}s → {after.metrics.latency_p50_s:.3f}s"]
+    if before.metrics.resolved_rate is not None or after.metrics.resolved_rate is not None:
+        shown = [f"{m.resolved_rate:.0%}" if m.resolved_rate is not None else "not judged"
+                 for m in (before.metrics, after.metrics)]
+        lines.append(f"resolved {shown[0]} → {shown[1]}")
     lines.append(f"regressed ({len(regressed)}): " + (", ".join(regressed) or "none"))
     for case_id in regressed:
         lines.append(f"  {case_id}: " + "; ".join(c.check for c in b[case_id].failed_checks))

@@ -38,6 +38,8 @@ class CaseResult(BaseModel):
     latency_s: float = 0.0
     ran: bool | None = None
     run_error: str | None = None
+    resolved: bool | None = None  # the judge's verdict on the output images (None: not judged)
+    verdict: dict[str, Any] | None = None  # the judge's whole answer: resolved, reason, images, error
     workflow: dict[str, Any] | None = None
 
 
@@ -52,6 +54,8 @@ class SuiteMetrics(BaseModel):
     latency_p50_s: float
     latency_p95_s: float
     run_rate: float | None = None
+    judged: int = 0  # cases whose output images the judge gave a verdict on
+    resolved_rate: float | None = None  # share of the judged cases whose output satisfies the request
     pass_rate_by_repeat: list[float] = Field(default_factory=list)
     pass_rate_spread: float = 0.0
     consistent_cases: float = 1.0
@@ -101,8 +105,16 @@ def _not_planned(case: Case, repeat: int, check: CheckResult, status: str) -> Ca
                       nodes_present=False if case.expect.get("nodes") else None)
 
 
+def _verdict(judge_model: Any, request: str, outputs: dict[str, Any]) -> dict[str, Any] | None:
+    """The judge's verdict on a run's output images; None when the run produced none."""
+    from evals.judge import judge, output_images
+
+    images = output_images(outputs)
+    return judge(judge_model, request, images).model_dump() if images else None
+
+
 def evaluate_case(case: Case, registry: NodeRegistry, *, chat_model: Any = None, provider: str | None = None,
-                  run: bool = False, repeat: int = 0, executor: Any = None) -> CaseResult:
+                  run: bool = False, repeat: int = 0, executor: Any = None, judge_model: Any = None) -> CaseResult:
     options: dict[str, Any] = {}
     if case.workflow is not None:  # passed only when set, so planners without the parameter still run
         if not _takes_workflow():
@@ -124,12 +136,13 @@ def evaluate_case(case: Case, registry: NodeRegistry, *, chat_model: Any = None,
     run_error = None
     if run and result.status not in ("ran",) and result.errors:
         run_error = "; ".join(str(e.get("message", "")) for e in result.errors[:2])
+    verdict = _verdict(judge_model, case.prompt, result.outputs) if judge_model and result.status == "ran" else None
     return CaseResult(id=case.id, lang=case.lang, category=case.family(), repeat=repeat, prompt=case.prompt,
                       status=result.status, valid=valid, passed=not failed, failed_checks=failed,
                       nodes_present=all(c.passed for c in node_checks) if node_checks else None,
                       repairs=result.repairs, llm_calls=result.llm_calls, tokens=result.tokens,
                       latency_s=round(latency, 4), ran=(result.status == "ran") if run else None, run_error=run_error,
-                      workflow=result.workflow)
+                      resolved=verdict["resolved"] if verdict else None, verdict=verdict, workflow=result.workflow)
 
 
 def metrics(cases: list[CaseResult], repeats: int) -> SuiteMetrics:
@@ -144,6 +157,7 @@ def metrics(cases: list[CaseResult], repeats: int) -> SuiteMetrics:
         outcomes.setdefault(c.id, set()).add(c.passed)
     ran = [c.ran for c in cases if c.ran is not None]
     named = [c.nodes_present for c in cases if c.nodes_present is not None]
+    judged = [c.resolved for c in cases if c.resolved is not None]
     return SuiteMetrics(
         cases=len({c.id for c in cases}), valid_rate=round(sum(c.valid for c in cases) / n, 4),
         pass_rate=round(sum(c.passed for c in cases) / n, 4),
@@ -151,15 +165,17 @@ def metrics(cases: list[CaseResult], repeats: int) -> SuiteMetrics:
         mean_repairs=round(sum(c.repairs for c in cases) / n, 3), llm_calls=sum(c.llm_calls for c in cases),
         tokens=sum(c.tokens for c in cases), latency_p50_s=round(_percentile(latencies, 0.5), 4),
         latency_p95_s=round(_percentile(latencies, 0.95), 4),
-        run_rate=round(sum(ran) / len(ran), 4) if ran else None, pass_rate_by_repeat=by_repeat,
+        run_rate=round(sum(ran) / len(ran), 4) if ran else None, judged=len(judged),
+        resolved_rate=round(sum(judged) / len(judged), 4) if judged else None, pass_rate_by_repeat=by_repeat,
         pass_rate_spread=round(statistics.pstdev(by_repeat), 4) if len(by_repeat) > 1 else 0.0,
         consistent_cases=round(sum(len(v) == 1 for v in outcomes.values()) / max(len(outcomes), 1), 4))
 
 
 def run_suite(suite: Suite, *, registry: NodeRegistry | None = None, chat_model: Any = None,
               provider: str | None = None, run: bool = False, concurrency: int = 1, repeat: int = 1,
-              workdir: Path | None = None, catalog: Path | None = None) -> SuiteResult:
-    """Run every case `repeat` times inside the suite's environment.
+              workdir: Path | None = None, catalog: Path | None = None, judge_model: Any = None) -> SuiteResult:
+    """Run every case `repeat` times inside the suite's environment. With `run` and a `judge_model` (a
+    vision-capable chat model), each case that ran and saved images is judged: `resolved` beside `ran`.
 
     `catalog` (else the suite's own `catalog:`) is imported into a copy of the registry, so plans are
     validated against that ComfyUI's nodes."""
@@ -180,10 +196,11 @@ def run_suite(suite: Suite, *, registry: NodeRegistry | None = None, chat_model:
             with ThreadPoolExecutor(max_workers=concurrency) as pool:
                 results = list(pool.map(lambda job: evaluate_case(job[0], registry, chat_model=chat_model,
                                                                   provider=provider, run=run, repeat=job[1],
-                                                                  executor=executor), jobs))
+                                                                  executor=executor, judge_model=judge_model),
+                                     jobs))
         else:
             results = [evaluate_case(case, registry, chat_model=chat_model, provider=provider, run=run, repeat=r,
-                                     executor=executor) for case, r in jobs]
+                                     executor=executor, judge_model=judge_model) for case, r in jobs]
     planner = "offline" if chat_model is None and provider is None else f"llm:{provider or 'custom'}"
     return SuiteResult(suite=suite.suite, planner=planner, started_at=started_at,
                        seconds=round(time.perf_counter() - started, 3), metrics=metrics(results, max(1, repeat)),

@@ -132,8 +132,12 @@ def _planning_parsers(sub) -> None:
     p.add_argument("--concurrency", type=int, default=1)
     p.add_argument("--repeat", type=int, default=1, help="plan every case K times (the spread is reported)")
     p.add_argument("--out", default="eval-results", help="folder for the JSON, HTML and text reports")
-    p.add_argument("--record", metavar="CASSETTE", help="record the LLM's answers to this file")
+    p.add_argument("--record", metavar="CASSETTE", help="record the LLM's answers (planner and judge) to this file")
     p.add_argument("--replay", metavar="CASSETTE", help="replay recorded LLM answers (offline, exact)")
+    p.add_argument("--judge", metavar="PROVIDER", help="with --run: ask this vision-capable provider whether each "
+                                                       "case's output images satisfy its request (the 'resolved' "
+                                                       "metric beside 'ran')")
+    p.add_argument("--judge-model", help="the judge provider's vision model (default: gpt-4o-mini, qwen-vl-max)")
     p.add_argument("--min-pass-rate", type=float, help="exit 1 when the pass rate is below this (0..1)")
     _common_flags(p)
 
@@ -861,13 +865,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(str(exc), file=sys.stderr)
         return EXIT_UNREADABLE
     registry = _registry(args)
-    chat_model, provider, cassette = None, None, None
+    if args.replay and not Path(args.replay).is_file():
+        print(f"no cassette at {args.replay}", file=sys.stderr)
+        return EXIT_UNREADABLE
+    if args.judge and not args.run:
+        print("--judge needs --run: it judges the images the workflows produce", file=sys.stderr)
+        return EXIT_UNREADABLE
+    cassette = Cassette(Path(args.replay or args.record)) if args.replay or args.record else None
+    chat_model, provider = None, None
     if args.planner == "llm":
         if args.replay:
-            if not Path(args.replay).is_file():
-                print(f"no cassette at {args.replay}", file=sys.stderr)
-                return EXIT_UNREADABLE
-            cassette = Cassette(Path(args.replay))
             chat_model = ReplayChatModel(cassette=cassette)
         else:
             from agent.llm import make_chat_model
@@ -880,10 +887,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 print(str(exc), file=sys.stderr)
                 return EXIT_UNREADABLE
             if args.record:
-                cassette = Cassette(Path(args.record))
                 chat_model = RecordingChatModel(inner=chat_model, cassette=cassette)
+    judge_model = _eval_judge(args, cassette) if args.judge else None
+    if args.judge and judge_model is None:
+        return EXIT_UNREADABLE
     result = run_suite(suite, registry=registry, chat_model=chat_model, provider=None, run=args.run,
-                       concurrency=max(1, args.concurrency), repeat=max(1, args.repeat))
+                       concurrency=max(1, args.concurrency), repeat=max(1, args.repeat), judge_model=judge_model)
     if args.planner == "llm":
         result.planner = "llm:replay" if args.replay else f"llm:{provider}"
     if args.record and cassette is not None:
@@ -894,6 +903,23 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.min_pass_rate is not None and result.metrics.pass_rate < args.min_pass_rate:
         return EXIT_INVALID
     return EXIT_OK
+
+
+def _eval_judge(args: argparse.Namespace, cassette):
+    """The judge's chat model: replayed from the cassette, or the provider's (recorded when --record); None
+    after saying why when the provider cannot be used."""
+    from evals.cassette import RecordingChatModel, ReplayChatModel
+    from evals.judge import make_judge_model
+    from nodes.api.errors import ProviderError
+
+    if args.replay:
+        return ReplayChatModel(cassette=cassette)
+    try:
+        model = make_judge_model(args.judge, args.judge_model)
+    except ProviderError as exc:
+        print(f"--judge {args.judge}: {exc}", file=sys.stderr)
+        return None
+    return RecordingChatModel(inner=model, cassette=cassette) if args.record else model
 
 
 def cmd_eval_compare(args: argparse.Namespace) -> int:

@@ -23,6 +23,8 @@ from agent.mcp_sampling import McpSamplingChatModel, SamplingError, parse_tool_c
 from mcp_server.mcp_app import build_mcp
 from mcp_server.service import NodeWeaverService
 
+pytestmark = pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")
+
 MARK = "sampled by the client"
 DRAFT = f'```python\nn1 = PrimitiveString(value="{MARK}")\nn2 = PreviewAny(source=n1.STRING)\n```\nShows a text.'
 REQUEST = "show the text 'sampled by the client'"
