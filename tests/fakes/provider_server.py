@@ -5,6 +5,7 @@ and image-synthesis (task submit + poll) protocols, with scripted failures chose
   rate-limited           429 + Retry-After once        slow        answers after 3 s
   malformed              200 with a broken body        moderated   content refusal
   (wrong key)            401 / InvalidApiKey
+  scripted*              OpenAI chat: the next reply of `chat_script` (text, or tool calls), in order
 """
 
 from __future__ import annotations
@@ -30,34 +31,15 @@ def _png(width: int, height: int, color: tuple[int, int, int]) -> bytes:
     return buffer.getvalue()
 
 
-def vision_verdict(messages: list[dict]) -> str | None:
-    """A judge's answer for a chat that carries images (OpenAI `image_url` parts with base64 data URLs), else
-    None. Each image is decoded; the output satisfies the request when the request names the colour the
-    images mostly are (red, green or blue), so a test can expect either verdict."""
-    import base64
-
-    from PIL import Image, ImageStat
-
-    parts = [p for m in messages if isinstance(m.get("content"), list) for p in m["content"] if isinstance(p, dict)]
-    urls = [p["image_url"]["url"] for p in parts if p.get("type") == "image_url"]
-    if not urls:
-        return None
-    request = " ".join(p.get("text", "") for p in parts if p.get("type") == "text").lower()
-    colours = []
-    for url in urls:
-        image = Image.open(io.BytesIO(base64.b64decode(url.split("base64,", 1)[1]))).convert("RGB")
-        means = ImageStat.Stat(image).mean
-        colours.append(("red", "green", "blue")[means.index(max(means))])
-    resolved = all(c in request for c in colours)
-    return json.dumps({"resolved": resolved, "reason": f"{len(urls)} image(s), mostly {', '.join(colours)}"})
-
-
 class FakeProviders:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.failures: Counter = Counter()
         self.tasks: dict[str, dict[str, Any]] = {}
         self.lock = threading.Lock()
+        # replies for models named scripted*: {"content": str} or {"tool_calls": [{"name", "arguments"}]}
+        self.chat_script: list[dict[str, Any]] = []
+        self.scripted_served = 0
         handler = self._handler()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.server.daemon_threads = True
@@ -94,6 +76,21 @@ class FakeProviders:
         if model == "malformed":
             return 200, {}, "{not json"
         return None
+
+    def next_scripted(self) -> dict[str, Any]:
+        """The next scripted chat reply as an OpenAI message and finish reason (tool calls get ids call_N)."""
+        with self.lock:
+            if not self.chat_script:
+                return {"message": {"role": "assistant", "content": "the script has ended"}, "finish": "stop"}
+            reply = self.chat_script.pop(0)
+            served, self.scripted_served = self.scripted_served, self.scripted_served + 1
+        if not reply.get("tool_calls"):
+            return {"message": {"role": "assistant", "content": reply.get("content", "")}, "finish": "stop"}
+        calls = [{"id": f"call_{served}_{i}", "type": "function",
+                  "function": {"name": c["name"], "arguments": json.dumps(c.get("arguments", {}))}}
+                 for i, c in enumerate(reply["tool_calls"])]
+        return {"message": {"role": "assistant", "content": reply.get("content"), "tool_calls": calls},
+                "finish": "tool_calls"}
 
     def _handler(self):
         server = self
@@ -188,7 +185,14 @@ class FakeProviders:
                 return f"A realistic landscape painting inspired by: {prompt}"
 
             def _openai(self, body: dict):
-                text = vision_verdict(body.get("messages", [])) or self._answer(body.get("messages", []))
+                if str(body.get("model", "")).startswith("scripted"):
+                    reply = server.next_scripted()
+                    return self._send(200, {
+                        "id": "chatcmpl-s", "object": "chat.completion", "created": int(time.time()),
+                        "model": body["model"], "choices": [{"index": 0, "finish_reason": reply["finish"],
+                                                             "message": reply["message"]}],
+                        "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}})
+                text = self._answer(body.get("messages", []))
                 return self._send(200, {
                     "id": "chatcmpl-1", "object": "chat.completion", "created": int(time.time()), "model": body["model"],
                     "choices": [{"index": 0, "finish_reason": "stop",
