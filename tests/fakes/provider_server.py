@@ -31,6 +31,28 @@ def _png(width: int, height: int, color: tuple[int, int, int]) -> bytes:
     return buffer.getvalue()
 
 
+def vision_verdict(messages: list[dict]) -> str | None:
+    """A judge's answer for a chat that carries images (OpenAI `image_url` parts with base64 data URLs), else
+    None. Each image is decoded; the output satisfies the request when the request names the colour the
+    images mostly are (red, green or blue), so a test can expect either verdict."""
+    import base64
+
+    from PIL import Image, ImageStat
+
+    parts = [p for m in messages if isinstance(m.get("content"), list) for p in m["content"] if isinstance(p, dict)]
+    urls = [p["image_url"]["url"] for p in parts if p.get("type") == "image_url"]
+    if not urls:
+        return None
+    request = " ".join(p.get("text", "") for p in parts if p.get("type") == "text").lower()
+    colours = []
+    for url in urls:
+        image = Image.open(io.BytesIO(base64.b64decode(url.split("base64,", 1)[1]))).convert("RGB")
+        means = ImageStat.Stat(image).mean
+        colours.append(("red", "green", "blue")[means.index(max(means))])
+    resolved = all(c in request for c in colours)
+    return json.dumps({"resolved": resolved, "reason": f"{len(urls)} image(s), mostly {', '.join(colours)}"})
+
+
 class FakeProviders:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
@@ -192,7 +214,7 @@ class FakeProviders:
                         "model": body["model"], "choices": [{"index": 0, "finish_reason": reply["finish"],
                                                              "message": reply["message"]}],
                         "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}})
-                text = self._answer(body.get("messages", []))
+                text = vision_verdict(body.get("messages", [])) or self._answer(body.get("messages", []))
                 return self._send(200, {
                     "id": "chatcmpl-1", "object": "chat.completion", "created": int(time.time()), "model": body["model"],
                     "choices": [{"index": 0, "finish_reason": "stop",
