@@ -782,3 +782,90 @@ def test_an_erase_with_a_mask_file_paints_the_fill(comfy):
     _, wf = _planned("把photo.png里mask.png遮住的地方擦掉,补成草地", comfy)
     assert only(wf, "LoadImageMask")[1]["image"] == "mask.png" and only(wf, "VAEEncodeForInpaint")
     assert any(n["class_type"] == "CLIPTextEncode" and n["inputs"]["text"] == "草地" for n in wf.values())
+
+
+# ---- round 4 (issue 17): gaps a second blind suite found ----------------------------------------------------------
+UPSCALERS = {**MODELS, "upscale_models": ["4x-UltraSharp.pth", "RealESRGAN_x2plus.pth", "RealESRGAN_x4plus.pth"]}
+
+
+@pytest.mark.parametrize("text,model,rescaled", [
+    ("用RealESRGAN把photo.png放大4倍", "RealESRGAN_x4plus.pth", False),
+    ("upscale photo.png 2x with RealESRGAN", "RealESRGAN_x2plus.pth", False),
+    ("make a fox in the snow, then upscale it with 4x-UltraSharp", "4x-UltraSharp.pth", False),
+    ("用 4x-UltraSharp 把 photo.png 放大2倍", "4x-UltraSharp.pth", True),
+])
+def test_a_named_upscale_model_binds_the_installed_file_it_names(isolated_folders, catalog_data, text, model,
+                                                                  rescaled):
+    registry = target(isolated_folders, catalog_data, UPSCALERS)
+    _, wf = _planned(text, registry)
+    assert only(wf, "UpscaleModelLoader")[1]["model_name"] == model
+    assert bool(of(wf, "ImageScaleBy")) == rescaled
+
+
+@pytest.mark.parametrize("text", ["upscale photo.png with an upscale model, then scale the result down to 2x the original",
+                                  "先用放大模型把photo.png放大,然后再缩小到原图的2倍"])
+def test_a_model_upscale_then_a_resize_reaches_the_factor_of_the_original(comfy, text):
+    result, wf = _planned(text, comfy)
+    assert result.status == "valid" and result.question is None
+    up, _ = only(wf, "ImageUpscaleWithModel")
+    _, scaled = only(wf, "ImageScaleBy")
+    assert scaled["image"] == [up, 0] and scaled["scale_by"] == 0.5  # the installed model is 4x
+    assert not {"KSampler", "VAEEncode"} & set(classes(wf))
+
+
+@pytest.mark.parametrize("text,prompt", [("photo.png用mask.png把天空重绘成晚霞,然后放大2倍", "晚霞"),
+                                         ("repaint the sky of photo.png as a sunset sky using mask.png, then upscale 2x",
+                                          "a sunset sky")])
+def test_an_inpaint_with_a_mask_file_keeps_the_mask_before_the_upscale(comfy, text, prompt):
+    _, wf = _planned(text, comfy)
+    mask, _ = only(wf, "LoadImageMask")
+    _, encode = only(wf, "VAEEncodeForInpaint")
+    assert encode["mask"] == [mask, 0]
+    assert [n["inputs"]["text"] for n in wf.values() if n["class_type"] == "CLIPTextEncode"][0] == prompt
+    decode, _ = only(wf, "VAEDecode")
+    assert only(wf, "ImageUpscaleWithModel")[1]["image"] == [decode, 0]
+
+
+@pytest.mark.parametrize("text", ["turn clip.mp4 into an anime style video, then upscale it 2x",
+                                  "把clip.mp4转成水彩风格的视频,然后放大2倍"])
+def test_an_upscale_after_a_video_step_upscales_its_frames(comfy, text):
+    result, wf = _planned(text, comfy)
+    assert result.status == "valid" and result.question is None
+    assert not {"LoadImage", "SaveImage"} & set(classes(wf))
+    _, scaled = only(wf, "ImageScaleBy")
+    assert only(wf, "CreateVideo")[1]["images"] == [next(k for k, n in wf.items() if n["inputs"] is scaled), 0]
+    assert all(not p.endswith("的") for p in (n["inputs"]["text"] for n in wf.values()
+                                              if n["class_type"] == "CLIPTextEncode"))
+
+
+@pytest.mark.parametrize("text", ["用canny提取photo.png的线条,生成一个现代客厅",
+                                  "extract the canny lines of photo.png, then draw a modern living room"])
+def test_an_explicit_canny_word_wins_over_lines(comfy, text):
+    result, wf = _planned(text, comfy)
+    assert result.status == "valid"
+    assert only(wf, "ControlNetLoader")[1]["control_net_name"] == "control_v11p_sd15_canny.pth" and only(wf, "Canny")
+
+
+@pytest.mark.parametrize("text", ["去掉photo.png的背景", "把photo.png的背景去掉", "从photo.png里抠出人物",
+                                  "cut out the person in photo.png"])
+def test_background_removal_wordings_are_not_covered_with_a_reason(comfy, text):
+    from agent.planner import plan
+
+    result = plan(text, registry=comfy)
+    assert [c["kind"] for c in result.not_covered] == ["remove_background"]
+    assert result.not_covered[0]["reason"] and "VAEEncodeForInpaint" not in classes(result.workflow or {})
+
+
+@pytest.mark.parametrize("text", ["把photo.png的背景换成海边", "replace the background of photo.png with a beach"])
+def test_a_replaced_background_stays_an_inpaint(comfy, text):
+    result, wf = _planned(text, comfy)
+    assert result.not_covered == [] and only(wf, "VAEEncodeForInpaint")
+
+
+@pytest.mark.parametrize("text,denoise", [("把photo.png转成水彩风格,降噪0.45", 0.45),
+                                          ("restyle photo.png as a watercolor painting (low strength, like 0.35)", 0.35)])
+def test_a_stated_strength_is_the_samplers_denoise(comfy, text, denoise):
+    _, wf = _planned(text, comfy)
+    assert only(wf, "KSampler")[1]["denoise"] == denoise
+    texts = [n["inputs"]["text"] for n in wf.values() if n["class_type"] == "CLIPTextEncode"]
+    assert not any(str(denoise) in t for t in texts), texts

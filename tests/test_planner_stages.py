@@ -493,3 +493,58 @@ def test_round_three_readings(text, expected):
                 assert {k: stage.extra.get(k) for k in value} == value, stage.extra
             else:
                 assert getattr(stage, name) == value, (name, getattr(stage, name))
+
+
+# ---- round 4 (issue 17): gaps a second blind suite found, in both languages --------------------------------------
+ROUND_4: list[tuple[str, list[dict]]] = [
+    # a stated img2img strength is the denoise, and leaves the prompt; asides to the planner leave it too
+    ("redraw photo.png as a pencil sketch, denoise around 0.55, keep the composition",
+     [{"kind": "restyle", "image": "photo.png", "denoise": 0.55, "prompt": "a pencil sketch"}]),
+    ("restyle photo.png in ukiyo-e style (low strength, like 0.35)",
+     [{"kind": "restyle", "denoise": 0.35, "prompt": "ukiyo-e style"}]),
+    ("img2img photo.png into a snowy village, strength 0.4", [{"kind": "img2img", "denoise": 0.4,
+                                                              "prompt": "a snowy village"}]),
+    ("turn my photo.png to comic style", [{"kind": "restyle", "image": "photo.png", "prompt": "comic style"}]),
+    ("把photo.png改成水墨风格,降噪0.45", [{"kind": "restyle", "denoise": 0.45, "prompt": "水墨风格"}]),
+    ("把photo.png重绘成赛博朋克风格,重绘0.5", [{"kind": "img2img", "denoise": 0.5, "prompt": "赛博朋克风格"}]),
+    ("photo.png 转像素风格,重绘幅度 0.3,保持构图不变", [{"kind": "restyle", "denoise": 0.3, "prompt": "像素风格"}]),
+    ("photo.png 转油画风格,重绘幅度40%", [{"kind": "restyle", "denoise": 0.4}]),
+    # a LoRA's or a ControlNet's strength stays theirs
+    ("draw a cat with the pixel-art lora at strength 0.7", [{"kind": "generate", "denoise": None}]),
+    # an explicit ControlNet kind wins over generic words (线条, lines)
+    ("用canny提取pose.png的线条,生成一间书房", [{"kind": "controlnet", "image": "pose.png", "control": "canny",
+                                             "prompt": "一间书房"}]),
+    ("use the depth map of pose.png and draw a canyon with sharp edges", [{"kind": "controlnet", "control": "depth"}]),
+    # a named upscaler, also right after a Chinese verb
+    ("用RealESRGAN把photo.png放大2倍", [{"kind": "upscale", "model_hint": "RealESRGAN", "scale": 2.0, "with_model": True}]),
+    # a model upscale then a resize to a factor of the original is one upscale at that factor
+    ("upscale photo.png with an upscale model, then scale the result down to 2x the original",
+     [{"kind": "upscale", "image": "photo.png", "with_model": True, "scale": 2.0}]),
+    ("先用放大模型把photo.png放大,然后缩小到原图的3倍", [{"kind": "upscale", "with_model": True, "scale": 3.0}]),
+    ("resize photo.png to 0.5x", [{"kind": "upscale", "scale": 0.5, "extra": {"resize": True}}]),
+    # a named mask file makes an inpaint; the prompt is what the region becomes
+    ("photo.png用mask.png把湖面重绘成冰面", [{"kind": "inpaint", "image": "photo.png", "mask": "mask.png",
+                                             "prompt": "冰面"}]),
+    # background removal wordings; a background replaced, or a thing removed from it, is not one
+    ("去掉photo.png的背景", [{"kind": "remove_background", "image": "photo.png"}]),
+    ("remove photo.png's background", [{"kind": "remove_background"}]),
+    ("从photo.png里抠出人物", [{"kind": "remove_background"}]),
+    ("cut out the person in photo.png", [{"kind": "remove_background"}]),
+    ("去掉photo.png背景里的路人", [{"kind": "remove", "target": "背景里的路人"}]),
+    ("replace the background of photo.png with a beach", [{"kind": "replace", "replacement": "a beach"}]),
+]
+
+
+@pytest.mark.parametrize("text,expected", ROUND_4, ids=[c[0][:40] for c in ROUND_4])
+def test_round_four_readings(text, expected):
+    test_round_three_readings(text, expected)
+
+
+@pytest.mark.parametrize("text", ["turn my photo.png to anime style, denoise around 0.55, keep the composition",
+                                  "upscale photo.png 4x, need bigger for print", "把photo.png转成水彩风格,降噪0.45",
+                                  "photo.png 转动漫风格,重绘幅度 0.3,要打印用"])
+def test_stated_values_and_asides_leave_no_debris(text):
+    for stage in read(text).stages:
+        for field_text in (stage.prompt or "", stage.style or ""):
+            for debris in ("0.", "denoise", "composition", "print", "my ", "降噪", "重绘", "打印", "转"):
+                assert debris not in field_text, (debris, field_text)

@@ -493,7 +493,7 @@ def _prompt(kind: StageKind, slots: Slots) -> str:
     if kind != "generate":
         text = _DEICTIC.sub(" ", _TRIGGERS[kind].sub(" ", text)) if kind in _TRIGGERS else _DEICTIC.sub(" ", text)
         text = re.sub(r"^\s*(?:(?:(?:into|to|as|in)\b|把|将|成|为)\s*)+", " ", text.strip(EDGE), flags=IC)
-    prompt = clean_prompt(text)
+    prompt = re.sub(r"(?<=[\u4e00-\u9fff])的$", "", clean_prompt(text))  # "水彩风格的(视频)": the trigger went
     if slots.style and prompt and slots.style not in prompt:
         prompt = f"{prompt}, {slots.style}"
     return prompt or (slots.style or "")
