@@ -81,6 +81,38 @@ def test_a_client_that_samples_plans_with_its_own_model(service):
     assert first.max_tokens > 0 and first.model_preferences is not None
 
 
+class ToolCallingClient(ScriptedClient):
+    """First asks the server's planner for `get_node PrimitiveString` (natively when tools were sent, else as
+    the fenced JSON block the prompt describes), then answers the draft."""
+
+    async def __call__(self, context, params: mt.CreateMessageRequestParams):
+        self.requests.append(params)
+        if len(self.requests) > 1:
+            return mt.CreateMessageResult(role="assistant", model="m", content=mt.TextContent(type="text",
+                                                                                              text=DRAFT))
+        if params.tools:
+            return mt.CreateMessageResultWithTools(role="assistant", model="m", stop_reason="toolUse", content=[
+                mt.ToolUseContent(type="tool_use", id="u1", name="get_node", input={"name": "PrimitiveString"})])
+        block = '```json\n{"tool_calls": [{"name": "get_node", "arguments": {"name": "PrimitiveString"}}]}\n```'
+        return mt.CreateMessageResult(role="assistant", model="m", content=mt.TextContent(type="text", text=block))
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["sampling-tools", "tools-in-prompt"])
+def test_the_planners_tool_calls_go_through_the_clients_model(service, native):
+    script = ToolCallingClient()
+    caps = mt.SamplingCapability(tools=mt.SamplingToolsCapability()) if native else None
+    result = _plan(service, {"mode": "legacy", "sampling_callback": script, "sampling_capabilities": caps},
+                   {"request": REQUEST})
+    data = result.structured_content
+    assert data["planner"] == "llm:mcp-sampling" and data["status"] in ("valid", "partial"), data["summary"]
+    calls = [t for t in data["trace"] if t.get("step") == "tool_call"]
+    assert calls and calls[0]["tool"] == "get_node" and calls[0]["args"] == {"name": "PrimitiveString"}
+    first, second = script.requests[0], script.requests[1]
+    assert bool(first.tools) is native and ('{"tool_calls"' in (first.system_prompt or "")) is not native
+    answered = json.dumps([m.model_dump(mode="json") for m in second.messages], ensure_ascii=False)
+    assert "PrimitiveString" in answered and ("tool_result" in answered) is native
+
+
 def test_a_client_without_sampling_gets_the_offline_planner(service):
     result = _plan(service, {"mode": "legacy"}, {"request": REQUEST})
     assert result.structured_content["planner"] == "offline"
