@@ -254,25 +254,25 @@ class PlannerGraph:
         return self._take_draft(str(reply.content), phase, {**state, **started}, update)
 
     def call_tools(self, state: PlanState) -> dict:
-        """Execute the calls of the model's last turn, each a trace entry, within the tool-call budget."""
+        """Execute the next unanswered call of the model's last turn, within the tool-call budget. One call per
+        graph step, so each is its own trace update (streamed to on_step) and its own checkpoint."""
         messages = list(state.get("messages") or [])
-        calls = messages[-1].tool_calls if messages and isinstance(messages[-1], AIMessage) else []
+        call = _next_call(messages)
+        used, phase = state.get("tool_calls", 0), state.get("phase", "draft")
+        if call is None:
+            return {}
+        if used >= self.max_tool_calls:
+            return self._end_loop(state, phase, "tool_calls", messages)
+        result = self.tools.run(call["name"], call.get("args") or {})
+        messages.append(ToolMessage(content=result_text(result), tool_call_id=call.get("id") or "",
+                                    name=call["name"]))
         trace = list(state.get("trace", []))
-        used, candidate = state.get("tool_calls", 0), state.get("candidate", "")
-        phase = state.get("phase", "draft")
-        for call in calls:
-            if used >= self.max_tool_calls:
-                return self._end_loop({**state, "trace": trace, "tool_calls": used, "candidate": candidate},
-                                      phase, "tool_calls", messages)
-            result = self.tools.run(call["name"], call.get("args") or {})
-            messages.append(ToolMessage(content=result_text(result), tool_call_id=call.get("id") or "",
-                                        name=call["name"]))
-            trace.append({"step": "tool_call", "phase": phase, "tool": call["name"], "args": call.get("args"),
-                          "ok": "error" not in result, "result": summarize(call["name"], result)})
-            used += 1
-            if call["name"] == "validate" and "error" not in result:
-                candidate = str((call.get("args") or {}).get("workflow_text", ""))
-        return {"messages": messages, "trace": trace, "tool_calls": used, "candidate": candidate}
+        trace.append({"step": "tool_call", "phase": phase, "tool": call["name"], "args": call.get("args"),
+                      "ok": "error" not in result, "result": summarize(call["name"], result)})
+        update: dict[str, Any] = {"messages": messages, "trace": trace, "tool_calls": used + 1}
+        if call["name"] == "validate" and "error" not in result:
+            update["candidate"] = str((call.get("args") or {}).get("workflow_text", ""))
+        return update
 
     def _end_loop(self, state: PlanState, phase: str, budget: str, messages: list) -> dict:
         """A budget ended the loop: take the last workflow the model validated, if it is new, else stop."""
@@ -305,7 +305,7 @@ class PlannerGraph:
             return "answer"
         if state.get("budget_spent"):
             return "validate"  # the loop ended on a validated candidate
-        return state.get("phase", "draft")
+        return "tools" if _next_call(state.get("messages") or []) else state.get("phase", "draft")
 
     # ---- drafts, validation, running --------------------------------------------------------------------
     def _take_draft(self, text: str, step: str, state: PlanState, update: dict, tool: str = "llm") -> dict:
@@ -376,16 +376,22 @@ class PlannerGraph:
         return {"status": status, "summary": summary, "trace": trace}
 
     # ---- entry ------------------------------------------------------------------------------------------
+    def _recursion_limit(self) -> int:
+        """Graph steps a plan may take: the repairs' and runs' steps, plus a model turn and a step per tool call."""
+        return 100 + 2 * self.max_tool_calls
+
     def invoke(self, request: str, *, run: bool = False, answers: dict | None = None, max_repairs: int = 3,
                thread_id: str | None = None) -> PlanState:
-        config = {"configurable": {"thread_id": thread_id or "default"}, "recursion_limit": 100}
+        config = {"configurable": {"thread_id": thread_id or "default"},
+                  "recursion_limit": self._recursion_limit()}
         state: PlanState = {"request": request, "run": run, "answers": answers or {}, "max_repairs": max_repairs,
                             "trace": [], "llm_calls": 0, "tokens": 0}
         return self.graph.invoke(state, config)
 
     def stream(self, request: str | None, **kwargs: Any):
         """Stream step updates; with request=None, resume the thread from its last checkpoint."""
-        config = {"configurable": {"thread_id": kwargs.pop("thread_id", None) or "default"}, "recursion_limit": 100}
+        config = {"configurable": {"thread_id": kwargs.pop("thread_id", None) or "default"},
+                  "recursion_limit": self._recursion_limit()}
         state: PlanState | None = None
         if request is not None:
             state = {"request": request, "run": kwargs.get("run", False), "answers": kwargs.get("answers") or {},
@@ -408,3 +414,16 @@ def _bind_tools(llm: Any, tools: PlannerTools) -> Any:
         return llm.bind_tools(tools.langchain_tools())
     except (NotImplementedError, AttributeError):
         return None
+
+
+def _next_call(messages: list) -> dict | None:
+    """The first tool call of the last model turn that no tool result answers yet."""
+    answered = 0
+    for message in reversed(messages):
+        if isinstance(message, ToolMessage):
+            answered += 1
+        elif isinstance(message, AIMessage):
+            return message.tool_calls[answered] if answered < len(message.tool_calls) else None
+        else:
+            return None
+    return None

@@ -385,3 +385,46 @@ def test_tool_results_are_bounded(catalog_registry):
     broken = "\n".join(f"n{i} = NoSuchNode{i}(x=1)" for i in range(60))
     checked = tools.run("validate", {"workflow_text": broken})
     assert len(checked["errors"]) == 20 and checked["error_count"] >= 60
+
+
+# ---- streaming, runtime repair, checkpoints -------------------------------------------------------------------------
+def test_each_tool_call_is_streamed_as_its_own_step(catalog_registry, controlnet_folders):
+    steps: list[dict] = []
+    llm = ToolScript(messages=iter([]), steps=controlnet_script(), seen=[])
+    result = plan(CONTROLNET_REQUEST, chat_model=llm, registry=catalog_registry, on_step=steps.append)
+    assert [s["tool"] for s in steps if s["step"] == "tool_call"] == tool_calls_in(result.trace)
+    assert len(tool_calls_in(result.trace)) == 5
+
+
+def test_a_runtime_failure_is_repaired_with_tools(reg):
+    failing = 'bad = Fail(value=1, message="division by zero")\nshow = ShowInt(value=bad.INT)\n'
+    working = 'good = IntAdd(a=1, b=2)\nshow = ShowInt(value=good.INT)\n'
+
+    def after_failure(messages):
+        assert "division by zero" in messages[-1].content
+        return calls(("search_nodes", {"words": "add integers", "produces": "INT"}), turn=2)
+
+    def fixed(messages):
+        assert "IntAdd" in [n["name"] for n in tool_result(messages, "search_nodes")["nodes"]]
+        return answer(working)
+
+    llm = ToolScript(messages=iter([]), steps=[answer(failing), after_failure, fixed], seen=[])
+    result = plan("add one and two and show it", chat_model=llm, registry=reg, run=True)
+    assert result.status == "ran", (result.errors, result.summary)
+    assert result.outputs == {"show": {"value": [3]}}
+    assert [t["status"] for t in result.trace if t["step"] == "run"] == ["error", "success"]
+    assert [(t["phase"], t["tool"]) for t in result.trace if t["step"] == "tool_call"] == [("repair", "search_nodes")]
+
+
+def test_a_tool_conversation_is_checkpointed(catalog_registry, controlnet_folders, tmp_path):
+    from agent.planner import _checkpointer
+
+    db = tmp_path / "plans.sqlite3"
+    llm = ToolScript(messages=iter([]), steps=controlnet_script(), seen=[])
+    result = plan(CONTROLNET_REQUEST, chat_model=llm, registry=catalog_registry, checkpoint_path=db)
+    assert result.status in ("valid", "partial") and result.thread_id
+    graph = PlannerGraph(catalog_registry, llm, checkpointer=_checkpointer(db))
+    state = graph.snapshot(result.thread_id)
+    kinds = [type(m).__name__ for m in state["messages"]]
+    assert kinds.count("ToolMessage") == 5 and state["tool_calls"] == 5
+    assert state["workflow"] == result.workflow
