@@ -50,6 +50,7 @@ class PlanResult(BaseModel):
     outputs: dict[str, Any] = Field(default_factory=dict)
     trace: list[dict[str, Any]] = Field(default_factory=list)
     llm_calls: int = 0
+    tool_calls: int = Field(0, description="Catalog lookups the LLM planner made (search_nodes, get_node ...)")
     tokens: int = 0
     repairs: int = 0
     seconds: float = 0.0
@@ -67,9 +68,10 @@ def plan(request: str, *, provider: str | None = None, model: str | None = None,
          registry: NodeRegistry | None = None, run: bool = False, answers: dict[str, str] | None = None,
          max_repairs: int = 3, executor: Any = None, checkpoint_path: Path | None = None,
          on_step: Any = None, max_request_chars: int = MAX_REQUEST_CHARS,
-         workflow: dict[str, Any] | None = None) -> PlanResult:
+         workflow: dict[str, Any] | None = None, max_tool_calls: int = 12, max_tokens: int = 200_000) -> PlanResult:
     """Plan a request. `chat_model` (a LangChain chat model) or `provider` selects the LLM planner. With
     `workflow` (API format), the request is an edit of that workflow: it is changed, not planned anew.
+    `max_tool_calls` and `max_tokens` bound an LLM planner's catalog lookups and spend.
 
     Raises TooLarge (kind "request_too_large") for a request over `max_request_chars`, before any work."""
     check_request_size(request, max_request_chars)
@@ -87,7 +89,8 @@ def plan(request: str, *, provider: str | None = None, model: str | None = None,
     else:
         result = _plan_llm(request, registry, provider=provider, model=model, chat_model=chat_model, run=run,
                            answers=answers, max_repairs=max_repairs, executor=executor,
-                           checkpoint_path=checkpoint_path, on_step=on_step)
+                           checkpoint_path=checkpoint_path, on_step=on_step,
+                           budgets={"max_tool_calls": max_tool_calls, "max_tokens": max_tokens})
     result.seconds = round(time.perf_counter() - started, 3)
     return result
 
@@ -215,7 +218,7 @@ def _finish_offline(request: str, registry: NodeRegistry, offline: Any, accounti
 
 def _plan_llm(request: str, registry: NodeRegistry, *, provider: str | None, model: str | None, chat_model: Any,
               run: bool, answers: dict | None, max_repairs: int, executor: Any, checkpoint_path: Path | None,
-              on_step: Any, resume_thread: str | None = None) -> PlanResult:
+              on_step: Any, resume_thread: str | None = None, budgets: dict[str, int] | None = None) -> PlanResult:
     from agent.graph import PlannerGraph
     from agent.llm import make_chat_model
     from nodes.api.errors import ProviderError
@@ -228,7 +231,7 @@ def _plan_llm(request: str, registry: NodeRegistry, *, provider: str | None, mod
                           errors=[{"type": exc.kind, "message": str(exc)}])
     checkpointer = _checkpointer(checkpoint_path) if checkpoint_path else None
     graph = PlannerGraph(registry, llm, executor=_executor(registry, executor) if run else None,
-                         checkpointer=checkpointer)
+                         checkpointer=checkpointer, **(budgets or {}))
     state: dict[str, Any] = {}
     if resume_thread is not None:
         thread_id = resume_thread
@@ -259,6 +262,7 @@ def _plan_llm(request: str, registry: NodeRegistry, *, provider: str | None, mod
         status=status, request=request, planner=label, workflow=workflow,
         text=state.get("draft"), summary=state.get("summary", ""), question=state.get("question"), errors=errors,
         outputs=state.get("outputs") or {}, trace=state.get("trace", []), llm_calls=state.get("llm_calls", 0),
+        tool_calls=state.get("tool_calls", 0),
         tokens=state.get("tokens", 0), repairs=state.get("attempts", 0), thread_id=thread_id if checkpointer else None)
     if workflow and status in ("valid", "ran"):
         _account(result)

@@ -120,6 +120,9 @@ def _planning_parsers(sub) -> None:
                    help="change this workflow (API JSON, UI JSON, text form or PNG) as the request says, "
                         "instead of planning a new one; prints the changes")
     p.add_argument("--max-repairs", type=int, default=3)
+    p.add_argument("--max-tool-calls", type=int, default=12,
+                   help="most catalog lookups (search_nodes, get_node ...) an LLM planner may make")
+    p.add_argument("--max-tokens", type=int, default=200_000, help="most tokens an LLM planner may spend")
     p.add_argument("--json", action="store_true", help="print the whole result (workflow, trace) as JSON")
     _common_flags(p)
 
@@ -793,7 +796,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
             result = plan(args.request, provider=provider, model=args.model, registry=registry, run=args.run,
                           executor=runner, answers=answers, max_repairs=args.max_repairs, on_step=on_step,
                           checkpoint_path=checkpoints if provider else None,
-                          max_request_chars=settings.server.max_plan_chars, workflow=base)
+                          max_request_chars=settings.server.max_plan_chars, workflow=base,
+                          max_tool_calls=args.max_tool_calls, max_tokens=args.max_tokens)
     finally:
         if runner is not None:
             runner.close()
