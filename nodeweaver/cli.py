@@ -250,9 +250,10 @@ def _workflow_parsers(sub) -> None:
                                                "folder (it runs every image workflow offline; its pictures are noise)")
     _common_flags(p)
 
-    p = sub.add_parser("convert", help="convert a workflow to API JSON or the text form")
+    p = sub.add_parser("convert", help="convert a workflow to API JSON, the text form, or a laid-out UI workflow "
+                                        "that opens in ComfyUI")
     p.add_argument("file", help="workflow file, or - for standard input")
-    p.add_argument("--to", choices=["api", "text"], required=True)
+    p.add_argument("--to", choices=["api", "text", "ui"], required=True)
     p.add_argument("-o", "--output", help="write here instead of standard output")
     _common_flags(p)
 
@@ -448,12 +449,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     from compiler import WorkflowFormatError, format_text, load_workflow
+    from compiler.ui_export import to_ui_workflow
 
     registry = _registry(args)
     try:
         loaded = load_workflow(_read_source(args.file), registry)
-        text = format_text(loaded.prompt, registry) if args.to == "text" else \
-            json.dumps(loaded.prompt, ensure_ascii=False, indent=2) + "\n"
+        if args.to == "text":
+            text = format_text(loaded.prompt, registry)
+        else:
+            document = loaded.prompt if args.to == "api" else to_ui_workflow(loaded.prompt, registry)
+            text = json.dumps(document, ensure_ascii=False, indent=2) + "\n"
     except WorkflowFormatError as exc:
         print(f"cannot convert {args.file}:", file=sys.stderr)
         for err in exc.errors:
