@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import socket
 import tempfile
 import threading
 import time
@@ -457,12 +458,26 @@ def _connect(address: str | None, runtime_env: dict[str, Any] | None) -> bool:
     if ray.is_initialized():
         return False
     local = address in (None, "", "local")
+    if not local:
+        _probe(str(address))
     try:
         ray.init(address=None if local else address, include_dashboard=False if local else None,
                  runtime_env=runtime_env)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise RayBackendError(f"cannot connect to the Ray cluster at {address!r}: {exc}") from None
     return True
+
+
+def _probe(address: str, timeout: float = 5.0) -> None:
+    """Fail fast on a head that does not answer: Ray itself retries an unreachable address for minutes."""
+    match = re.fullmatch(r"(?:ray://)?\[?(?P<host>[^\]/]+?)\]?:(?P<port>\d+)/?", address.strip())
+    if match is None:  # "auto" and other forms Ray resolves itself
+        return
+    try:
+        socket.create_connection((match["host"], int(match["port"])), timeout=timeout).close()
+    except OSError as exc:
+        raise RayBackendError(f"cannot reach the Ray head at {address!r}: {exc} (is `ray start --head` "
+                              "running there, and the port open?)") from None
 
 
 def _sizing(workers: int | None, gpus_per_worker: float | None) -> tuple[float, int]:

@@ -219,3 +219,14 @@ def test_cli_worker_prints_the_ray_start_command(capsys):
     words = capsys.readouterr().out.split()
     assert Path(words[0]).name == "ray" and words[1:] == ["start", "--address", "10.1.2.3:6379", "--block",
                                                            "--num-gpus", "2"]
+
+
+def test_serve_with_an_unreachable_ray_head_says_so_and_exits(tmp_path):
+    import subprocess
+    import sys
+
+    env = dict(os.environ, NODEWEAVER_DATA_DIR=str(tmp_path))
+    proc = subprocess.run([sys.executable, "-m", "nodeweaver.cli", "serve", "--ray", "127.0.0.1:1", "--port", "0"],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 2
+    assert "cannot reach the Ray head at '127.0.0.1:1'" in proc.stderr and "Traceback" not in proc.stderr
