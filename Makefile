@@ -43,6 +43,7 @@ bench: install-dev
 	$(BIN)/python -m evals.benchmarks.submit
 	$(BIN)/python -m evals.benchmarks.responsiveness
 	$(BIN)/python -m evals.benchmarks.http_wide_dag --start-nodeweaver --repeat 3  # add --comfyui URL to compare
+	$(BIN)/python -m evals.benchmarks.ray_scaling
 	$(BIN)/python -m evals.benchmarks.diffusion --size tiny --res 64
 	$(BIN)/python -m evals.templates_report
 

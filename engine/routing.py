@@ -368,7 +368,8 @@ class RoutingBackend:
         self.prefer = prefer
         self.bus = bus or EventBus()
         self.slots = max(1, int(getattr(local, "slots", 1))) + len(servers)
-        self._local_lock = threading.Lock()
+        # as many local parts at once as the local backend has slots (the Executor: 1; Ray: its workers)
+        self._local_lock = threading.BoundedSemaphore(max(1, int(getattr(local, "slots", 1))))
         self._lock = threading.Lock()
         self._running: dict[str, Backend] = {}
         self._stopped: set[str] = set()
@@ -459,7 +460,7 @@ class RoutingBackend:
 
     def _run(self, backend: Backend, plan: Plan, run: _Job, muted: frozenset[str], *,
              local: bool) -> ExecutionResult:
-        """One part on one backend; the local executor runs one job at a time."""
+        """One part on one backend; the local backend runs at most its `slots` parts at once."""
         lock = self._local_lock if local else None
         if lock is not None:
             lock.acquire()
