@@ -1,8 +1,9 @@
 """Diffusion node pack (ComfyUI names) on diffusers and torch; torch loads only when a node runs."""
 
-from nodes.diffusion import image_nodes
+from nodes.diffusion import image_nodes, inpaint, masks, upscale_models
 from nodes.diffusion import nodes as model_nodes
 
-NODE_CLASS_MAPPINGS: dict[str, type] = {**model_nodes.NODE_CLASS_MAPPINGS, **image_nodes.NODE_CLASS_MAPPINGS}
-NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {**model_nodes.NODE_DISPLAY_NAME_MAPPINGS,
-                                              **image_nodes.NODE_DISPLAY_NAME_MAPPINGS}
+_MODULES = (model_nodes, image_nodes, masks, inpaint, upscale_models)
+NODE_CLASS_MAPPINGS: dict[str, type] = {name: cls for m in _MODULES for name, cls in m.NODE_CLASS_MAPPINGS.items()}
+NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {name: label for m in _MODULES
+                                              for name, label in m.NODE_DISPLAY_NAME_MAPPINGS.items()}
