@@ -453,6 +453,9 @@ def create_app(service: NodeWeaverService, *, token: str | None = None, loopback
     _docs_routes(app)
     if mcp_asgi is not None:
         app.mount("/mcp", mcp_asgi)
+    from mcp_server.ui_app import register_ui  # last: the web UI mounts "/", which matches every path
+
+    register_ui(app, service, offload)
     return app
 
 
@@ -664,20 +667,8 @@ class ProgressStates:
 
     def update(self, kind: str, data: dict[str, Any]) -> dict[str, Any] | None:
         """Apply one event; the progress_state message to send, or None when nothing changed."""
-        prompt_id = data.get("prompt_id")
-        if not isinstance(prompt_id, str):
-            return None
-        if kind == "executing" and data.get("node") is None:
-            self._prompts.pop(prompt_id, None)
-            return None
-        nodes = self._prompts.setdefault(prompt_id, {})
-        if kind == "execution_start":
-            nodes.clear()
-            return None
-        changed = self._apply(kind, data, prompt_id, nodes)
-        if not changed:
-            return None
-        return self.snapshot(prompt_id)
+        prompt_id = self.changed(kind, data)
+        return self.snapshot(prompt_id) if prompt_id is not None else None
 
     def changed(self, kind: str, data: dict[str, Any]) -> str | None:
         """Apply one event without building a message: the prompt whose state changed, or None."""
