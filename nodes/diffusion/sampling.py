@@ -171,10 +171,13 @@ class _Guidance:
                           "time_ids": time_ids.repeat(self.context.shape[0], 1)}
         self.cfg = cfg
         self.model = model
+        self.concat = None  # an inpainting UNet's extra input channels (mask + masked latent), see _inpaint_concat
 
     def predict(self, model_in, timestep):
         """The UNet's output with classifier-free guidance applied."""
         kwargs: dict[str, Any] = {"encoder_hidden_states": self.context}
+        if self.concat is not None:  # after the input scaling, as ComfyUI's c_concat: the mask is not scaled
+            model_in = torch_or_error().cat([model_in, self.concat.to(model_in)], dim=1)
         if self.added is not None:
             kwargs["added_cond_kwargs"] = self.added
         out = self.model.unet(model_in.to(self.model.dtype), timestep, **kwargs).sample.float()
@@ -182,6 +185,111 @@ class _Guidance:
             out_uncond, out_cond = out.chunk(2)
             out = out_uncond + self.cfg * (out_cond - out_uncond)
         return out
+
+
+# ---- noise masks (inpainting): ComfyUI's KSamplerX0Inpaint and an inpainting UNet's concat inputs ----
+
+# An SD inpainting UNet's "masked image" when nothing is masked: pixel-space 0 in SD latent space (ComfyUI's)
+BLANK_INPAINT_LATENT = (0.8223, -0.6876, 0.6364, 0.1380)
+
+
+def _repeat_to_batch(tensor, batch: int):
+    """ComfyUI's repeat_to_batch_size: cut a longer batch, cycle a shorter one."""
+    if tensor.shape[0] > batch:
+        return tensor[:batch]
+    if tensor.shape[0] < batch:
+        return tensor.repeat(math.ceil(batch / tensor.shape[0]), *[1] * (tensor.dim() - 1))[:batch]
+    return tensor
+
+
+def _resize_to_batch(tensor, batch: int):
+    """ComfyUI's resize_to_batch_size: pick evenly spread items to reach `batch`."""
+    size = tensor.shape[0]
+    if size == batch or batch <= 1:
+        return tensor[:batch]
+    if batch < size:
+        picks = [min(round(i * (size - 1) / (batch - 1)), size - 1) for i in range(batch)]
+    else:
+        picks = [min(math.floor((i + 0.5) * size / batch), size - 1) for i in range(batch)]
+    return tensor[picks]
+
+
+def _as_mask(mask, what: str, torch):
+    """A MASK-like tensor as [B, 1, H, W] float, or a clear error naming where it came from."""
+    if not isinstance(mask, torch.Tensor) or mask.dim() < 2 or mask.dim() > 4 or 0 in mask.shape:
+        shape = list(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
+        raise ValueError(f"{what} must be a mask tensor [H, W], [B, H, W] or [B, 1, H, W]; got {shape}")
+    if mask.dim() == 4 and mask.shape[1] != 1:
+        mask = mask[:, :1]
+    return mask.float().reshape(-1, 1, mask.shape[-2], mask.shape[-1])
+
+
+def _latent_noise_mask(latent: dict, samples, torch):
+    """ComfyUI's prepare_mask: the LATENT's noise_mask (any resolution) bilinearly resized to the latent,
+    one copy per latent channel, repeated to the batch; None when the latent has no noise_mask."""
+    if latent.get("noise_mask") is None:
+        return None
+    mask = _as_mask(latent["noise_mask"], "the latent's noise_mask", torch)
+    mask = torch.nn.functional.interpolate(mask, size=tuple(samples.shape[2:]), mode="bilinear")
+    return _repeat_to_batch(mask.repeat(1, samples.shape[1], 1, 1), samples.shape[0])
+
+
+def _masked_denoiser(denoise_fn, mask, original, noise):
+    """KSamplerX0Inpaint: before each model call the unmasked part is the original noised to this sigma, and
+    the prediction keeps the original there, so only the masked part is redrawn."""
+    keep = 1.0 - mask
+
+    def masked(current, sigma: float):
+        current = current * mask + (original + noise * sigma) * keep
+        return denoise_fn(current, sigma) * mask + original * keep
+
+    return masked
+
+
+def _fit_latent(tensor, samples, torch):
+    """A latent-shaped conditioning input resized (bilinear, centre crop) and batched to match `samples`."""
+    from nodes.diffusion.image_nodes import upscale
+
+    if tensor.shape[-2:] != samples.shape[-2:]:
+        tensor = upscale(tensor.float(), samples.shape[-1], samples.shape[-2], "bilinear", "center")
+    return _resize_to_batch(tensor.float(), samples.shape[0])
+
+
+def _concat_for(extras: dict, samples, noise_mask, torch):
+    """One conditioning's concat input for a 9-channel UNet, as ComfyUI's concat_cond builds it: [mask,
+    masked-image latent] from InpaintModelConditioning (concat_mask, concat_latent_image), else the LATENT's
+    noise_mask and the latent itself, else 'all masked' with a blank image."""
+    mask = extras.get("concat_mask")
+    if mask is None and noise_mask is not None:
+        mask = noise_mask[:, :1]
+    if mask is None:
+        blank = torch.tensor(BLANK_INPAINT_LATENT, dtype=torch.float32).view(1, -1, 1, 1)
+        return torch.cat([torch.ones_like(samples[:, :1]), torch.ones_like(samples) * blank], dim=1)
+    image = extras.get("concat_latent_image")
+    image = _fit_latent(samples if image is None else image, samples, torch)
+    mask = _as_mask(mask, "the conditioning's concat_mask", torch)
+    return torch.cat([_fit_latent(mask, samples, torch).round(), image], dim=1)
+
+
+def _inpaint_concat(model: DiffusionModel, positive: list, negative: list, samples, noise_mask, use_cfg: bool,
+                    torch):
+    """The extra UNet input of an inpainting checkpoint (in_channels = 2 x latent + 1), batched like the
+    guidance's [uncond, cond]; None for an ordinary UNet."""
+    channels = int(getattr(getattr(model.unet, "config", None), "in_channels", samples.shape[1]))
+    if channels == samples.shape[1]:
+        return None
+    if channels != 2 * samples.shape[1] + 1:
+        raise ValueError(f"the model's UNet takes {channels} input channels but the latent has "
+                         f"{samples.shape[1]}: use a latent made by this model family's VAE")
+    samples = samples.float().cpu()
+
+    def extras(cond: list) -> dict:
+        return cond[0][1] if cond and len(cond[0]) > 1 else {}
+
+    noise_mask = None if noise_mask is None else noise_mask.cpu()
+    parts = [_concat_for(extras(c), samples, noise_mask, torch) for c in ([negative, positive] if use_cfg
+                                                                          else [positive])]
+    return torch.cat(parts).to(model.device)
 
 
 def _seed_generator(seed: int, torch, device: str = "cpu"):
@@ -244,6 +352,11 @@ def _k_sample(model, seed, steps, cfg, sampler_name, scheduler, positive, negati
         x = x + noise.to(device) * (math.sqrt(1.0 + first ** 2) if full else first)
     guidance = _Guidance(model, cfg, positive, negative, samples, torch)
     denoise_fn = _k_denoiser(model, guidance, table, samples.shape[0], torch)
+    mask = _latent_noise_mask(latent, samples, torch)
+    guidance.concat = _inpaint_concat(model, positive, negative, samples, mask, guidance.use_cfg, torch)
+    if mask is not None:  # noise without add_noise is zeros, as ComfyUI's disabled noise
+        denoise_fn = _masked_denoiser(denoise_fn, mask.to(device), samples.to(device, torch.float32),
+                                      noise.to(device) if add_noise else torch.zeros_like(x))
     bar = ProgressBar(len(sigmas) - 1)
     with model.patched(), torch.inference_mode():
         x = run_sampler(sampler_name, denoise_fn, x, sigmas,
@@ -262,8 +375,9 @@ def _diffusers_window(steps: int, denoise: float, start_step: int | None,
     return steps, min(start_step, steps), min(end_step if end_step is not None else steps, steps)
 
 
-def _diffusers_loop(sched, guidance: _Guidance, x, timesteps, generator, torch):
-    """Step the diffusers scheduler over `timesteps`; returns the last sample and the last predicted x0."""
+def _diffusers_loop(sched, guidance: _Guidance, x, timesteps, generator, torch, keep_unmasked=None):
+    """Step the diffusers scheduler over `timesteps`; returns the last sample and the last predicted x0.
+    `keep_unmasked(x, t)` (inpainting) puts the noised original back outside the mask before each step."""
     from runtime.progress import ProgressBar, check_interrupted
 
     step_kwargs = {"generator": generator} if "generator" in inspect.signature(sched.step).parameters else {}
@@ -271,6 +385,8 @@ def _diffusers_loop(sched, guidance: _Guidance, x, timesteps, generator, torch):
     last_denoised = None
     for t in timesteps:
         check_interrupted()
+        if keep_unmasked is not None:
+            x = keep_unmasked(x, t)
         model_in = torch.cat([x, x]) if guidance.use_cfg else x
         out = guidance.predict(sched.scale_model_input(model_in, t), t)
         result = sched.step(out, t, x, **step_kwargs)
@@ -278,6 +394,18 @@ def _diffusers_loop(sched, guidance: _Guidance, x, timesteps, generator, torch):
         last_denoised = getattr(result, "pred_original_sample", None)
         bar.update(1)
     return x, last_denoised
+
+
+def _diffusers_keep_unmasked(sched, mask, original, noise):
+    """The diffusers-scheduler form of KSamplerX0Inpaint's input blend: outside the mask, the original noised
+    to the step's timestep in the scheduler's own space (its add_noise)."""
+    keep = 1.0 - mask
+
+    def blend(x, t):
+        noised = sched.add_noise(original, noise, t.reshape(1).repeat(original.shape[0]))
+        return x * mask + noised * keep
+
+    return blend
 
 
 def _diffusers_sample(model: DiffusionModel, seed: int, steps: int, cfg: float, sampler_name: str,
@@ -302,10 +430,21 @@ def _diffusers_sample(model: DiffusionModel, seed: int, steps: int, cfg: float, 
         x = sched.add_noise(x, noise.to(device), timesteps[:1].repeat(samples.shape[0]))
     guidance = _Guidance(model, cfg, positive, negative, samples, torch)
     generator = _seed_generator(seed, torch, device if device != "mps" else "cpu")
+    mask = _latent_noise_mask(latent, samples, torch)
+    guidance.concat = _inpaint_concat(model, positive, negative, samples, mask, guidance.use_cfg, torch)
+    original = samples.to(device=device, dtype=torch.float32)
+    keep_unmasked = None
+    if mask is not None:
+        mask = mask.to(device)
+        keep_unmasked = _diffusers_keep_unmasked(sched, mask, original,
+                                                 noise.to(device) if add_noise else torch.zeros_like(x))
     with model.patched(), torch.inference_mode():
-        x, last_denoised = _diffusers_loop(sched, guidance, x, timesteps, generator, torch)
+        x, last_denoised = _diffusers_loop(sched, guidance, x, timesteps, generator, torch, keep_unmasked)
+    clean = end >= total
     if force_full_denoise and end < total and last_denoised is not None:
-        x = last_denoised
+        x, clean = last_denoised, True
+    if mask is not None and clean:  # the finished latent is the original outside the mask
+        x = x * mask + original * (1.0 - mask)
     output = dict(latent)
     output["samples"] = x.to("cpu", torch.float32)
     return output
