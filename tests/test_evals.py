@@ -254,7 +254,7 @@ def _fake_planner(monkeypatch, seen: list, edit=None, *, takes_workflow: bool = 
 
 
 BLUR = {"1": {"class_type": "LoadImage", "inputs": {"image": "pic.png"}},
-        "2": {"class_type": "ImageBlur", "inputs": {"image": ["1", 0], "blur_radius": 3, "sigma": 1.0}},
+        "2": {"class_type": "ImageQuantize", "inputs": {"image": ["1", 0], "colors": 16, "dither": "none"}},
         "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "blur"}}}
 
 
@@ -266,7 +266,7 @@ def _write_suite(folder, text: str):
 
 def test_suite_catalog_is_imported_into_a_copy_of_the_registry(registry, tmp_path, monkeypatch, catalog_data):
     (tmp_path / "cat").mkdir()
-    (tmp_path / "cat" / "mini.json").write_text(json.dumps({"ImageBlur": catalog_data["ImageBlur"]}))
+    (tmp_path / "cat" / "mini.json").write_text(json.dumps({"ImageQuantize": catalog_data["ImageQuantize"]}))
     body = ("suite: blur\n{catalog}environment: {{input: [pic.png]}}\ncases:\n"
             "  - {{id: blur, prompt: blur pic.png, workflow: ../wf/blur.json, expect: {{validates: true}}}}\n")
     (tmp_path / "wf").mkdir()
@@ -277,7 +277,7 @@ def test_suite_catalog_is_imported_into_a_copy_of_the_registry(registry, tmp_pat
     seen: list = []
     _fake_planner(monkeypatch, seen, edit=lambda base: base)
     assert run_suite(with_cat, registry=registry, workdir=tmp_path / "a").cases[0].passed
-    assert "ImageBlur" not in registry  # the caller's registry was not changed
+    assert "ImageQuantize" not in registry  # the caller's registry was not changed
     plain = load_suite(_write_suite(tmp_path / "suites2", body.format(catalog="").replace("../wf", "../wf")))
     assert not run_suite(plain, registry=registry, workdir=tmp_path / "b").cases[0].passed
     forced = run_suite(plain, registry=registry, workdir=tmp_path / "c", catalog=tmp_path / "cat" / "mini.json")
