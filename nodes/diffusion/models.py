@@ -4,7 +4,7 @@ Single-file checkpoints (SD1.x, SD2.x, SDXL in the original LDM layout) are read
 architecture and sizes are inferred from the weights' names and shapes (as ComfyUI does), and diffusers'
 own LDM converters map them onto diffusers modules. Diffusers folders load with `from_pretrained`. No
 network is touched: every config is derived or ships with the project, and the CLIP tokenizer comes from
-beside the checkpoint, the models folder, a ComfyUI installation, or open_clip's bundled vocabulary.
+beside the checkpoint, the models folder, a ComfyUI installation, or CLIP's vocabulary shipped in data/.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import logging
 import os
 import threading
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -339,35 +338,57 @@ def _tokenizer_size(folder: Path) -> int | None:
         return None
 
 
-@lru_cache(maxsize=4)
-def _open_clip_vocab_dir() -> Path | None:
-    """Write transformers-style vocab.json/merges.txt from open_clip's bundled CLIP BPE file, once."""
+CLIP_VOCAB_SIZE = 49408
+PACKAGED_BPE = Path(__file__).parent / "data" / "bpe_simple_vocab_16e6.txt.gz"  # OpenAI CLIP's, MIT
+
+
+def _open_clip_bpe() -> Path | None:
     try:
         import open_clip  # type: ignore[import-not-found]
     except ImportError:
         return None
     bpe = Path(open_clip.__file__).parent / "bpe_simple_vocab_16e6.txt.gz"
-    if not bpe.is_file():
-        return None
-    from runtime.folders import models_dir
+    return bpe if bpe.is_file() else None
 
-    out = models_dir() / "tokenizers" / "clip-openai"
-    if _tokenizer_size(out) == 49408:
-        return out
+
+def write_clip_vocab(bpe: Path, out: Path) -> Path:
+    """Write transformers-style vocab.json/merges.txt from CLIP's gzipped BPE merge list (OpenAI's format)."""
     with gzip.open(bpe) as handle:
-        merges = handle.read().decode("utf-8").split("\n")[1:49152 - 256 - 2 + 1]
+        merges = handle.read().decode("utf-8").split("\n")[1:CLIP_VOCAB_SIZE - 256 * 2 - 2 + 1]
     pairs = [tuple(m.split()) for m in merges]
     base = list(bytes_to_unicode().values())
     vocab = base + [v + "</w>" for v in base] + ["".join(p) for p in pairs] + ["<|startoftext|>", "<|endoftext|>"]
     out.mkdir(parents=True, exist_ok=True)
-    (out / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}), encoding="utf-8")
     (out / "merges.txt").write_text("#version: 0.2\n" + "\n".join(" ".join(p) for p in pairs) + "\n",
                                     encoding="utf-8")
+    (out / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}), encoding="utf-8")
     return out
 
 
+def _bundled_vocab_dir(models_root: Path) -> Path | None:
+    """CLIP's vocabulary as a tokenizer folder, from open_clip if installed, else the copy shipped with NodeWeaver.
+
+    Written once into `<models>/tokenizers/clip-openai/`; vocab.json goes last, so a half-written folder never
+    counts as found.
+    """
+    bpe = _open_clip_bpe() or (PACKAGED_BPE if PACKAGED_BPE.is_file() else None)
+    if bpe is None:
+        return None
+    out = models_root / "tokenizers" / "clip-openai"
+    if _tokenizer_size(out) == CLIP_VOCAB_SIZE and (out / "merges.txt").is_file():
+        return out
+    try:
+        return write_clip_vocab(bpe, out)
+    except OSError as exc:
+        raise CheckpointError(f"cannot write CLIP's tokenizer files to {out}: {exc}") from exc
+
+
 def find_tokenizer_dir(checkpoint: Path, vocab_size: int) -> Path:
-    """A CLIP tokenizer folder (vocab.json + merges.txt) whose size matches the text encoder's."""
+    """A CLIP tokenizer folder (vocab.json + merges.txt) whose size matches the text encoder's.
+
+    Looked for beside the checkpoint, under the models folder, in a ComfyUI installation, and last (for CLIP's
+    49408-token vocabulary) from the copy NodeWeaver ships, so a lone SD checkpoint file loads as it is.
+    """
     from runtime.folders import models_dir
 
     candidates = [checkpoint.with_name(checkpoint.stem + ".tokenizer")]
@@ -382,14 +403,14 @@ def find_tokenizer_dir(checkpoint: Path, vocab_size: int) -> Path:
     for folder in candidates:
         if _tokenizer_size(folder) == vocab_size and (folder / "merges.txt").is_file():
             return folder
-    if vocab_size == 49408:
-        found = _open_clip_vocab_dir()
+    if vocab_size == CLIP_VOCAB_SIZE:
+        found = _bundled_vocab_dir(models_dir())
         if found is not None:
             return found
     raise CheckpointError(
         f"no CLIP tokenizer with {vocab_size} tokens found for {checkpoint.name}: put vocab.json and merges.txt "
-        f"in {checkpoint.stem}.tokenizer/ beside it or in {tokenizers_root}/<name>/, set NODEWEAVER_COMFYUI_DIR "
-        "to a ComfyUI installation, or `pip install open_clip_torch` (it ships CLIP's vocabulary)")
+        f"in {checkpoint.stem}.tokenizer/ beside it or in {tokenizers_root}/<name>/, or set NODEWEAVER_COMFYUI_DIR "
+        "to a ComfyUI installation (CLIP's own 49408-token vocabulary ships with NodeWeaver)")
 
 
 def load_tokenizer(folder: Path, max_length: int = 77):
