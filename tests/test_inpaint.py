@@ -276,21 +276,14 @@ def test_inpainting_unet_without_a_mask_gets_comfyuis_blank(tiny):
 
 # ---- planned end to end ----
 
-@pytest.mark.slow
-def test_offline_planned_inpaint_runs_on_the_tiny_checkpoint(models_root, isolated_folders, monkeypatch, registry):
+def _plan_and_run(request: str, registry, expected: set[str]):
+    """Plan with the offline planner, check the nodes, run it (2 steps) and return (workflow, outputs)."""
     from agent.planner import plan
 
-    monkeypatch.setenv("NODEWEAVER_MODELS_DIR", str(models_root))
-    picture = Image.new("RGBA", (64, 48), (40, 120, 200, 255))
-    for x in range(16, 40):
-        for y in range(8, 32):
-            picture.putpixel((x, y), (40, 120, 200, 0))  # transparent = masked, ComfyUI's mask-editor convention
-    picture.save(isolated_folders / "input" / "photo.png")
-    result = plan("inpaint photo.png with a red fox", registry=registry)
+    result = plan(request, registry=registry)
     assert result.status == "valid", (result.errors, result.question)
     workflow = result.workflow
-    classes = {node["class_type"] for node in workflow.values()}
-    assert {"LoadImage", "VAEEncodeForInpaint", "KSampler", "CheckpointLoaderSimple"} <= classes
+    assert expected <= {node["class_type"] for node in workflow.values()}
     for node in workflow.values():  # a few steps keep the CPU run short
         if node["class_type"] == "KSampler":
             node["inputs"]["steps"] = 2
@@ -298,13 +291,53 @@ def test_offline_planned_inpaint_runs_on_the_tiny_checkpoint(models_root, isolat
     assert checked.valid, [str(e) for e in checked.errors]
     out = Executor(registry).execute(checked.plan)
     assert out.status == "success", out.error
-    encoder = next(k for k, n in workflow.items() if n["class_type"] == "VAEEncodeForInpaint")
-    encoded = out.output_value(encoder)
-    assert encoded["noise_mask"].shape == (1, 1, 48, 64) and float(encoded["noise_mask"].sum()) > 24 * 24
-    sampler = next(k for k, n in workflow.items() if n["class_type"] == "KSampler")
-    keep = torch.nn.functional.interpolate(encoded["noise_mask"], size=(6, 8), mode="bilinear")[0, 0] == 0
-    before, after = encoded["samples"][0], out.output_value(sampler)["samples"][0]
-    assert keep.any() and torch.allclose(after[:, keep], before[:, keep], atol=1e-4)
+    return workflow, out
+
+
+def _only(workflow: dict, class_type: str) -> str:
+    [node_id] = [k for k, n in workflow.items() if n["class_type"] == class_type]
+    return node_id
+
+
+def _assert_kept_outside(workflow: dict, out, latent_size: tuple[int, int]) -> None:
+    """The sampled latent equals the encoded one wherever the noise mask is 0 at latent resolution, and
+    differs where it is 1."""
+    encoded = out.output_value(_only(workflow, "VAEEncodeForInpaint"))
+    keep = torch.nn.functional.interpolate(encoded["noise_mask"], size=latent_size, mode="bilinear")[0, 0] == 0
+    before, after = encoded["samples"][0], out.output_value(_only(workflow, "KSampler"))["samples"][0]
+    assert keep.any() and (~keep).any()
+    assert torch.allclose(after[:, keep], before[:, keep], atol=1e-4)
     assert not torch.allclose(after[:, ~keep], before[:, ~keep], atol=1e-2)
-    saved = [n for n in workflow if workflow[n]["class_type"] == "SaveImage"]
-    assert saved and out.outputs[saved[0]]["images"]
+
+
+@pytest.mark.slow
+def test_offline_planned_inpaint_runs_on_the_tiny_checkpoint(models_root, isolated_folders, monkeypatch, registry):
+    monkeypatch.setenv("NODEWEAVER_MODELS_DIR", str(models_root))
+    picture = Image.new("RGBA", (64, 48), (40, 120, 200, 255))
+    for x in range(16, 40):
+        for y in range(8, 32):
+            picture.putpixel((x, y), (40, 120, 200, 0))  # transparent = masked, ComfyUI's mask-editor convention
+    picture.save(isolated_folders / "input" / "photo.png")
+    workflow, out = _plan_and_run("inpaint photo.png with a red fox", registry,
+                                  {"LoadImage", "VAEEncodeForInpaint", "KSampler", "CheckpointLoaderSimple"})
+    encoded = out.output_value(_only(workflow, "VAEEncodeForInpaint"))
+    assert encoded["noise_mask"].shape == (1, 1, 48, 64) and float(encoded["noise_mask"].sum()) > 24 * 24
+    _assert_kept_outside(workflow, out, (6, 8))
+    assert out.outputs[_only(workflow, "SaveImage")]["images"]
+
+
+@pytest.mark.slow
+def test_offline_planned_outpaint_runs_on_the_tiny_checkpoint(models_root, isolated_folders, monkeypatch,
+                                                               registry):
+    monkeypatch.setenv("NODEWEAVER_MODELS_DIR", str(models_root))
+    Image.new("RGB", (64, 48), (200, 160, 40)).save(isolated_folders / "input" / "photo.png")
+    workflow, out = _plan_and_run("extend photo.png to the left by 64 pixels", registry,
+                                  {"ImagePadForOutpaint", "VAEEncodeForInpaint", "KSampler"})
+    padded, mask = out.output_value(_only(workflow, "ImagePadForOutpaint"), 0), \
+        out.output_value(_only(workflow, "ImagePadForOutpaint"), 1)
+    assert padded.shape == (1, 48, 128, 3) and torch.all(padded[:, :, :64] == 0.5)
+    assert torch.all(mask[:, :, :64] == 1) and torch.all(mask[:, :, 64:] == 0)  # 48 < 2 x 40: no feathering
+    _assert_kept_outside(workflow, out, (6, 16))
+    [image] = out.outputs[_only(workflow, "SaveImage")]["images"]
+    with Image.open(isolated_folders / "output" / image["subfolder"] / image["filename"]) as saved:
+        assert saved.size == (128, 48)
