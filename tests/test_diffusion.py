@@ -236,3 +236,18 @@ def test_sd2_single_file_path(env, models_root):
     out = run(env, default_t2i(ckpt=path.name, width=64, height=64, batch=1))
     assert out.output_value("6")[0][0].shape == (1, 77, 64)
     assert out.output_value("8").shape == (1, 64, 64, 3)
+
+
+def test_vae_encode_crops_odd_pixels_from_the_centre_as_comfyui(env):
+    """A 20x13 image encodes as its centred 16x8 crop (ComfyUI's vae_encode_crop_pixels), not the top-left one."""
+    import torch
+
+    from nodes.diffusion.image_nodes import VAEEncode
+
+    vae = env["registry"].get_class("CheckpointLoaderSimple")().load_checkpoint(CKPT)[2]
+    pixels = torch.rand(1, 13, 20, 3, generator=torch.Generator().manual_seed(3))
+    [whole] = VAEEncode().encode(vae, pixels)
+    [centre] = VAEEncode().encode(vae, pixels[:, 2:10, 2:18, :].contiguous())
+    [corner] = VAEEncode().encode(vae, pixels[:, :8, :16, :].contiguous())
+    assert torch.allclose(whole["samples"], centre["samples"], atol=1e-5)
+    assert not torch.allclose(whole["samples"], corner["samples"], atol=1e-3)

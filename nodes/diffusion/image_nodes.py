@@ -177,7 +177,9 @@ class VAEEncode:
         height, width = (pixels.shape[1] // factor) * factor, (pixels.shape[2] // factor) * factor
         if height == 0 or width == 0:
             raise ValueError(f"the image ({pixels.shape[2]}x{pixels.shape[1]}) is smaller than {factor} pixels")
-        pixels = pixels[:, :height, :width, :3]
+        # centred, as ComfyUI's vae_encode_crop_pixels: the odd pixels are split between both edges
+        top, left = (pixels.shape[1] - height) // 2, (pixels.shape[2] - width) // 2
+        pixels = pixels[:, top:top + height, left:left + width, :3]
         latents = []
         with torch.inference_mode():
             for start in range(0, pixels.shape[0], 4):
