@@ -12,13 +12,19 @@ $(BIN)/python:
 # torch first, from its pin (a CPU build on these machines), so nothing pulls a different build.
 TORCH_PIN ?= torch==2.13.0
 
+# spandrel (upscale models) without its torchvision requirement: PyPI's torchvision does not load beside a CPU
+# torch build, and spandrel needs it only for LaMa/RestoreFormer (NodeWeaver stands in for the rest).
+SPANDREL ?= spandrel==0.4.2
+
 install: $(BIN)/python
 	$(BIN)/pip install --quiet $(TORCH_PIN)
 	$(BIN)/pip install --quiet -e '.[diffusion]'
+	$(BIN)/pip install --quiet --no-deps $(SPANDREL)
 
 install-dev: $(BIN)/python
 	$(BIN)/pip install --quiet $(TORCH_PIN)
 	$(BIN)/pip install --quiet -e '.[dev,diffusion]'
+	$(BIN)/pip install --quiet --no-deps $(SPANDREL)
 
 # The main job, offline on embedded defaults: a sentence in, a validated workflow out, run end to end
 # (with no checkpoint installed, on a tiny random-weight demo checkpoint written into the models folder).
