@@ -1037,10 +1037,20 @@ def llm_write(ctx: Ctx, i: int, stage: Stage, state: ChainState) -> None:
     node = _chat(ctx, system, stage.prompt or stage.text, max_tokens=400 if feeds else 1024)
     if feeds:
         state.prompt_link = [node, 0]
+        if _saves_text(ctx, i, stage):
+            state.text = [node, 0]  # "…, and save the description as a text file too": SaveText at the end
         ctx.cover(i, stage, f"an LLM writes the prompt for the {feeds.kind} step", [node], "llm-prompt")
     else:
         state.text = [node, 0]
         ctx.cover(i, stage, "an LLM writes the text", [node], "llm-write")
+
+
+def _saves_text(ctx: Ctx, i: int, stage: Stage) -> bool:
+    """A later save step of the branch that asks for the LLM's words as a file, not (only) the picture."""
+    return any(s.kind == "save" and s.branch == stage.branch and
+               (str(s.extra.get("filename", "")).endswith(".txt") or
+                re.search(r"\btext\b|\btxt\b|description|\bprompt|\bwords\b|描述|文字|文本|提示词", s.text, re.I))
+               for s in ctx.parsed.stages[i + 1:])
 
 
 def caption(ctx: Ctx, i: int, stage: Stage, state: ChainState) -> None:

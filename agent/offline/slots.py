@@ -88,9 +88,9 @@ _SCALE = re.compile(r"(?:\b(?:by|to) |放大到? ?|放大为 ?)?(?<![A-Za-z0-9_.
                     r"|(?<![\w])[x×]" + _N + r"\b|([两二三四]) ?倍|\b(double|twice|triple|quadruple)\b"
                     r"|\bby (\d(?:\.\d+)?)(?![\w.%])(?! ?(?:px|pixels?|像素))", IC)
 _DENOISE_END = r"(?![\d.])(?! ?[张幅个次遍倍xX×])(?: ?%)? ?[))]?"
-_DENOISE = re.compile(r"[((]? ?(?:(?:denoise|denoising)(?: strength)?|重绘幅度|重绘强度|重绘|降噪(?:强度|幅度)?|去噪(?:强度|幅度)?)"
+_DENOISE = re.compile(r"[((]? ?(?:(?:light|low|slight|gentle|subtle|high|strong|heavy)[- ])?(?:(?:denoise|denoising)(?: strength)?|重绘幅度|重绘强度|重绘|降噪(?:强度|幅度)?|去噪(?:强度|幅度)?)"
                       r"[,, ]{0,2}(?:(?:of|at|=|:|:|to|around|about|roughly|approximately|like|设为|为|是|~|≈) ?){0,2}"
-                      + _N + _DENOISE_END, IC)
+                      r"[((]? ?" + _N + _DENOISE_END, IC)
 # "strength 0.4", "(low strength, like 0.35)": the img2img strength, unless the clause is about a LoRA or ControlNet
 _STRENGTH = re.compile(r"[((]? ?(?:(?:low|high|medium|light|strong)[- ])?(?:strength|强度)[,, ]{0,2}"
                        r"(?:(?:of|at|=|:|:|to|around|about|roughly|like|设为|为|是|~|≈) ?){0,2}" + _N + _DENOISE_END, IC)
@@ -182,7 +182,8 @@ def _asides(slots: Slots) -> None:
 
 # ---- global settings (read by extract; only taken out of the prompt here) --------------------------------
 _SETTINGS = [re.compile(p, IC) for p in (
-    r"(?:with |using |use )?(?:the )?(?:random )?(?:seeds?|随机种子|种子) ?[::=]? ?\d+(?: ?(?:,|,|、|and|or|和|与|或) ?\d+)*",
+    r"(?:with |using |use )?(?:the |a )?(?:random |fixed )?(?:seeds?|随机种子|种子)(?: ?(?:固定(?:为|成|在|是)?|fixed (?:at|to)|"
+    r"is|of|为|是))? ?[::=]? ?\d+(?: ?(?:,|,|、|and|or|和|与|或) ?\d+)*|固定(?:的)?(?:种子|seed) ?(?:为|是)? ?\d+",
     r"(?<!\d)\d+ ?(?:sampling )?steps?\b|(?:with |in )?steps? ?[:=] ?\d+|(?:采样)?步数 ?[::]? ?\d+|(?<!\d)\d+ ?步",
     r"(?:at |with )?(?:a )?\bcfg(?: scale)? ?(?:of )?[:=]? ?\d+(?:\.\d+)?|(?:引导系数|提示词相关性) ?[::]? ?\d+(?:\.\d+)?",
     r"(?:with |using |use )?(?:the )?\b(?:euler_ancestral|euler|heun|dpm_2_ancestral|dpm_2|lms|dpmpp_2s_ancestral|"

@@ -91,6 +91,28 @@ def _rx(pattern: str) -> re.Pattern:
 _FILLER = _rx(r"^(?:please|pls|thanks|thank you(?: very much)?|thx|for me|ok|okay|that's all|谢谢你?|多谢|请|帮我|"
               r"麻烦了?|好的|就这样|(?:and )?(?:show|display|print|preview) (?:it|me it|the result|that)|显示出来|显示结果|"
               r"展示结果|显示|展示一下|[ ,,.。!!])*$")
+# chatter and context ("hey guys, newbie here", "I've got a render out of Blender", "我是新手,求助"): said to the
+# planner, never a step; a file it names is the input of the step that follows
+_CHATTER = _rx(r"\b(?:hi|hey|hello|yo|greetings|howdy)\b(?: (?:guys|all|everyone|there|folks|team|friends))?|"
+               r"\b(?:(?:total |complete )?(?:newbie|noob|beginner)s?|new to (?:this|comfy\w*|ai|stable diffusion|sd))\b"
+               r"(?: here)?|\bi'?m (?:new|a (?:total |complete )?(?:beginner|newbie|noob)|not sure|stuck|lost)\b[^,.;]*|"
+               r"\bi am (?:new|a (?:beginner|newbie))\b[^,.;]*|\b(?:i'?ve got|i got|i have|i made|i rendered|i took|"
+               r"here(?:'s| is)|this is)\b (?:an? |my |the |this )?(?:\w+ )?(?:render|photo|picture|image|pic|shot|scan|"
+               r"drawing|sketch|screenshot|logo|portrait|file)s?\b[^,.;]*|\bhelp(?: me)?(?: (?:please|pls|out))?\b|"
+               r"\bany(?:one|body) (?:know|help)\w*\b[^,.;]*|\bthanks? in advance\b|\bquick question\b|"
+               r"我是(?:个|一个)?(?:新手|小白|萌新|初学者)|(?:新手|小白|萌新)(?:一枚|一个)?|求助|求教|请教(?:一下)?|大家好|"
+               r"各位(?:大佬)?好?|你好|您好|哈喽|急|在线等|(?:我|手上|手里)有一张[^,,。;;]*|这是我的[^,,。;;]*")
+# a description of the input's problem ("it has a scratch on the bottle", "分辨率太低了"): context for its step
+_PROBLEM = _rx(r"(?:\b(?:it|this|that|the (?:image|photo|picture|render|shot|logo|scan|file)|(?<![\w\-.])[\w\-.]{1,80}\."
+               r"(?:png|jpe?g|webp))"
+               r"(?:'s| is| has| looks| seems| got| gets| was)\b|^(?:is|has|looks|seems)\b).{0,80}?\b(?:scratch\w*|"
+               r"stain\w*|dust\w*|nois[ey]|blurr?y?|dark|small|low|cut off|cropped|missing|damaged|torn|faded|grainy|"
+               r"pixelated|tiny|washed out|out of focus|spots?|marks?|crack\w*)\b|"
+               r"(?:分辨率|像素|清晰度|画质)(?:太|很|有点|比较|非常)?(?:低|差|小)|太(?:小|模糊|暗|亮|糊|低)|不够(?:清晰|大|亮)|"
+               r"有(?:一道|一条|一个|个|些|点)?(?:划痕|污渍|污点|噪点|瑕疵|裂痕|折痕)|被(?:裁|切|截)(?:掉|断|了)|糊了|看不清")
+_ACTION = _rx(r"\b(?:" + _VERBS_EN + r"|bigger|larger)\b|" + _VERBS_ZH)
+_BARE_PARAM = _rx(r"^(?:(?:the |a |and |with |at )*(?:strength|weight|denoise|denoising|steps?|cfg|seed|scale|"
+                  r"skeleton|size)|强度|权重|重绘幅度|降噪|步数|种子|骨架|尺寸|参数)$")
 _DEICTIC = _rx(r"\b(?:this|that|the|my|these) (?:image|picture|photo|pic|photograph|result|one|output)s?\b|\bit\b|"
                r"这张图片?|这张照片|这幅画|这张|图片|照片|原图|它|结果|上面的图|生成的图")
 _OTHER_VERBS = _rx(r"^(?:send|post|upload|email|e-mail|print|share|order|buy|call|search|download|tweet|publish|"
@@ -119,8 +141,9 @@ _RULES: list[tuple[StageKind, re.Pattern]] = [
     ("interpolate", _rx(r"interpolat|补帧|插帧|\bsmoother\b|更流畅|更丝滑|\brife\b|film vfi|frame rate up")),
 ]
 _WRITTEN_PROMPT = _rx(r"提示词|描述|脚本|\bprompts?\b|\bdescription\b|\bscript\b")
-_VIDEO = _rx(r"\bvideos?\b|视频|\banimate\b|\bbring\b.{1,60}?\bto life\b|\bcomes? alive\b|\banimation\b(?![- ]style)|动起来|动画(?!风|画风)|\bmovie\b|\bclip\b|\bt2v\b|\bi2v\b|短片")
-_I2V = _rx(r"\banimate\b|\bbring\b.{1,60}?\bto life\b|\bcomes? alive\b|让.{0,6}?动起来|动起来|(?:turn|make|convert)\b.{0,20}?\binto an? (?:video|clip|animation)"
+_VIDEO = _rx(r"\bvideos?\b|视频|\banimate\b|\bbring\b.{1,60}?\bto life\b|\bcomes? alive\b|\banimation\b(?![- ]style)|动起来|动画(?!风|画风)|\bmovie\b|\bclip\b|\bt2v\b|\bi2v\b|短片|"
+                   r"动态照片|实况照片|\blive photo\b")
+_I2V = _rx(r"动态照片|实况照片|\blive photo\b|\banimate\b|\bbring\b.{1,60}?\bto life\b|\bcomes? alive\b|让.{0,6}?动起来|动起来|(?:turn|make|convert)\b.{0,20}?\binto an? (?:video|clip|animation)"
            r"(?: (?:where|of|showing|in which)\b)?|图生视频|image[- ]to[- ]video|\bi2v\b|make (?:it|this|the image) move|"
            r"(?:turn|make|convert) (?:it|this|the (?:image|picture|photo)) into a video")
 _T2V = _rx(r"text[- ]to[- ]video|文生视频|\bt2v\b")
@@ -138,10 +161,13 @@ _POST: list[tuple[StageKind, re.Pattern]] = [
     ("hires", _rx(r"hi-?res(?:olution)? fix|highres fix|\bhires\b|高清修复|upscale the latent|latent upscale|"
                   r"second (?:sampling )?pass|二次采样|潜空间放大|\brefine\b|精修|细化")),
     ("upscale", _rx(r"upscal|\benlarge|放大|超分|高清化|super[- ]?resolution|esrgan|ultrasharp|" + _RESIZE.pattern + "|"
-                    r"increase the resolution|提高分辨率|\b\d(?:\.\d)?x (?:bigger|larger)")),
+                    r"increase the resolution|提高分辨率|\bmake (?:it|this|that|them|the (?:image|picture|photo|logo|"
+                    r"result|render|scan)|[\w\-.]{1,80}\.(?:png|jpe?g|webp)) (?:\w+ )?(?:bigger|larger)\b|\b\d(?:\.\d)?x (?:bigger|larger)")),
     ("outpaint", _rx(r"outpaint|\bextend|\bexpand|\bzoom out\b|\bpad(?:ding)?\b|\bcontinue the (?:top|bottom|left|right|"
                      r"sides?|edges?)\b|扩图|扩展|扩充|往[左右上下]扩|四周|向[左右上下]|[左右上下]边?各?扩|扩成|扩到|扩为|扩宽|补全成|make it (?:wider|taller)|"
-                     r"\bwider\b|\btaller\b|延展|外扩|uncrop")),
+                     r"\bwider\b|\btaller\b|延展|外扩|uncrop|\badd (?:\d{1,5} ?(?:px|pixels?) )?(?:more |extra )?(?:\w+ )?"
+                     r"(?:on|at|to) (?:the )?(?:top|bottom|left|right|sides?)\b|\b\d{1,5} ?(?:px|pixels?) (?:more|extra)\b|"
+                     r"(?:视野|画面|视角)再?(?:拉|扩|放)?(?:宽|大|广)|拉宽|(?:顶部|底部|上方|下方|左侧|右侧)(?:加|补|多|扩)")),
     ("invert", _rx(r"\binvert|反相|反色|负片|颜色反转|反转颜色")),
     ("inpaint", _rx(r"inpaint|局部重绘|(?:the )?\bmask(?:ed)?\b(?: (?:area|region|part))?(?: of)?|遮罩|蒙版|"
                     r"repaint (?:the|this)")),
@@ -160,7 +186,7 @@ _CONTROL_NAMED = [("canny", _rx(r"(?<![A-Za-z])canny(?![A-Za-z])")), ("pose", _r
                   ("softedge", _rx(r"soft ?edge|(?<![A-Za-z])hed(?![A-Za-z])")),
                   ("mlsd", _rx(r"(?<![A-Za-z])mlsd(?![A-Za-z])"))]
 _CONTROL = [("canny", _rx(r"\bcanny\b|\bedges?\b|边缘|轮廓")), ("depth", _rx(r"\bdepth\b|深度图?")),
-            ("pose", _rx(r"\bopen ?pose\b|\bpose\b|姿势|姿态|骨架|动作")), ("lineart", _rx(r"line ?art|线稿|线条")),
+            ("pose", _rx(r"\bopen ?pose\b|\bpose\b|\bskeleton\b|姿势|姿态|骨架|骨骼图?|动作")), ("lineart", _rx(r"line ?art|线稿|线条")),
             ("scribble", _rx(r"\bscribble|涂鸦|草图")), ("tile", _rx(r"\btile\b")), ("softedge", _rx(r"soft ?edge|\bhed\b")),
             ("normal", _rx(r"normal map|法线")), ("seg", _rx(r"segmentation|语义分割")), ("mlsd", _rx(r"\bmlsd\b"))]
 _CONTROL_CONTEXT = _rx(r"control ?net|(?<![\w\-.])[\w\-.]+\.(?:png|jpe?g|webp)|(?:this|that|the|my) (?:image|picture|photo)|"
@@ -197,12 +223,17 @@ def _classify(text: str, slots: Slots, state: _State) -> StageKind | None:
         if pattern.search(text) and (kind != "text_template" or "{" in text) and \
                 (kind != "llm_write" or not _VIDEO.search(text) or _WRITTEN_PROMPT.search(text)) and \
                 (kind != "llm_write" or not _picture_settings(text, slots)) and \
-                (kind != "flf2v" or len(slots.images) > 1 or _VIDEO.search(text) or re.search(r"frame|帧", text, IC)):
-            return kind
+                (kind != "flf2v" or len(slots.images) > 1 or _VIDEO.search(text) or re.search(r"frame|帧", text, IC)) and \
+                (kind != "describe" or not _LLM_NAMED.search(text) or slots.images or _DEICTIC.search(text)):
+            return kind  # "ask an LLM to describe a cabin": the LLM writes; describing an image needs one
+        if kind == "describe" and pattern.search(text):
+            return "llm_write"
     if slots.videos and not _VIDEO.search(text) and _RESTYLE.search(text):
         return "v2v"
     if _VIDEO.search(text) or slots.videos:
         return _video_kind(text, slots, state)
+    if _MOTION.search(text) and (slots.images or _DEICTIC.search(text) or (state.stages and state.stages[-1].kind == "i2v")):
+        return "i2v"  # "让人物眨眼微笑" on a picture: only a video can blink
     masked = any(_MASK_FILE.search(f) for f in slots.images)
     for kind, pattern in _POST:
         if pattern.search(text) or (kind == "inpaint" and masked):
@@ -221,6 +252,8 @@ def _classify(text: str, slots: Slots, state: _State) -> StageKind | None:
         return "save"
     if _REMOVE.search(text):
         return "remove"
+    if image_context and _GLOBAL_CHANGE.search(text):
+        return "img2img"  # "change the season to winter, same composition": the whole picture, not a masked part
     if _REPLACE.search(text):
         return "restyle" if _is_style_change(text, slots) else "replace"
     if image_context and not (_NEW_PICTURE.search(text) and not slots.images) and \
@@ -231,6 +264,9 @@ def _classify(text: str, slots: Slots, state: _State) -> StageKind | None:
     return "generate" if _GENERATE.search(text) else None
 
 
+_MOTION = _rx(r"眨眼|眨一?下眼|\bblink(?:s|ing)?\b|\bwink(?:s|ing)?\b|挥手|\bwav(?:e|es|ing) (?:her|his|their) hands?\b")
+_GLOBAL_CHANGE = _rx(r"\b(?:change|turn|switch|make)\b (?:the )?(?:season|weather|time of day|time|lighting|mood|"
+                     r"atmosphere)\b|(?:季节|天气|时间|时段|光线|氛围)(?:换成|改成|变成|改为|换为|变为)")
 _LLM_NAMED = _rx(r"\b(?:gpt|chatgpt|llm|deepseek|claude|qwen)|千问|大模型|语言模型")
 
 
@@ -278,7 +314,7 @@ def _is_style_change(text: str, slots: Slots) -> bool:
     return (slots.style is not None or _STYLE_TARGET.search(text) is not None) and _RESTYLE.search(text) is not None
 
 
-_STRONG_CONTROL = _rx(r"control ?net|canny|\bmlsd\b|soft ?edge|open ?pose|depth map|深度图|line ?art|线稿|scribble|边缘|姿势|姿态")
+_STRONG_CONTROL = _rx(r"control ?net|骨架|骨骼图|\bskeleton\b|canny|\bmlsd\b|soft ?edge|open ?pose|depth map|深度图|line ?art|线稿|scribble|边缘|姿势|姿态")
 
 
 def _control(text: str, slots: Slots) -> str | None:
@@ -292,7 +328,7 @@ def _control(text: str, slots: Slots) -> str | None:
             return name
     for name, pattern in _CONTROL:
         if pattern.search(text) and (strong or _CONTROL_CONTEXT.search(text)):
-            if name in ("tile", "pose", "depth") and not re.search(r"control ?net|open ?pose|depth map|深度|姿|"
+            if name in ("tile", "pose", "depth") and not re.search(r"control ?net|open ?pose|depth map|深度|姿|骨|skeleton|"
                                                                   r"(?:pose|depth|tile) (?:from|of)|same pose", text, IC):
                 continue
             return name
@@ -351,14 +387,16 @@ _TRIGGERS.update({"flf2v": _rx(_RULES[9][1].pattern + r"|first frame|last frame|
                   "t2v": _VIDEO_PHRASE, "i2v": _rx(_I2V.pattern + "|" + _VIDEO_PHRASE.pattern), "v2v": _VIDEO_PHRASE,
                   "restyle": _rx(_RESTYLE.pattern + r"|\b(?:into|as)\b"), "img2img": _rx(_IMG2IMG.pattern + r"|\binto\b"),
                   "save": _SAVE,
-                  "controlnet": _rx(_CANNY_PAIR.pattern + "|" + _CANNY_LOW.pattern + "|" + _CANNY_HIGH.pattern +
+                  "controlnet": _rx(r"\bas (?:the |an? )?(?:open ?pose |pose |depth |canny )?(?:skeleton|control(?: image)?|"
+                                    r"map|guide)\b|(?:当|作为|做)(?:骨架|骨骼图?|控制图)|骨架|骨骼图?|\bskeleton\b|"
+                                    + _CANNY_PAIR.pattern + "|" + _CANNY_LOW.pattern + "|" + _CANNY_HIGH.pattern +
                                     r"|参考图|控制图|control image|control ?net|\buse\b|\bwith\b|\bfollow(?:ing)?\b|用|按照?|参考|"
                                     r"提取|抽取|\bextract(?:ing)?\b|\bpull(?:ing)? out\b|\bdetect(?:ing)?\b|的?(?:canny|open ?pose|"
                                     r"pose|depth(?: map)?|line ?art|scribble|边缘|深度图?|姿势|姿态|线稿|线条|轮廓)"
                                     r"(?: edges?| map| lines?| outlines?)?"
                                     r"(?: (?:from|of)\b)?|\bto\b")})
 _TRIGGERS["v2v"] = _rx(_VIDEO_PHRASE.pattern + "|" + _RESTYLE.pattern + r"|\b(?:into|as)\b")
-_LLM_NAMES = _rx(r"(?:(?:have|let|ask|use|using|with) )?(?:the )?\b(?:gpt(?:-[\w.]+)?|chatgpt|llm|deepseek|claude|"
+_LLM_NAMES = _rx(r"(?:(?:have|let|ask|use|using|with) )?(?:the |an? )?\b(?:gpt(?:-[\w.]+)?|chatgpt|llm|deepseek|claude|"
                  r"qwen(?:-[\w]+)?)\b(?: to)?|(?:用|让|请)?(?:通义千问|千问|大模型|语言模型)(?:来)?")
 _OUTPAINT_SIDE = [("left", _rx(r"\bleft\b|左")), ("right", _rx(r"\bright\b|右")), ("top", _rx(r"\btop\b|\bup\b|上")),
                   ("bottom", _rx(r"\bbottom\b|\bdown\b|下"))]
@@ -390,6 +428,8 @@ def _build(kind: StageKind, text: str, slots: Slots, ctx: _Context) -> Stage:
         if m := _CN_STRENGTH.search(text):
             stage.extra["strength"] = min(2.0, float(m.group(1)))
         stage.extra.update(_canny_thresholds(text))
+        if stage.control in ("depth", "pose") and _READY_MAP.search(text) and not _ESTIMATE.search(text):
+            stage.extra["is_map"] = True  # "depth.png 深度图", "pose.png as the openpose skeleton": used as given
     elif kind in ("remove", "replace", "edit"):
         stage.target, stage.replacement = _target(kind, slots.text)
         if kind == "replace":
@@ -399,6 +439,8 @@ def _build(kind: StageKind, text: str, slots: Slots, ctx: _Context) -> Stage:
         if kind in ("remove", "edit") and stage.mask and (m := _FILL.search(slots.text)) and \
                 (fill := clean_prompt(m.group(1))):
             stage.kind, stage.prompt = "remove", fill  # "擦掉,补成草地": the region is repainted as the fill
+    elif kind == "img2img" and _GLOBAL_CHANGE.search(text) and (new := _target("replace", slots.text)[1]):
+        stage.prompt = clean_prompt(re.split(r"[,,;;]", new)[0]) or stage.prompt
     elif kind == "restyle" and not stage.style:
         stage.style = re.sub(r"^(?:an?|the) ", "", stage.prompt or "", flags=IC) or None
     elif kind == "inpaint" and (what := _inpaint_prompt(slots.text)):
@@ -425,6 +467,8 @@ def _build(kind: StageKind, text: str, slots: Slots, ctx: _Context) -> Stage:
     return stage
 
 
+_READY_MAP = _rx(r"depth ?map|深度图|骨架|骨骼图|\bskeleton\b|pose (?:image|map)|姿势图|姿态图")
+_ESTIMATE = _rx(r"提取|估计|估算|检测|识别|\bextract|\bestimat|\bdetect|\bfrom (?:this|the|my) (?:photo|image|picture)")
 _CN_STRENGTH = _rx(r"(?:strength|weight|强度|权重|控制强度) ?(?:of|at|=|:|:|为)? ?(\d*\.\d+|[0-2](?![\d.]))")
 _INPAINT_WHAT = _rx(r"\b(?:as|with|into|to show|showing)\b ?|改成|画成|画上|换成|重绘成|变成|替换成|补成")
 _MASK_FILE = _rx(r"mask|遮罩|蒙版")
@@ -492,7 +536,7 @@ def _prompt(kind: StageKind, slots: Slots) -> str:
     text = slots.text
     if kind != "generate":
         text = _DEICTIC.sub(" ", _TRIGGERS[kind].sub(" ", text)) if kind in _TRIGGERS else _DEICTIC.sub(" ", text)
-        text = re.sub(r"^\s*(?:(?:(?:into|to|as|in)\b|把|将|成|为)\s*)+", " ", text.strip(EDGE), flags=IC)
+        text = re.sub(r"^\s*(?:(?:(?:into|to|as|in)\b|把|将|做成|变成|转成|成|为)\s*)+", " ", text.strip(EDGE), flags=IC)
     prompt = re.sub(r"(?<=[\u4e00-\u9fff])的$", "", clean_prompt(text))  # "水彩风格的(视频)": the trigger went
     if slots.style and prompt and slots.style not in prompt:
         prompt = f"{prompt}, {slots.style}"
@@ -690,8 +734,45 @@ def _slot_options(text: str) -> dict[str, bool]:
             "video": bool(_VIDEO.search(text) or re.search(r"interpolat|补帧|插帧|smoother|fps|帧", text, IC))}
 
 
+_CHATTER_REST = _rx(r"\b(?:please|pls|thanks|thank you|so|ok|okay|guys|all|here|and|but|i|a|an|the|from|out|of|"
+                    r"with|in)\b|谢谢|一下|了|啊|呀|吧")
+
+
+def _context_only(text: str) -> bool:
+    """Chatter ("hey guys, newbie here", "我是新手,求助", "I've got a render out of Blender, render.png") or a
+    description of the input's problem with no action ("it has a scratch on the bottle", "分辨率太低了")."""
+    rest = _CHATTER.sub(" ", text)
+    if rest != text and not re.search(r"[^\W\d_]", _CHATTER_REST.sub(" ", FILE.sub(" ", rest))):
+        return True
+    return _PROBLEM.search(text) is not None and not _ACTION.search(text)
+
+
+def _context(clause: Clause, state: _State, ctx: _Context) -> None:
+    """A context clause adds no step: a file it names is the input of the step next to it, its settings go to
+    the neighbouring stage, its words are kept in that stage's text only (never its prompt)."""
+    slots = read_slots(clause.text, **_slot_options(clause.text))
+    last = state.stages[-1] if state.stages else None
+    if slots.images:
+        if last is not None and last.kind in _NEEDS_IMAGE and not last.image:
+            last.image, last.text = slots.images[0], f"{last.text}; {clause.text}"
+            return
+        stage = _build("img2img", clause.text, slots, ctx)
+        stage.prompt, stage.extra["input_only"] = None, True
+        state.stages.append(stage)
+        return
+    if last is None:
+        state.pending.append(slots)
+        return
+    last.text = f"{last.text}; {clause.text}"
+    for stage in _last_branch_stages(state):
+        _apply_slots(stage, slots)
+
+
 def _read_clause(clause: Clause, state: _State, ctx: _Context) -> None:
     if _FILLER.match(clause.text):
+        return
+    if _context_only(clause.text):
+        _context(clause, state, ctx)
         return
     slots = read_slots(clause.text, **_slot_options(clause.text))
     kind = _classify(clause.text, slots, state)
@@ -710,6 +791,7 @@ def _read_clause(clause: Clause, state: _State, ctx: _Context) -> None:
     if kind in ("img2img", "restyle", "edit") and (versions := _versions(clause.text)):
         _add_versions(clause, slots, versions, state, ctx, stage)
         return
+    guide = _split_reference(stage, clause.text, slots) if kind == "controlnet" else None
     _take_input(stage, clause, slots, state, ctx)
     if kind in _NEEDS_IMAGE and not stage.image and state.stages and state.stages[-1].kind == "llm_write" \
             and not _DEICTIC.search(clause.text.replace("it ", "")):
@@ -717,7 +799,7 @@ def _read_clause(clause: Clause, state: _State, ctx: _Context) -> None:
         state.stages.append(Stage(kind="generate", text=clause.text, extra={"prompt_from": "previous"}))
     if kind == "generate" and state.stages and state.stages[-1].kind == "llm_write":
         stage.extra["prompt_from"] = "previous"  # "写一段提示词,然后用它画": the LLM's text is the prompt
-        stage.prompt = clean_prompt(_DEICTIC.sub(" ", clean_prompt(slots.text))) or None
+        stage.prompt = clean_prompt(_FROM_TEXT.sub(" ", _DEICTIC.sub(" ", clean_prompt(slots.text)))) or None
     if kind in _LEFTOVER_KINDS and not state.stages and not stage.image and not _DEICTIC.search(clause.text) \
             and (lead := _leftover(kind, slots)):
         state.stages.append(_build("generate", lead, read_slots(lead), ctx))
@@ -727,8 +809,37 @@ def _read_clause(clause: Clause, state: _State, ctx: _Context) -> None:
     targets = _branch_targets(clause.text, state.branches) if state.stages else [0]
     for branch in targets:
         state.stages.append(replace(stage, branch=branch, direction=dict(stage.direction), extra=dict(stage.extra)))
+        if guide is not None:
+            state.stages.append(replace(guide, branch=branch, extra=dict(guide.extra)))
 
 
+_REFERENCE_WORD = _rx(r"风格参考|参考图?|\bstyle reference\b|\breference\b|\bin the style of\b|\bstyle of\b|的风格|风格")
+
+
+def _split_reference(stage: Stage, text: str, slots: Slots) -> Stage | None:
+    """"depth.png as the depth map and style.jpg as the style reference": one clause, two guides. The file next to
+    the reference words is the reference's image, the other the control image; the reference samples after the
+    ControlNet (both guide one sampling), so neither is dropped."""
+    files = [f for f in slots.images if not _MASK_FILE.search(f)]
+    word = _REFERENCE_WORD.search(text)
+    if len(files) < 2 or word is None or not _TRIGGERS["reference"].search(text):
+        return None
+    def distance(name: str) -> int:
+        at = text.find(name)
+        return abs(at - word.start()) if at >= 0 else len(text)
+    reference = min(files, key=distance)
+    control = next(f for f in files if f != reference)
+    words = _TRIGGERS["reference"].sub(" ", slots.text)
+    words = re.sub(r"^\s*(?:和|与|及|\band\b|,|,)\s*|\s*(?:和|与|及|\band\b)\s*(?=[,,]|$)", " ",
+                   _TRIGGERS["controlnet"].sub(" ", words), flags=IC)
+    prompt = _prompt("controlnet", replace(slots, text=words, style=None)) or None
+    stage.image, stage.prompt, stage.style = control, prompt, None
+    return Stage(kind="reference", text=text, image=reference, prompt=prompt, width=stage.width, height=stage.height,
+                 negative=stage.negative, model_hint=stage.model_hint)
+
+
+_FROM_TEXT = _rx(r"\b(?:from|using|with|based on|out of) (?:that|the|this|its|their) (?:text|description|prompt|answer|"
+                 r"output|words)\b|(?:根据|按照?|用)(?:这段|那段|它的?|上面的?)?(?:文字|描述|文本|提示词)")
 _INPUT_ONLY = _rx(r"\b(?:load|open|take|use|using|start (?:from|with)|here is|here's|this is|got|have|i have)\b|"
                  r"读取|加载|打开|导入|这是|这张|有一张|太小了?|太模糊了?|不够清晰|好像|有点")
 
@@ -776,6 +887,9 @@ def _fold(stage: Stage, state: _State) -> bool:
         return True
     if stage.kind == "generate" and last.kind in ("controlnet", "reference") and not last.prompt:
         last.prompt, last.text = stage.prompt, f"{last.text}; {stage.text}"
+        if last.kind == "controlnet" and stage.denoise is not None and "strength" not in last.extra and \
+                _CN_STRENGTH.search(stage.text):
+            last.extra["strength"], stage.denoise = min(2.0, stage.denoise), None  # "…,强度0.8": the guide's
         _merge_values(last, stage)
         return True
     return False
@@ -794,18 +908,27 @@ def _resize_after(stage: Stage, state: _State) -> bool:
 
 
 def _same_step(stage: Stage, clause: Clause, state: _State) -> bool:
-    """"remove the background and make it transparent": a second clause that restates the same step."""
-    if not state.stages or stage.prompt or (clause.after != "soft" and stage.kind != "hires"):
+    """"remove the background and make it transparent": a second clause that restates the same step; "做成动态照片,
+    让人物眨眼微笑": a video's motion said next to it; "…, then make it a wider view": an outpaint restated."""
+    if not state.stages or stage.image:
         return False
     last = state.stages[-1]
     if last.kind != stage.kind or stage.kind in ("generate", "unknown"):
         return False
+    restated = stage.kind == "outpaint" and not _OUTPAINT_PIXELS.search(clause.text) and \
+        not any(p.search(clause.text) for _, p in _OUTPAINT_SIDE) and not _aspect(clause.text)
+    motion = stage.kind in ("i2v", "t2v") and clause.after == "soft"
+    if not restated and not motion and (stage.prompt or (clause.after != "soft" and stage.kind != "hires")):
+        return False
     last.text = f"{last.text}; {stage.text}"
+    if motion and stage.prompt:
+        last.prompt = f"{last.prompt}, {stage.prompt}" if last.prompt else stage.prompt
     _merge_values(last, stage)
     return True
 
 
 def _merge_values(into: Stage, source: Stage) -> None:
+    into.with_model = into.with_model or source.with_model
     for name in ("count", "width", "height", "style", "model_hint", "negative", "scale", "denoise"):
         if getattr(into, name) is None:
             setattr(into, name, getattr(source, name))
@@ -815,6 +938,9 @@ def _description(clause: Clause, slots: Slots, state: _State, ctx: _Context) -> 
     """A clause with no action: settings or more words for its neighbour, a picture to draw when it comes
     first, and an "unknown" stage when it follows a sequence word with words nothing maps."""
     remainder = clean_prompt(slots.text)
+    if state.stages and (_BARE_PARAM.match(remainder) or not re.search(r"[^\W\d_]", remainder)):
+        _bare_value(remainder, slots, state)
+        return
     if not re.search(r"\w", remainder):
         if state.stages:
             for stage in _last_branch_stages(state):
@@ -838,6 +964,16 @@ def _description(clause: Clause, slots: Slots, state: _State, ctx: _Context) -> 
         _apply_slots(last, slots)
         return
     state.stages.append(Stage(kind="unknown", text=clause.text))
+
+
+def _bare_value(remainder: str, slots: Slots, state: _State) -> None:
+    """"strength", "骨架", "(0.35)": a parameter fragment of the stage before, never a step of its own; a bare
+    0–1 number after an img2img is its denoise."""
+    for stage in _last_branch_stages(state):
+        _apply_slots(stage, slots)
+        if stage.kind in ("img2img", "restyle", "edit") and stage.denoise is None and \
+                (m := re.fullmatch(r"[((]?\s*(0?\.\d+)\s*[))]?", remainder)):
+            stage.denoise = float(m.group(1))
 
 
 def _last_branch_stages(state: _State) -> list[Stage]:
@@ -889,7 +1025,7 @@ def read_request(text: str, *, checkpoints: list[str], loras: list[str], inputs:
             _apply_slots(stage, slots)
         state.stages.append(stage)
     parsed = ParsedRequest(text=text, lang="zh" if has_cjk(text) else "en", stages=state.stages,
-                           steps=facts.steps, cfg=facts.cfg, seeds=facts.seeds, sampler=facts.sampler,
+                           steps=facts.steps, cfg=facts.cfg, seeds=facts.seeds or _fixed_seed(text), sampler=facts.sampler,
                            scheduler=facts.scheduler, checkpoint=answers.get("checkpoint") or facts.checkpoint,
                            lora=facts.lora, lora_strength=facts.lora_strength, llm_model=facts.llm_model)
     _answers(parsed, answers)
@@ -899,6 +1035,16 @@ def read_request(text: str, *, checkpoints: list[str], loras: list[str], inputs:
         if stage.kind == "text_template" and stage.extra.get("template"):
             stage.extra["values"] = template_values(text, stage.extra["template"])
     return parsed
+
+
+_FIXED_SEED = _rx(r"(?:seed|种子) ?(?:固定(?:为|成|在|是)?|fixed (?:at|to)|is|of|为|是) ?[::=]? ?(\d{1,20})(?!\d)|"
+                  r"固定(?:的)?(?:种子|seed) ?(?:为|是)? ?[::=]? ?(\d{1,20})(?!\d)")
+
+
+def _fixed_seed(text: str) -> list[int]:
+    """"seed固定为42", "种子固定42", "the seed is 7": a seed stated with words between (the extractor reads "seed 42")."""
+    m = _FIXED_SEED.search(text)
+    return [int(m.group(1) or m.group(2))] if m else []
 
 
 def _answers(parsed: ParsedRequest, answers: dict[str, str]) -> None:
