@@ -5,6 +5,8 @@ step the reader drops silently fails here."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from agent.offline.slots import EDGE
@@ -548,3 +550,91 @@ def test_stated_values_and_asides_leave_no_debris(text):
         for field_text in (stage.prompt or "", stage.style or ""):
             for debris in ("0.", "denoise", "composition", "print", "my ", "降噪", "重绘", "打印", "转"):
                 assert debris not in field_text, (debris, field_text)
+
+
+# ---- round 5: no stray stages (chatter, context, parameter fragments) ------------------------------------------
+SAMPLING = {"generate", "img2img", "restyle", "edit", "inpaint", "remove", "replace", "outpaint", "controlnet",
+            "reference", "hires", "t2v", "i2v", "v2v", "flf2v"}
+ROUND5_INPUTS = INPUTS + ["logo.png", "cake.jpg", "render.png", "bottle.png", "depth.png", "style.jpg",
+                          "portrait.jpg"]
+ONE_SAMPLING = [
+    "hey guys, newbie here. draw a red fox in the snow",
+    "我是新手,求助。画一只在雪地里的红狐狸",
+    "I've got a render out of Blender, render.png. Remove the scratch, it has a scratch on the bottle",
+    "photo.png is cut off at the head, add 128px more on top",
+    "用pose.png当骨架,画一个跳舞的女孩,强度0.8",
+    "use pose.png as the openpose skeleton, draw a dancing girl, strength 0.7",
+    "photo.png: change the season to winter, same composition, light denoise (0.35)",
+    "把photo.png改成冬天的样子。重绘幅度。(0.35)",
+    "画一只猫,seed固定为42",
+    "draw a cat, fixed seed 42. thanks in advance!",
+    "make portrait.jpg a live photo, make her blink and smile",
+    "把portrait.jpg做成动态照片,让人物眨眼微笑",
+    "用depth.png深度图生成一个现代客厅",
+    "hi all, quick question: turn photo.png into a watercolor painting",
+    "大家好,我手上有一张photo.png,把它变成油画风格",
+    "remove the car from photo.png, it looks too dark",
+    "outpaint photo.png on both sides, make it a wider view",
+    "draw a castle at dawn. strength",
+    "inpaint the sky of photo.png with mask.png as a sunset, 骨架",
+    "generate a lighthouse at night, sdxl, 30 steps. help please",
+]
+
+
+@pytest.mark.parametrize("text", ONE_SAMPLING, ids=[t[:40] for t in ONE_SAMPLING])
+def test_a_single_task_request_has_exactly_one_sampling_stage(text):
+    stages = read_request(text, checkpoints=CHECKPOINTS, loras=LORAS, inputs=ROUND5_INPUTS).stages
+    kinds = [s.kind for s in stages]
+    assert sum(k in SAMPLING for k in kinds) == 1, kinds
+    assert "unknown" not in kinds, kinds
+    for stage in stages:  # chatter and context never reach a prompt
+        assert not re.search(r"newbie|新手|求助|scratch|cut off|help|大家好|question|Blender", stage.prompt or "", re.I)
+
+
+ROUND5_CASES: list[tuple[str, list[dict]]] = [
+    ("make logo.png bigger for print, RealESRGAN 2x is fine",
+     [{"kind": "upscale", "image": "logo.png", "scale": 2.0, "with_model": True}]),
+    ("cake.jpg分辨率太低了,用4x-UltraSharp放大", [{"kind": "upscale", "image": "cake.jpg", "with_model": True}]),
+    ("我是新手,求助。把cake.jpg放大,分辨率太低了,用4x-UltraSharp放大",
+     [{"kind": "upscale", "image": "cake.jpg", "model_hint": "4x-UltraSharp", "with_model": True}]),
+    ("add 128px more on top of photo.png", [{"kind": "outpaint", "image": "photo.png", "direction": {"top": 128}}]),
+    ("change the season to winter in photo.png, same composition, light denoise (0.35)",
+     [{"kind": "img2img", "image": "photo.png", "prompt": "winter", "denoise": 0.35}]),
+    ("用pose.png当骨架,画一个跳舞的女孩,强度0.8",
+     [{"kind": "controlnet", "control": "pose", "image": "pose.png", "prompt": "跳舞的女孩",
+       "extra": {"strength": 0.8, "is_map": True}}]),
+    ("用depth.png深度图和style.jpg风格参考生成一个现代客厅",
+     [{"kind": "controlnet", "control": "depth", "image": "depth.png", "prompt": "现代客厅"},
+      {"kind": "reference", "image": "style.jpg", "prompt": "现代客厅"}]),
+    ("draw a modern living room with depth.png as the depth map and style.jpg as the style reference",
+     [{"kind": "controlnet", "image": "depth.png", "prompt": "a modern living room", "style": None},
+      {"kind": "reference", "image": "style.jpg"}]),
+    ("把portrait.jpg做成动态照片,让人物眨眼微笑", [{"kind": "i2v", "image": "portrait.jpg", "prompt": "让人物眨眼微笑"}]),
+    ("Ask an LLM to describe a cozy cabin in 50 words, generate the image from that text with SDXL, and save the "
+     "description as a text file too",
+     [{"kind": "llm_write", "prompt": "describe a cozy cabin in 50 words"},
+      {"kind": "generate", "prompt": None, "model_hint": "sdxl", "extra": {"prompt_from": "previous"}},
+      {"kind": "save"}]),
+    ("outpaint photo.png 256px on the left, then make it a wider view",
+     [{"kind": "outpaint", "image": "photo.png", "direction": {"left": 256}}]),
+]
+
+
+@pytest.mark.parametrize("text,expected", ROUND5_CASES, ids=[c[0][:40] for c in ROUND5_CASES])
+def test_round_five_readings(text, expected):
+    stages = read_request(text, checkpoints=CHECKPOINTS, loras=LORAS, inputs=ROUND5_INPUTS).stages
+    assert [s.kind for s in stages] == [e["kind"] for e in expected], [(s.kind, s.prompt) for s in stages]
+    for stage, fields in zip(stages, expected, strict=True):
+        for name, value in fields.items():
+            got = getattr(stage, name)
+            if name == "extra":
+                assert {k: got.get(k) for k in value} == value, got
+            else:
+                assert got == value, (name, got)
+
+
+@pytest.mark.parametrize("text", ["画一只猫,seed固定为42", "画一只猫,种子固定42", "draw a cat, fixed seed 42"])
+def test_a_fixed_seed_is_read_and_kept_out_of_the_prompt(text):
+    parsed = read(text)
+    assert parsed.seeds == [42]
+    assert "42" not in (parsed.stages[0].prompt or "") and "固定" not in (parsed.stages[0].prompt or "")

@@ -101,7 +101,7 @@ _CHATTER = _rx(r"\b(?:hi|hey|hello|yo|greetings|howdy)\b(?: (?:guys|all|everyone
                r"drawing|sketch|screenshot|logo|portrait|file)s?\b[^,.;]*|\bhelp(?: me)?(?: (?:please|pls|out))?\b|"
                r"\bany(?:one|body) (?:know|help)\w*\b[^,.;]*|\bthanks? in advance\b|\bquick question\b|"
                r"我是(?:个|一个)?(?:新手|小白|萌新|初学者)|(?:新手|小白|萌新)(?:一枚|一个)?|求助|求教|请教(?:一下)?|大家好|"
-               r"各位(?:大佬)?好?|你好|您好|哈喽|急|在线等|(?:我|手上|手里)有一张[^,,。;;]*|这是我的[^,,。;;]*")
+               r"各位(?:大佬)?好?|你好|您好|哈喽|急|在线等|我?(?:手上|手里|这里|这儿)?有一张[^,,。;;]*|这是我的[^,,。;;]*")
 # a description of the input's problem ("it has a scratch on the bottle", "分辨率太低了"): context for its step
 _PROBLEM = _rx(r"(?:\b(?:it|this|that|the (?:image|photo|picture|render|shot|logo|scan|file)|(?<![\w\-.])[\w\-.]{1,80}\."
                r"(?:png|jpe?g|webp))"
@@ -738,6 +738,9 @@ _CHATTER_REST = _rx(r"\b(?:please|pls|thanks|thank you|so|ok|okay|guys|all|here|
                     r"with|in)\b|谢谢|一下|了|啊|呀|吧")
 
 
+_CHATTER_LEAD = _rx(r"^(?:(?:" + _CHATTER.pattern + r")\s*[,,:::.。!!]\s*)+")
+
+
 def _context_only(text: str) -> bool:
     """Chatter ("hey guys, newbie here", "我是新手,求助", "I've got a render out of Blender, render.png") or a
     description of the input's problem with no action ("it has a scratch on the bottle", "分辨率太低了")."""
@@ -774,7 +777,12 @@ def _read_clause(clause: Clause, state: _State, ctx: _Context) -> None:
     if _context_only(clause.text):
         _context(clause, state, ctx)
         return
+    if lead := _CHATTER_LEAD.match(clause.text):  # "hi all, quick question: turn photo.png into …"
+        clause = Clause(clause.text[lead.end():], clause.after)
     slots = read_slots(clause.text, **_slot_options(clause.text))
+    if state.stages and _BARE_PARAM.match(clean_prompt(slots.text)):
+        _bare_value(clean_prompt(slots.text), slots, state)  # "重绘幅度", "strength": the stage before's
+        return
     kind = _classify(clause.text, slots, state)
     if (kind == "generate" or kind is None and not state.stages) and (versions := _versions(clause.text)):
         _add_versions(clause, slots, versions, state, ctx)
