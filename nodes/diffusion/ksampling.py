@@ -9,7 +9,9 @@ guidance, so any sampler combines with any schedule, as in ComfyUI.
 
 from __future__ import annotations
 
+import inspect
 import math
+import warnings
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -109,8 +111,92 @@ def _ancestral(sigma_from: float, sigma_to: float, eta: float = 1.0) -> tuple[fl
     return down, up
 
 
-Noise = Callable[[], Any]
+Noise = Callable[[float, float], Any]  # (sigma, sigma_next) -> standard normal noise for that step
 StepDone = Callable[[], None]
+
+# Samplers whose per-step noise is a Brownian motion sampled at the sigmas (ComfyUI's BrownianTreeNoiseSampler);
+# the _gpu variants keep the tree on the latent's device, the others on the CPU.
+SDE_SAMPLERS = ("dpmpp_2m_sde", "dpmpp_2m_sde_gpu", "dpmpp_3m_sde", "dpmpp_3m_sde_gpu")
+
+
+def prepare_noise(shape, seed: int, batch_index: list[int] | None = None):
+    """ComfyUI's prepare_noise: the initial noise from the CPU generator seeded with `seed`. With a
+    `batch_index` (a rebatched latent) item i gets the noise the i-th draw of one-item noises gives, so a
+    latent keeps its noise when the batch around it changes."""
+    import torch
+
+    generator = torch.Generator("cpu").manual_seed(int(seed))
+    if batch_index is None:
+        return torch.randn(tuple(shape), generator=generator, dtype=torch.float32)
+    indices = [int(i) for i in batch_index]
+    if len(indices) != shape[0] or min(indices) < 0:
+        raise ValueError(f"the latent's batch_index {indices} must hold one index >= 0 per item ({shape[0]})")
+    draws = {}
+    for i in range(max(indices) + 1):
+        one = torch.randn((1, *tuple(shape)[1:]), generator=generator, dtype=torch.float32)
+        if i in indices:
+            draws[i] = one
+    return torch.cat([draws[i] for i in indices])
+
+
+def default_noise_sampler(x, seed: int) -> Noise:
+    """ComfyUI's default_noise_sampler: a fresh generator on the latent's device seeded with the KSampler's
+    seed (so on the CPU the first step's noise repeats the initial noise), one full-batch draw per step."""
+    import torch
+
+    generator = torch.Generator(device=x.device).manual_seed(int(seed))
+    return lambda sigma, sigma_next: torch.randn(x.size(), dtype=x.dtype, layout=x.layout, device=x.device,
+                                                 generator=generator)
+
+
+class BrownianTreeNoiseSampler:
+    """ComfyUI's BrownianTreeNoiseSampler: one torchsde Brownian tree over [smallest sigma > 0, largest
+    sigma] seeded with the KSampler's seed; a step's noise is the normalised increment W(s_next) - W(s)."""
+
+    def __init__(self, x, sigma_min: float, sigma_max: float, seed: int, cpu: bool = True):
+        try:
+            import torchsde
+        except ImportError as exc:
+            raise ValueError("the SDE samplers (dpmpp_2m_sde, dpmpp_3m_sde) need torchsde: pip install "
+                             "torchsde (or use dpmpp_2m, euler ...)") from exc
+        import torch
+
+        self.torch, self.cpu = torch, cpu
+        t0, t1 = torch.as_tensor(float(sigma_min)), torch.as_tensor(float(sigma_max))
+        w0 = torch.zeros_like(x)
+        if cpu:
+            t0, t1, w0 = t0.cpu(), t1.cpu(), w0.detach().cpu()
+        else:
+            t0, t1 = t0.to(x.device), t1.to(x.device)
+        self.sign = 1 if t0 < t1 else -1
+        t0, t1 = (t0, t1) if t0 < t1 else (t1, t0)
+        self.tree = torchsde.BrownianTree(t0, w0, t1, entropy=int(seed))
+        self.device, self.dtype = x.device, x.dtype
+
+    def __call__(self, sigma: float, sigma_next: float):
+        torch = self.torch
+        t0, t1 = torch.as_tensor(float(sigma)), torch.as_tensor(float(sigma_next))
+        if not self.cpu:
+            t0, t1 = t0.to(self.device), t1.to(self.device)
+        sign = 1 if t0 < t1 else -1
+        low, high = (t0, t1) if t0 < t1 else (t1, t0)
+        with warnings.catch_warnings():  # float32 rounding of the largest sigma (torchsde warns; harmless)
+            warnings.filterwarnings("ignore", message="Should have tb<=t1")
+            w = self.tree(low.float(), high.float())
+        w = w.to(device=self.device, dtype=self.dtype) * (self.sign * sign)
+        return w / (t1 - t0).abs().sqrt().to(self.device)
+
+
+def noise_sampler_for(name: str, x, sigmas, seed: int) -> Noise:
+    """The per-step noise ComfyUI's sampler `name` draws for this seed: a Brownian tree for the SDE samplers,
+    the default seeded generator for the ancestral ones (and ddpm, lcm)."""
+    if name in SDE_SAMPLERS:
+        positive = [float(s) for s in sigmas if float(s) > 0]
+        if not positive:
+            return default_noise_sampler(x, seed)
+        return BrownianTreeNoiseSampler(x, min(positive), max(float(s) for s in sigmas), seed,
+                                        cpu=not name.endswith("_gpu"))
+    return default_noise_sampler(x, seed)
 
 
 def _euler(denoise: Denoise, x, sig: list[float], noise: Noise, step_done: StepDone):
@@ -127,7 +213,7 @@ def _euler_ancestral(denoise: Denoise, x, sig: list[float], noise: Noise, step_d
         down, up = _ancestral(sig[i], sig[i + 1])
         x = x + (x - d) / sig[i] * (down - sig[i])
         if sig[i + 1] > 0:
-            x = x + noise() * up
+            x = x + noise(sig[i], sig[i + 1]) * up
         step_done()
     return x
 
@@ -160,7 +246,7 @@ def _dpm_2(denoise: Denoise, x, sig: list[float], noise: Noise, step_done: StepD
             d2 = denoise(x2, mid)
             x = x + (x2 - d2) / mid * (target - sig[i])
         if up:
-            x = x + noise() * up
+            x = x + noise(sig[i], sig[i + 1]) * up
         step_done()
     return x
 
@@ -199,7 +285,7 @@ def _dpmpp_2s_ancestral(denoise: Denoise, x, sig: list[float], noise: Noise, ste
             d2 = denoise(x2, math.exp(-s))
             x = (math.exp(-t_next) / math.exp(-t)) * x - math.expm1(-h) * d2
         if sig[i + 1] > 0:
-            x = x + noise() * up
+            x = x + noise(sig[i], sig[i + 1]) * up
         step_done()
     return x
 
@@ -235,7 +321,7 @@ def _dpmpp_sde(denoise: Denoise, x, sig: list[float], noise: Noise, step_done: S
             eta_h = h  # eta = 1
             x = sig[i + 1] / sig[i] * math.exp(-eta_h) * x + (-math.expm1(-h - eta_h)) * d
             x = _sde_correction(x, d, history, hs, h, third)
-            x = x + noise() * sig[i + 1] * math.sqrt(-math.expm1(-2 * eta_h))
+            x = x + noise(sig[i], sig[i + 1]) * sig[i + 1] * math.sqrt(-math.expm1(-2 * eta_h))
             hs.append(h)
         history.append(d)
         step_done()
@@ -245,7 +331,7 @@ def _dpmpp_sde(denoise: Denoise, x, sig: list[float], noise: Noise, step_done: S
 def _lcm(denoise: Denoise, x, sig: list[float], noise: Noise, step_done: StepDone):
     for i in range(len(sig) - 1):
         d = denoise(x, sig[i])
-        x = d + noise() * sig[i + 1] if sig[i + 1] > 0 else d
+        x = d + noise(sig[i], sig[i + 1]) * sig[i + 1] if sig[i + 1] > 0 else d
         step_done()
     return x
 
@@ -261,7 +347,7 @@ def _ddpm(denoise: Denoise, x, sig: list[float], noise: Noise, step_done: StepDo
         x_vp = x / math.sqrt(1.0 + sigma ** 2)  # the variance-preserving latent the DDPM step is defined on
         x = (x_vp - (1.0 - alpha) * eps / math.sqrt(1.0 - alpha_bar)) / math.sqrt(alpha)
         if sigma_next > 0:
-            x = x + noise() * math.sqrt((1.0 - alpha) * (1.0 - alpha_bar_next) / (1.0 - alpha_bar))
+            x = x + noise(sig[i], sig[i + 1]) * math.sqrt((1.0 - alpha) * (1.0 - alpha_bar_next) / (1.0 - alpha_bar))
             x = x * math.sqrt(1.0 + sigma_next ** 2)
         step_done()
     return x
@@ -288,9 +374,19 @@ K_SAMPLERS = tuple(_SAMPLER_FUNCS)
 K_SCHEDULES = ("normal", "karras", "exponential", "simple", "sgm_uniform", "ddim_uniform", "beta")
 
 
-def run_sampler(name: str, denoise: Denoise, x, sigmas, noise: Noise, step_done: StepDone):
-    """Walk `sigmas` from x with one of ComfyUI's samplers; `noise()` gives fresh standard normal noise."""
+def _step_noise(noise: Callable[..., Any]) -> Noise:
+    """A noise source as (sigma, sigma_next) -> noise; a callable taking no arguments is accepted too."""
+    try:
+        takes_sigmas = len(inspect.signature(noise).parameters) >= 2
+    except (TypeError, ValueError):  # a builtin without a signature: call it as ComfyUI does
+        takes_sigmas = True
+    return noise if takes_sigmas else (lambda sigma, sigma_next: noise())
+
+
+def run_sampler(name: str, denoise: Denoise, x, sigmas, noise: Callable[..., Any], step_done: StepDone):
+    """Walk `sigmas` from x with one of ComfyUI's samplers; `noise(sigma, sigma_next)` gives the standard
+    normal noise of the step from sigma to sigma_next (see noise_sampler_for for ComfyUI's)."""
     func = _SAMPLER_FUNCS.get(name)
     if func is None:
         raise ValueError(f"sampler {name!r} is not a k-diffusion sampler here")
-    return func(denoise, x, [float(s) for s in sigmas], noise, step_done)
+    return func(denoise, x, [float(s) for s in sigmas], _step_noise(noise), step_done)

@@ -15,6 +15,8 @@ from nodes.diffusion.ksampling import (
     K_SAMPLERS,
     K_SCHEDULES,
     SigmaTable,
+    noise_sampler_for,
+    prepare_noise,
     run_sampler,
     schedule,
     training_sigmas,
@@ -118,6 +120,21 @@ def _context(cond_list: list, batch: int, torch) -> tuple[Any, Any]:
     return tensor.expand(batch, -1, -1) if tensor.shape[0] == 1 else tensor, extras.get("pooled_output")
 
 
+def _controls(positive: list, negative: list, use_cfg: bool) -> list:
+    """The ControlNet chain of each batch half ([uncond, cond] with CFG, else [cond]). The negative takes the
+    positive's control when it has none and the positive's asks for it (ControlNetApply), as ComfyUI does."""
+    def extras(cond: list) -> dict:
+        return cond[0][1] if cond and len(cond[0]) > 1 else {}
+
+    cond = extras(positive).get("control")
+    if not use_cfg:
+        return [cond]
+    uncond = extras(negative).get("control")
+    if uncond is None and extras(positive).get("control_apply_to_uncond"):
+        uncond = cond
+    return [uncond, cond]
+
+
 def _match_lengths(a, b, torch):
     """Repeat the shorter of two prompt embeddings (77-token chunks) so both have one length."""
     if a.shape[1] == b.shape[1]:
@@ -172,10 +189,37 @@ class _Guidance:
         self.cfg = cfg
         self.model = model
         self.concat = None  # an inpainting UNet's extra input channels (mask + masked latent), see _inpaint_concat
+        self.controls = _controls(positive, negative, self.use_cfg)  # per batch half: [uncond,] cond
+
+    def _control_kwargs(self, model_in, timestep) -> dict[str, Any]:
+        """The ControlNet residuals for the UNet: each batch half (uncond, cond) runs its conditioning's control
+        chain on its own context; a half without an active control adds zeros."""
+        from nodes.diffusion.controlnet import control_residuals
+
+        halves = len(self.controls)
+        samples, contexts = model_in.chunk(halves), self.context.chunk(halves)
+        steps = timestep.chunk(halves) if timestep.dim() and timestep.shape[0] == model_in.shape[0] \
+            else [timestep] * halves
+        added = [None] * halves if self.added is None else \
+            [dict(zip(self.added, parts, strict=True)) for parts in zip(*(v.chunk(halves) for v in self.added.values()),
+                                                                      strict=True)]
+        found = [control_residuals(c, x, t, ctx, a)
+                 for c, x, t, ctx, a in zip(self.controls, samples, steps, contexts, added, strict=True)]
+        if all(r is None for r in found):
+            return {}
+        shapes = next(r for r in found if r is not None)
+        filled = [r if r is not None else ([d.new_zeros(d.shape) for d in shapes[0]], shapes[1].new_zeros(
+            shapes[1].shape)) for r in found]
+        dtype = self.model.dtype
+        down = [torch_or_error().cat([r[0][i] for r in filled]).to(dtype) for i in range(len(shapes[0]))]
+        return {"down_block_additional_residuals": tuple(down),
+                "mid_block_additional_residual": torch_or_error().cat([r[1] for r in filled]).to(dtype)}
 
     def predict(self, model_in, timestep):
         """The UNet's output with classifier-free guidance applied."""
         kwargs: dict[str, Any] = {"encoder_hidden_states": self.context}
+        if any(c is not None for c in self.controls):  # on the latent alone, before an inpainting concat
+            kwargs.update(self._control_kwargs(model_in, timestep))
         if self.concat is not None:  # after the input scaling, as ComfyUI's c_concat: the mask is not scaled
             model_in = torch_or_error().cat([model_in, self.concat.to(model_in)], dim=1)
         if self.added is not None:
@@ -293,7 +337,8 @@ def _inpaint_concat(model: DiffusionModel, positive: list, negative: list, sampl
 
 
 def _seed_generator(seed: int, torch, device: str = "cpu"):
-    return torch.Generator(device).manual_seed(int(seed) % 2 ** 63)
+    """A generator seeded as ComfyUI seeds one: any seed in [0, 2**64) as it is."""
+    return torch.Generator(device).manual_seed(int(seed) % 2 ** 64)
 
 
 def _k_sigmas(scheduler: str, steps: int, table: SigmaTable, denoise: float, start_step: int | None,
@@ -343,8 +388,8 @@ def _k_sample(model, seed, steps, cfg, sampler_name, scheduler, positive, negati
     sigmas = _k_sigmas(scheduler, steps, table, denoise, start_step, end_step, force_full_denoise)
     if sigmas is None or len(sigmas) <= 1:
         return dict(latent)
-    generator = _seed_generator(seed, torch)
-    noise = torch.randn(samples.shape, generator=generator, dtype=torch.float32)
+    seed = int(seed) % 2 ** 64
+    noise = prepare_noise(samples.shape, seed, latent.get("batch_index"))
     x = samples.to(device=device, dtype=torch.float32)
     if add_noise:
         first = float(sigmas[0])
@@ -359,8 +404,8 @@ def _k_sample(model, seed, steps, cfg, sampler_name, scheduler, positive, negati
                                       noise.to(device) if add_noise else torch.zeros_like(x))
     bar = ProgressBar(len(sigmas) - 1)
     with model.patched(), torch.inference_mode():
-        x = run_sampler(sampler_name, denoise_fn, x, sigmas,
-                        lambda: torch.randn(samples.shape, generator=generator).to(device), lambda: bar.update(1))
+        step_noise = noise_sampler_for(sampler_name, x, sigmas, seed)  # ComfyUI's: from x after noising
+        x = run_sampler(sampler_name, denoise_fn, x, sigmas, step_noise, lambda: bar.update(1))
     output = dict(latent)
     output["samples"] = x.to("cpu", torch.float32)
     return output

