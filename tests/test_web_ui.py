@@ -205,8 +205,14 @@ def test_describe_plan_and_run_in_the_browser(served, tmp_path):
             page.wait_for_function("window.app?.graph && window.app.extensionManager", timeout=90_000)
             page.wait_for_selector(".nodeweaver-describe-tab-button", timeout=30_000)
             page.wait_for_timeout(2000)  # late requests (settings, templates, models) land
-            shot(page, "loaded")
+            shot(page, "loaded-with-template-browser")
             assert console.problems == []
+            # a new user gets the template browser at once: it lists the library, thumbnails drawn
+            titles = [t["title"] for t in httpx.get(served + "/templates/index.json").json()[0]["templates"][:3]]
+            for title in titles:
+                page.get_by_text(title, exact=True).first.wait_for(timeout=30_000)
+            page.keyboard.press("Escape")
+            page.wait_for_selector(".p-dialog-mask", state="detached", timeout=10_000)
 
             page.click(".nodeweaver-describe-tab-button")
             page.fill(".nw-request", "一只猫坐在沙发上, a cat on a sofa")
@@ -228,6 +234,8 @@ def test_describe_plan_and_run_in_the_browser(served, tmp_path):
             assert images and images[0]["filename"].endswith(".png")
             assert console.problems == []
         finally:
+            if browser.contexts and browser.contexts[0].pages:
+                shot(browser.contexts[0].pages[0], "last")
             browser.close()
             SCREENS.mkdir(parents=True, exist_ok=True)
             for path in shots:

@@ -202,8 +202,34 @@ function render(panel) {
        resultView(panel)));
 }
 
+// ComfyUI's frontend maps model folders to these loader classes and, when one is missing from /object_info,
+// its model-to-node store throws, which breaks every combo widget of a model input (ckpt_name …). A server
+// whose catalog lacks some of them gets a hidden (deprecated) stand-in per missing class, so the page works;
+// the server still refuses a graph that uses one, naming it.
+const FRONTEND_MODEL_LOADERS = {
+  CheckpointLoaderSimple: "ckpt_name", ImageOnlyCheckpointLoader: "ckpt_name", LoraLoader: "lora_name",
+  LoraLoaderModelOnly: "lora_name", VAELoader: "vae_name", ControlNetLoader: "control_net_name",
+  UNETLoader: "unet_name", UpscaleModelLoader: "model_name", StyleModelLoader: "style_model",
+  GLIGENLoader: "gligen_name",
+};
+
+function addMissingLoaderStandIns(defs) {
+  for (const [name, input] of Object.entries(FRONTEND_MODEL_LOADERS)) {
+    if (defs[name]) continue;
+    defs[name] = {
+      name, display_name: `${name} (not on this server)`, category: "loaders", python_module: "nodeweaver",
+      description: "Not available on this NodeWeaver server; listed only so the frontend's model browser works.",
+      input: { required: { [input]: [[]] } }, input_order: { required: [input] },
+      output: [], output_name: [], output_is_list: [], output_node: false, deprecated: true,
+    };
+  }
+}
+
 app.registerExtension({
   name: "NodeWeaver.Describe",
+  addCustomNodeDefs(defs) {
+    addMissingLoaderStandIns(defs);
+  },
   setup() {
     app.extensionManager.registerSidebarTab({
       id: TAB_ID,
