@@ -758,22 +758,38 @@ def _ws_route(app: FastAPI, service: NodeWeaverService, *, token: str | None, lo
             if finished:  # the job queue's last word on this prompt (sent after its history is stored)
                 owners.pop(prompt_id, None)
 
+        async def send(scope: anyio.CancelScope) -> None:
+            try:
+                remaining = await anyio.to_thread.run_sync(service.queue_remaining)
+                await ws.send_text(encode_json({"type": "status", "data": {"status": {"exec_info": {
+                    "queue_remaining": remaining}}, "sid": client_id}}).decode("utf-8"))
+                while True:
+                    message = await outbox.get()
+                    if isinstance(message, tuple):  # a progress_state marker: the prompt's state as of now
+                        with lock:
+                            queued.discard(message[1])
+                            message = progress.snapshot(message[1])
+                        if message is None:
+                            continue
+                    await ws.send_text(encode_json(message).decode("utf-8"))
+            except (WebSocketDisconnect, RuntimeError):
+                scope.cancel()
+
+        async def receive(scope: anyio.CancelScope) -> None:
+            """Clients send nothing we need, but reading is how a gone client (or a server shutting down) is
+            noticed: without it the sender would wait on an empty outbox forever and hold the server up."""
+            try:
+                while (await ws.receive()).get("type") != "websocket.disconnect":
+                    pass
+            except (WebSocketDisconnect, RuntimeError):
+                pass
+            scope.cancel()
+
         unsubscribe = service.bus.subscribe(forward)
         try:
-            remaining = await anyio.to_thread.run_sync(service.queue_remaining)
-            await ws.send_text(encode_json({"type": "status", "data": {"status": {"exec_info": {
-                "queue_remaining": remaining}}, "sid": client_id}}).decode("utf-8"))
-            while True:
-                message = await outbox.get()
-                if isinstance(message, tuple):  # a progress_state marker: the prompt's state as of now
-                    with lock:
-                        queued.discard(message[1])
-                        message = progress.snapshot(message[1])
-                    if message is None:
-                        continue
-                await ws.send_text(encode_json(message).decode("utf-8"))
-        except (WebSocketDisconnect, RuntimeError):
-            pass
+            async with anyio.create_task_group() as group:
+                group.start_soon(send, group.cancel_scope)
+                group.start_soon(receive, group.cancel_scope)
         finally:
             unsubscribe()
 

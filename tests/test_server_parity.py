@@ -268,3 +268,34 @@ def test_bare_listen_binds_everywhere_so_it_needs_a_token():
     assert result.returncode != 0
     assert "refusing to listen on 0.0.0.0 without a token" in result.stderr and "--listen 127.0.0.1" in result.stderr
     assert "--cache-lru" in run_cli("serve", "--help").stdout
+
+
+@pytest.mark.slow
+def test_serve_stops_on_sigterm_while_a_websocket_client_is_connected(tmp_path):
+    """A browser tab holding /ws open must not keep `nodeweaver serve` from stopping."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from websockets.sync.client import connect
+
+    port = free_port()
+    env = {**os.environ, "NODEWEAVER_DATA_DIR": str(tmp_path / "data")}
+    proc = subprocess.Popen([sys.executable, "-m", "nodeweaver.cli", "serve", "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            try:
+                with httpx.Client() as http:
+                    if http.get(f"http://127.0.0.1:{port}/system_stats").status_code == 200:
+                        break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        with connect(f"ws://127.0.0.1:{port}/ws?clientId=tab") as ws:
+            assert json.loads(ws.recv(timeout=10))["type"] == "status"
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=20) is not None  # generous: it takes well under a second
+    finally:
+        if proc.poll() is None:
+            proc.kill()
