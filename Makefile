@@ -18,7 +18,7 @@ SPANDREL ?= spandrel==0.4.2
 
 install: $(BIN)/python
 	$(BIN)/pip install --quiet $(TORCH_PIN)
-	$(BIN)/pip install --quiet -e '.[diffusion]'
+	$(BIN)/pip install --quiet -e '.[diffusion,ui]'
 	$(BIN)/pip install --quiet --no-deps $(SPANDREL)
 
 install-dev: $(BIN)/python
