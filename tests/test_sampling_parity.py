@@ -134,3 +134,86 @@ def test_same_seed_same_latent_and_another_seed_another(tiny, sampler):
     assert torch.equal(first, again)
     assert not torch.allclose(first, _ksample(tiny, sampler, 43, cond))
     assert torch.isfinite(first).all()
+
+
+# ---- prompt weights and embeddings (ComfyUI's sd1_clip) ----
+
+def test_prompt_weights_parse_as_comfyui():
+    from nodes.diffusion.encode import parse_weights
+
+    assert parse_weights("a (red:1.5) fox") == [("a ", 1.0), ("red", 1.5), (" fox", 1.0)]
+    nested = parse_weights("((snow)) (cat:0.5)")
+    assert [s for s, _ in nested] == ["snow", " ", "cat"]
+    assert nested[0][1] == pytest.approx(1.21) and nested[2][1] == 0.5
+    assert parse_weights("(dog:x)") == [("dog:x", pytest.approx(1.1))]  # a bad weight stays text, x 1.1
+    assert parse_weights("[cat]") == [("[cat]", 1.0)]  # ComfyUI gives square brackets no weight
+
+
+def _clip_rows(clip, rows):
+    """The tiny CLIP's last hidden state for token rows, batched as given (the reference path)."""
+    encoder = clip.encoders[0]
+    with torch.inference_mode():
+        return encoder(torch.tensor(rows), output_hidden_states=True).last_hidden_state.float()
+
+
+def _ids(clip, text: str) -> list[int]:
+    return clip.tokenizers[0](text, add_special_tokens=False).input_ids
+
+
+def _row(clip, ids: list[int]) -> list[int]:
+    tok = clip.tokenizers[0]
+    return [tok.bos_token_id, *ids, tok.eos_token_id] + [tok.eos_token_id] * (75 - len(ids))
+
+
+def test_weights_scale_tokens_away_from_the_empty_prompt(tiny):
+    from nodes.diffusion.encode import encode_text
+
+    clip = tiny[1]
+    got = encode_text(clip, "a (red:1.5) fox")[0][0]
+    a, red, fox = _ids(clip, "a"), _ids(clip, "red"), _ids(clip, "fox")
+    tok = clip.tokenizers[0]
+    empty_row = [tok.bos_token_id, tok.eos_token_id] + [tok.eos_token_id] * 75
+    out = _clip_rows(clip, [_row(clip, a + red + fox), empty_row])
+    z, z_empty = out[0:1].clone(), out[1]
+    position = 1 + len(a)
+    z[0, position] = (z[0, position] - z_empty[position]) * 1.5 + z_empty[position]
+    assert got.shape == (1, 77, 64)
+    assert torch.allclose(got, z, atol=1e-5)
+    assert not torch.allclose(got, encode_text(clip, "a red fox")[0][0], atol=1e-4)
+    # weight 1 is no weight, and an escaped bracket is text
+    assert torch.equal(encode_text(clip, "a (red:1.0) fox")[0][0], encode_text(clip, "a red fox")[0][0])
+    plain = _clip_rows(clip, [_row(clip, _ids(clip, "(fox)"))])
+    assert torch.allclose(encode_text(clip, "\\(fox\\)")[0][0], plain, atol=1e-5)
+
+
+def test_long_prompts_take_more_windows(tiny):
+    from nodes.diffusion.encode import encode_text
+
+    cond = encode_text(tiny[1], " ".join(["fox"] * 100))[0][0]
+    assert cond.shape == (1, 154, 64)
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "pt"])
+def test_embedding_names_insert_textual_inversion_vectors(tiny, isolated_folders, fmt, caplog):
+    from safetensors.torch import save_file
+
+    from nodes.diffusion.encode import encode_text
+
+    clip = tiny[1]
+    table = clip.encoders[0].get_input_embeddings().weight.detach()
+    # an embedding whose two vectors are the token embeddings of "red" and "snow" must encode as those words
+    vectors = table[_ids(clip, "red") + _ids(clip, "snow")].clone()
+    folder = isolated_folders / "models" / "embeddings" / "styles"
+    folder.mkdir(parents=True)
+    if fmt == "safetensors":
+        save_file({"clip_l": vectors.contiguous()}, str(folder / "redsnow.safetensors"))
+    else:
+        torch.save({"string_to_param": {"*": vectors}, "name": "redsnow"}, str(folder / "redsnow.pt"))
+    got = encode_text(clip, "a embedding:redsnow fox")[0][0]
+    assert torch.allclose(got, encode_text(clip, "a red snow fox")[0][0], atol=1e-5)
+    weighted = encode_text(clip, "a (embedding:redsnow:1.3) fox")[0][0]
+    assert torch.allclose(weighted, encode_text(clip, "a (red snow:1.3) fox")[0][0], atol=1e-5)
+    # a missing embedding is dropped with a warning, as in ComfyUI
+    missing = encode_text(clip, "a embedding:nothere fox")[0][0]
+    assert torch.equal(missing, encode_text(clip, "a fox")[0][0])
+    assert "nothere" in caplog.text

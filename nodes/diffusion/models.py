@@ -119,10 +119,16 @@ class ClipModel:
     dtype: Any
     patches: list[LoraPatch] = field(default_factory=list)
     lock: threading.RLock = field(default_factory=threading.RLock)
+    layer_idx: int | None = None     # CLIPSetLastLayer's stop_at_clip_layer; None: the family's default layer
 
     def with_patch(self, patch: LoraPatch) -> ClipModel:
         return ClipModel(self.tokenizers, self.encoders, self.family, self.device, self.dtype,
-                         [*self.patches, patch], self.lock)
+                         [*self.patches, patch], self.lock, self.layer_idx)
+
+    def with_layer(self, layer_idx: int | None) -> ClipModel:
+        """A copy sharing the weights and patches that encodes from another layer (CLIPSetLastLayer)."""
+        return ClipModel(self.tokenizers, self.encoders, self.family, self.device, self.dtype,
+                         list(self.patches), self.lock, layer_idx)
 
     def patched(self):
         return _patched_many(self.encoders, self.patches, self.lock)
