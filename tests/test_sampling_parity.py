@@ -217,3 +217,92 @@ def test_embedding_names_insert_textual_inversion_vectors(tiny, isolated_folders
     missing = encode_text(clip, "a embedding:nothere fox")[0][0]
     assert torch.equal(missing, encode_text(clip, "a fox")[0][0])
     assert "nothere" in caplog.text
+
+
+# ---- CLIPSetLastLayer ----
+
+def _states(clip, index: int, text: str):
+    """The encoder's outputs for `text` in one plain window (the reference for the layer choice)."""
+    tok, encoder = clip.tokenizers[index], clip.encoders[index]
+    ids = tok(text, add_special_tokens=False).input_ids
+    pad = 0 if clip.family == "sd2" or (clip.family == "sdxl" and index == 1) else tok.eos_token_id
+    row = [tok.bos_token_id, *ids, tok.eos_token_id] + [pad] * (75 - len(ids))
+    with torch.inference_mode():
+        return encoder(torch.tensor([row]), output_hidden_states=True)
+
+
+def _norm(clip, index: int):
+    encoder = clip.encoders[index]
+    return getattr(encoder, "text_model", encoder).final_layer_norm
+
+
+def _last_layer(clip, layer: int):
+    from nodes.diffusion.nodes import CLIPSetLastLayer
+
+    return CLIPSetLastLayer().set_last_layer(clip, layer)[0]
+
+
+def test_clip_set_last_layer_sd1(tiny):
+    from nodes.diffusion.encode import encode_text
+
+    clip = tiny[1]  # 2 layers
+    out = _states(clip, 0, "a red fox")
+    with torch.inference_mode():
+        skip = _norm(clip, 0)(out.hidden_states[-2])
+    got = encode_text(_last_layer(clip, -2), "a red fox")[0][0]
+    assert torch.allclose(got, skip, atol=1e-5)
+    assert torch.allclose(encode_text(_last_layer(clip, -1), "a red fox")[0][0], out.last_hidden_state, atol=1e-5)
+    # beyond the encoder's depth ComfyUI falls back to the last layer
+    assert torch.allclose(encode_text(_last_layer(clip, -5), "a red fox")[0][0], out.last_hidden_state, atol=1e-5)
+    assert clip.layer_idx is None  # the node returns a copy
+
+
+def test_clip_set_last_layer_sdxl_and_sd2(tmp_path):
+    from nodes.diffusion.encode import encode_text
+    from nodes.diffusion.models import LoraPatch
+    from nodes.diffusion.tiny import write_tiny_sd2_checkpoint, write_tiny_sdxl_checkpoint
+
+    _, xl, _ = load_checkpoint(write_tiny_sdxl_checkpoint(tmp_path))
+    default = encode_text(xl, "a red fox")[0]
+    outs = [_states(xl, i, "a red fox") for i in (0, 1)]
+    assert torch.allclose(default[0], torch.cat([o.hidden_states[-2] for o in outs], dim=-1), atol=1e-5)
+    last = encode_text(_last_layer(xl, -1).with_patch(LoraPatch({}, 1.0)), "a red fox")[0]
+    assert torch.allclose(last[0], torch.cat([o.hidden_states[-1] for o in outs], dim=-1), atol=1e-5)
+    assert torch.equal(last[1]["pooled_output"], default[1]["pooled_output"])  # pooled unchanged
+
+    _, sd2, _ = load_checkpoint(write_tiny_sd2_checkpoint(tmp_path))  # 3 layers, loaded as 2
+    out = _states(sd2, 0, "a red fox")
+    assert torch.allclose(encode_text(_last_layer(sd2, -2), "a red fox")[0][0], out.last_hidden_state, atol=1e-5)
+    with torch.inference_mode():
+        third = _norm(sd2, 0)(out.hidden_states[-2])
+    assert torch.allclose(encode_text(_last_layer(sd2, -3), "a red fox")[0][0], third, atol=1e-5)
+    with pytest.raises(ValueError, match="penultimate"):
+        encode_text(_last_layer(sd2, -1), "a red fox")
+
+
+def test_clip_skip_workflow_validates_and_runs(isolated_folders, registry):
+    from compiler import validate
+    from engine import Executor
+
+    write_tiny_checkpoint(isolated_folders / "models", diffusers_folder=False)
+    workflow = {
+        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny-sd15-random.safetensors"}},
+        "10": {"class_type": "CLIPSetLastLayer", "inputs": {"clip": ["4", 1], "stop_at_clip_layer": -2}},
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a (red:1.3) fox", "clip": ["10", 0]}},
+        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["10", 0]}},
+        "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+        "3": {"class_type": "KSampler", "inputs": {"seed": 3, "steps": 2, "cfg": 6.0,
+                                                   "sampler_name": "dpmpp_2m_sde", "scheduler": "karras",
+                                                   "denoise": 1.0, "model": ["4", 0], "positive": ["6", 0],
+                                                   "negative": ["7", 0], "latent_image": ["5", 0]}},
+        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+        "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "skip", "images": ["8", 0]}},
+    }
+    result = validate(workflow, registry)
+    assert result.valid, [str(e) for e in result.errors]
+    out = Executor(registry).execute(result.plan, extra_data={})
+    assert out.status == "success", out.error
+    assert len(out.outputs["9"]["images"]) == 1
+    workflow["10"]["inputs"]["stop_at_clip_layer"] = 0
+    bad = validate(workflow, registry)
+    assert not bad.valid and "stop_at_clip_layer" in " ".join(str(e) for e in bad.errors)

@@ -88,6 +88,28 @@ class LoraLoader(_GPUNode):
         return apply_lora(model, clip, path, strength_model, strength_clip)
 
 
+class CLIPSetLastLayer:
+    DESCRIPTION = ("Makes CLIP encode prompts from an earlier layer: -1 is the last layer, -2 the one before "
+                   "(\"clip skip 2\"). SD2 and SDXL already use their penultimate layer by default.")
+    RETURN_TYPES = ("CLIP",)
+    FUNCTION = "set_last_layer"
+    CATEGORY = "conditioning"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        return {"required": {
+            "clip": ("CLIP",),
+            "stop_at_clip_layer": ("INT", {"default": -1, "min": -24, "max": -1, "step": 1}),
+        }}
+
+    def set_last_layer(self, clip, stop_at_clip_layer: int):
+        """A copy of the CLIP (weights and LoRA patches shared) that encodes from `stop_at_clip_layer`."""
+        layer = int(stop_at_clip_layer)
+        if not -24 <= layer <= -1:
+            raise ValueError(f"stop_at_clip_layer must be between -24 and -1, got {layer}")
+        return (clip.with_layer(layer),)
+
+
 class CLIPTextEncode(_GPUNode):
     DESCRIPTION = ("Encodes a text prompt using a CLIP model into an embedding that can be used to guide the "
                    "diffusion model towards generating specific images.")
@@ -197,6 +219,7 @@ def _guard_memory(run, latent: dict):
 NODE_CLASS_MAPPINGS = {
     "CheckpointLoaderSimple": CheckpointLoaderSimple,
     "LoraLoader": LoraLoader,
+    "CLIPSetLastLayer": CLIPSetLastLayer,
     "CLIPTextEncode": CLIPTextEncode,
     "KSampler": KSampler,
     "KSamplerAdvanced": KSamplerAdvanced,
@@ -204,6 +227,7 @@ NODE_CLASS_MAPPINGS = {
 NODE_DISPLAY_NAME_MAPPINGS = {
     "CheckpointLoaderSimple": "Load Checkpoint",
     "LoraLoader": "Load LoRA",
+    "CLIPSetLastLayer": "CLIP Set Last Layer",
     "CLIPTextEncode": "CLIP Text Encode (Prompt)",
     "KSampler": "KSampler",
     "KSamplerAdvanced": "KSampler (Advanced)",
