@@ -306,3 +306,70 @@ def test_clip_skip_workflow_validates_and_runs(isolated_folders, registry):
     workflow["10"]["inputs"]["stop_at_clip_layer"] = 0
     bad = validate(workflow, registry)
     assert not bad.valid and "stop_at_clip_layer" in " ".join(str(e) for e in bad.errors)
+
+
+# ---- SD2 v-prediction from the weights; kohya SDXL LoRA names ----
+
+def test_prediction_type_is_read_from_the_weights_as_comfyui():
+    from nodes.diffusion.models import SD2_V_PROBE, detect_prediction
+
+    spread, flat = torch.randn(320) * 0.3, torch.full((320,), 0.01)
+    assert detect_prediction({SD2_V_PROBE: spread}, "sd2", 4) == "v_prediction"
+    assert detect_prediction({SD2_V_PROBE: flat}, "sd2", 4) == "epsilon"
+    assert detect_prediction({SD2_V_PROBE: spread}, "sd2", 9) == "epsilon"  # SD2 inpainting is epsilon
+    assert detect_prediction({}, "sd2", 4) == "epsilon"
+    assert detect_prediction({"v_pred": torch.tensor([])}, "sdxl", 4) == "v_prediction"
+    assert detect_prediction({"v_pred": torch.tensor([])}, "sd1", 4) == "epsilon"  # ComfyUI: SD1 is eps
+
+
+def test_sd2_768_v_single_file_loads_as_v_prediction(tmp_path, monkeypatch):
+    """A tiny SD2 file with SD2's 12 output blocks: the loader reads v-prediction from the probe weight."""
+    from safetensors.torch import load_file, save_file
+
+    from nodes.diffusion import tiny as tiny_module
+    from nodes.diffusion.models import SD2_V_PROBE
+
+    monkeypatch.setattr(tiny_module, "SD2_UNET_CONFIG", {
+        "sample_size": 8, "in_channels": 4, "out_channels": 4, "layers_per_block": 2,
+        "block_out_channels": [32, 32, 32, 32], "down_block_types": ["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"],
+        "up_block_types": ["UpBlock2D"] + ["CrossAttnUpBlock2D"] * 3, "cross_attention_dim": 64,
+        "attention_head_dim": [1, 1, 1, 1], "use_linear_projection": True, "norm_num_groups": 32})
+    path = tiny_module.write_tiny_sd2_checkpoint(tmp_path)
+    assert load_checkpoint(path)[0].prediction_type == "epsilon"  # a fresh LayerNorm bias is flat
+    state = load_file(str(path))
+    assert SD2_V_PROBE in state
+    state[SD2_V_PROBE] = torch.randn_like(state[SD2_V_PROBE]) * 0.2
+    save_file(state, str(path))
+    model = load_checkpoint(path)[0]
+    assert model.prediction_type == "v_prediction"
+    assert model.scheduler_config["prediction_type"] == "v_prediction"
+
+
+def test_kohya_sdxl_lora_with_ldm_block_names_loads(tmp_path):
+    """lora_unet_input_blocks_* names (LoRAs trained on single files) patch the module the checkpoint's
+    own weight of that LDM name was loaded into."""
+    from safetensors.torch import load_file, save_file
+
+    from nodes.diffusion.lora import apply_lora
+    from nodes.diffusion.tiny import write_tiny_sdxl_checkpoint
+
+    path = write_tiny_sdxl_checkpoint(tmp_path)
+    model, clip, _ = load_checkpoint(path)
+    file_state = load_file(str(path))
+    ldm = next(k for k in sorted(file_state) if k.startswith("model.diffusion_model.input_blocks.")
+               and k.endswith(".transformer_blocks.0.attn1.to_q.weight"))
+    original = file_state[ldm]
+    target = next(n for n, m in model.unet.named_modules()
+                  if getattr(m, "weight", None) is not None and m.weight.shape == original.shape
+                  and torch.equal(m.weight.detach().cpu().float(), original.float()))
+    stem = "lora_unet_" + ldm.removeprefix("model.diffusion_model.").removesuffix(".weight").replace(".", "_")
+    down, up = torch.randn(2, original.shape[1]), torch.randn(original.shape[0], 2)
+    lora = tmp_path / "kohya-sdxl.safetensors"
+    save_file({f"{stem}.lora_down.weight": down, f"{stem}.lora_up.weight": up,
+               f"{stem}.alpha": torch.tensor(1.0)}, str(lora))
+    patched, _ = apply_lora(model, clip, lora, 0.5, 0.0)
+    module = dict(model.unet.named_modules())[target]
+    with patched.patched():
+        inside = module.weight.detach().cpu().float().clone()
+    assert torch.allclose(inside - original.float(), 0.5 * (up @ down) * (1.0 / 2), atol=1e-5)
+    assert torch.equal(module.weight.detach().cpu().float(), original.float())  # restored afterwards

@@ -22,12 +22,34 @@ def _underscored(name: str) -> str:
     return name.replace(".", "_")
 
 
+def _ldm_names(unet: Any, weighted: set[str]) -> dict[str, str]:
+    """underscored LDM module name (input_blocks_4_1_..., ComfyUI's lora_unet_ names) -> diffusers module
+    name, for LoRAs trained on single-file checkpoints (kohya's SDXL LoRAs)."""
+    from nodes.diffusion.ldm_export import unet_to_ldm
+
+    config = dict(getattr(unet, "config", {}) or {})
+    if not all(k in config for k in ("block_out_channels", "layers_per_block", "down_block_types",
+                                     "up_block_types")):
+        return {}
+    names: dict[str, str] = {}
+    for name in weighted:
+        try:
+            (ldm_key,) = unet_to_ldm({name + ".weight": None}, config)
+        except (KeyError, TypeError, ValueError):  # a module the LDM layout does not name
+            continue
+        ldm = ldm_key.removeprefix("model.diffusion_model.").removesuffix(".weight")
+        names[_underscored(ldm)] = name
+    return names
+
+
 def _tables(model: DiffusionModel, clip: ClipModel) -> dict[str, dict[str, str]]:
-    """underscored module name -> real module name, per target (text_model level optional for CLIP)."""
+    """underscored module name -> real module name, per target (text_model level optional for CLIP); the
+    UNet answers to its diffusers names and to the LDM names ComfyUI uses."""
     tables: dict[str, dict[str, str]] = {"unet": {}}
-    for name, module in model.unet.named_modules():
-        if hasattr(module, "weight"):
-            tables["unet"][_underscored(name)] = name
+    weighted = {name for name, module in model.unet.named_modules() if hasattr(module, "weight") and name}
+    tables["unet"].update(_ldm_names(model.unet, weighted))
+    for name in weighted:
+        tables["unet"][_underscored(name)] = name
     for i, encoder in enumerate(clip.encoders):
         table: dict[str, str] = {}
         for name, module in encoder.named_modules():

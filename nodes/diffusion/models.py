@@ -212,6 +212,22 @@ def detect_family(keys: set[str]) -> str:
                           "supported: SD1.x, SD2.x, SDXL single files and diffusers folders")
 
 
+SD2_V_PROBE = UNET_PREFIX + "output_blocks.11.1.transformer_blocks.0.norm1.bias"
+
+
+def detect_prediction(sd: dict[str, Any], family: str, in_channels: int) -> str:
+    """epsilon or v_prediction, decided from the weights as ComfyUI's supported_models decides: an SD2 UNet
+    (not inpainting) whose last attention block's first norm bias has a spread above 0.09 is a 768-v model;
+    an SDXL file says so with a `v_pred` key; SD1.x is epsilon."""
+    if family == "sdxl":
+        return "v_prediction" if "v_pred" in sd else "epsilon"
+    if family == "sd2" and in_channels == 4:
+        probe = sd.get(SD2_V_PROBE)
+        if probe is not None and float(probe.float().std(unbiased=False)) > 0.09:
+            return "v_prediction"
+    return "epsilon"
+
+
 def _count(keys: set[str], prefix: str) -> int:
     found = set()
     for key in keys:
@@ -497,8 +513,7 @@ def load_single_file(path: Path, device: str) -> tuple[DiffusionModel, ClipModel
     for encoder in encoders:
         folder = find_tokenizer_dir(path, int(encoder.config.vocab_size))
         tokenizers.append(load_tokenizer(folder))
-    # ComfyUI's convention: a `v_pred` key marks v-prediction models (SD2.x 768-v); others are epsilon.
-    prediction = "v_prediction" if "v_pred" in sd else "epsilon"
+    prediction = detect_prediction(sd, family, int(unet_config.get("in_channels", 4)))
     scheduler_config = dict(SCHEDULER_CONFIG, prediction_type=prediction)
     del sd
     return _finish(unet, vae, encoders, tokenizers, family, prediction, scheduler_config, device, dtype, torch)
