@@ -87,7 +87,15 @@ def write_controlnet(models_root, name: str, unet_config: dict, seed: int = 3):
     net.save_pretrained(str(folder / name))
     state = {k: v.contiguous() for k, v in controlnet_to_ldm(net.state_dict(), unet_config).items()}
     save_file(state, str(folder / f"{name}.safetensors"))
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(folder / f"{name}-hf.safetensors"))
     return net
+
+
+def _same_weights(*nets: ControlNet) -> bool:
+    first = nets[0].weights.model.state_dict()
+    return all(set(n.weights.model.state_dict()) == set(first) and
+               all(torch.equal(v.float(), first[k].float()) for k, v in n.weights.model.state_dict().items())
+               for n in nets[1:])
 
 
 @pytest.fixture(scope="module")
@@ -126,10 +134,10 @@ def test_loader_lists_and_loads_both_layouts_to_the_same_weights(tiny):
     assert "tiny-cn.safetensors" in choices and "tiny-cn/diffusion_pytorch_model.safetensors" in choices
     single = ControlNetLoader().load_controlnet("tiny-cn.safetensors")[0]
     folder = ControlNetLoader().load_controlnet("tiny-cn/diffusion_pytorch_model.safetensors")[0]
-    assert isinstance(single, ControlNet) and single.weights.family == "sd1"
-    a, b = single.weights.model.state_dict(), folder.weights.model.state_dict()
-    assert set(a) == set(b)
-    assert all(torch.equal(a[k].float(), b[k].float()) for k in a)
+    renamed = ControlNetLoader().load_controlnet("tiny-cn-hf.safetensors")[0]  # diffusers names, one file
+    assert isinstance(single, ControlNet) and single.weights.family == "sd1" == renamed.weights.family
+    assert _same_weights(folder, single, renamed)
+    assert list(single.weights.model.config.block_out_channels) == UNET_CONFIG["block_out_channels"]
     assert ControlNetLoader().load_controlnet("tiny-cn.safetensors")[0].weights is single.weights  # cached
 
 
@@ -261,15 +269,19 @@ def test_sdxl_controlnet_single_file(models_root, monkeypatch):
     model, clip, _vae = load_checkpoint(path)
     net = ControlNetLoader().load_controlnet("tiny-xl-cn.safetensors")[0]
     folder = ControlNetLoader().load_controlnet("tiny-xl-cn/diffusion_pytorch_model.safetensors")[0]
-    assert net.weights.family == "sdxl" and folder.weights.family == "sdxl"
-    a, b = net.weights.model.state_dict(), folder.weights.model.state_dict()
-    assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+    renamed = ControlNetLoader().load_controlnet("tiny-xl-cn-hf.safetensors")[0]
+    assert net.weights.family == folder.weights.family == renamed.weights.family == "sdxl"
+    assert _same_weights(folder, net, renamed)
     positive = CLIPTextEncode().encode(clip, "a red fox")[0]
     negative = CLIPTextEncode().encode(clip, "blurry")[0]
     plain = _sample(model, positive, negative, steps=2)
     controlled = _sample(model, *ControlNetApplyAdvanced().apply_controlnet(positive, negative, net, _hint(),
                                                                            1.0, 0.0, 1.0), steps=2)
     assert not torch.allclose(plain, controlled, atol=1e-3)
+    sd1_net = ControlNetLoader().load_controlnet("tiny-cn.safetensors")[0]
+    with pytest.raises(BadRequest, match="ControlNet made for this checkpoint's family"):
+        _sample(model, *ControlNetApplyAdvanced().apply_controlnet(positive, negative, sd1_net, _hint(), 1.0, 0.0,
+                                                                   1.0), steps=1)
 
 
 # ---- Canny ----

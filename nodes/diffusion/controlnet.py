@@ -100,6 +100,11 @@ def control_residuals(control: ControlNet | None, sample, timestep, context, add
     if control.hint is None or not control.active_at(t):
         return previous
     weights = control.weights
+    width = int(getattr(weights.model.config, "cross_attention_dim", context.shape[-1]))
+    if width != context.shape[-1]:
+        raise BadRequest(f"this ControlNet ({weights.family}) expects text embeddings {width} wide but the "
+                         f"conditioning's are {context.shape[-1]}: use a ControlNet made for this checkpoint's "
+                         "family", details={"controlnet_family": weights.family})
     kwargs: dict[str, Any] = {}
     if weights.family == "sdxl" or getattr(weights.model.config, "addition_embed_type", None) == "text_time":
         if added is None:
@@ -138,14 +143,56 @@ def controlnet_config(sd: dict[str, Any]) -> tuple[dict[str, Any], str]:
     return config, family
 
 
+def _count_children(keys, prefix: str) -> int:
+    found = {int(k[len(prefix):].split(".")[0]) for k in keys
+             if k.startswith(prefix) and k[len(prefix):].split(".")[0].isdigit()}
+    return max(found) + 1 if found else 0
+
+
+def diffusers_layout_config(sd: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """The ControlNetModel config of a single file that already uses diffusers' weight names."""
+    keys = set(sd)
+    n_blocks = _count_children(keys, "down_blocks.")
+    if n_blocks == 0:
+        raise CheckpointError("a diffusers-layout ControlNet without down_blocks weights")
+    channels = [int(sd[f"down_blocks.{i}.resnets.0.conv1.weight"].shape[0]) for i in range(n_blocks)]
+    attn = [f"down_blocks.{i}.attentions.0.proj_in.weight" in sd for i in range(n_blocks)]
+    depth = [_count_children(keys, f"down_blocks.{i}.attentions.0.transformer_blocks.") if a else 1
+             for i, a in enumerate(attn)]
+    key = next((k for k in keys if k.endswith("attn2.to_k.weight")), None)
+    cross_dim = int(sd[key].shape[1]) if key else 768
+    proj = next((k for k in keys if k.endswith("proj_in.weight")), None)
+    sdxl = "add_embedding.linear_1.weight" in sd
+    family = "sdxl" if sdxl else ("sd2" if cross_dim == 1024 else "sd1")
+    embedding = [int(sd["controlnet_cond_embedding.conv_in.weight"].shape[0])] + [
+        int(sd[f"controlnet_cond_embedding.blocks.{2 * i + 1}.weight"].shape[0])
+        for i in range(_count_children(keys, "controlnet_cond_embedding.blocks.") // 2)]
+    config: dict[str, Any] = {
+        "in_channels": int(sd["conv_in.weight"].shape[1]),
+        "conditioning_channels": int(sd["controlnet_cond_embedding.conv_in.weight"].shape[1]),
+        "conditioning_embedding_out_channels": embedding,
+        "down_block_types": ["CrossAttnDownBlock2D" if a else "DownBlock2D" for a in attn],
+        "block_out_channels": channels,
+        "layers_per_block": _count_children(keys, "down_blocks.0.resnets."),
+        "cross_attention_dim": cross_dim,
+        "attention_head_dim": 8 if family == "sd1" else [max(1, c // 64) for c in channels],
+        "use_linear_projection": proj is not None and sd[proj].dim() == 2,
+        "transformer_layers_per_block": depth if sdxl else 1,
+    }
+    if sdxl:
+        config.update(addition_embed_type="text_time", addition_time_embed_dim=256,
+                      projection_class_embeddings_input_dim=int(sd["add_embedding.linear_1.weight"].shape[1]))
+    return config, family
+
+
 def _convert_single_file(sd: dict[str, Any], path: Path) -> tuple[dict[str, Any], dict[str, Any], str]:
     from diffusers.loaders.single_file_utils import convert_controlnet_checkpoint
 
     if any(k.startswith(LDM_PREFIX) for k in sd):
         sd = {k[len(LDM_PREFIX):]: v for k, v in sd.items() if k.startswith(LDM_PREFIX)}
-    if "controlnet_cond_embedding.conv_in.weight" in sd:
-        raise CheckpointError(f"{path.name} is a ControlNet in diffusers' layout without its config: put it in "
-                              "a folder with its config.json (as diffusers saves it)")
+    if "controlnet_cond_embedding.conv_in.weight" in sd:  # diffusers' names in one file (as ComfyUI reads)
+        config, family = diffusers_layout_config(sd)
+        return sd, config, family
     if "zero_convs.0.0.weight" not in sd or "input_hint_block.0.weight" not in sd:
         raise CheckpointError(f"{path.name} is not a ControlNet (no zero_convs / input_hint_block weights); "
                               "supported: SD1.x, SD2.x and SDXL ControlNets (single files or diffusers folders)")
