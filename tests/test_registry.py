@@ -110,9 +110,9 @@ def test_object_info_export_has_comfyui_keys_and_shapes(registry, catalog_data):
 
 def test_import_catalog_nodes_are_validatable_not_executable(catalog_registry, catalog_data):
     assert len(catalog_data) == 496
-    assert "CLIPSetLastLayer" in catalog_registry and not catalog_registry.is_executable("CLIPSetLastLayer")
-    last = catalog_registry.spec("CLIPSetLastLayer")
-    assert (last.input("stop_at_clip_layer").options["min"], last.executable) == (-24, False)
+    assert "LatentCut" in catalog_registry and not catalog_registry.is_executable("LatentCut")
+    last = catalog_registry.spec("LatentCut")
+    assert (last.input("index").options["min"], last.executable) == (-16384, False)
     assert "KSampler" in catalog_registry and catalog_registry.is_executable("KSampler")  # ours wins
     # V3 COMBO inputs ("COMBO", {"options": [...]}) are read as choices
     assert catalog_registry.spec("RegexExtract").input("mode").choices  # ours wins: executable
@@ -124,7 +124,7 @@ def test_import_catalog_nodes_are_validatable_not_executable(catalog_registry, c
     some = catalog_registry.spec(v3[0])
     assert any(i.type == "COMBO" and i.choices for i in some.inputs)
     # a catalog entry exports exactly as it came
-    assert catalog_registry.node_info("CLIPSetLastLayer") == catalog_data["CLIPSetLastLayer"]
+    assert catalog_registry.node_info("LatentCut") == catalog_data["LatentCut"]
 
 
 def test_search_english_chinese_and_by_type(catalog_registry):
