@@ -314,6 +314,8 @@ def test_canny_thresholds_and_bad_input():
     assert Canny().detect_edge(torch.full((1, 32, 32, 3), 0.5), 0.01, 0.02)[0].sum() == 0  # flat: no edges
     with pytest.raises(BadRequest, match="IMAGE"):
         Canny().detect_edge(torch.zeros(32, 32), 0.4, 0.8)
+    with pytest.raises(BadRequest, match="low_threshold"):
+        Canny().detect_edge(faint, 0.8, 0.4)
 
 
 # ---- schemas ----

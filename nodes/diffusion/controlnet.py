@@ -479,6 +479,9 @@ class Canny(_GPUNode):
 
     def detect_edge(self, image, low_threshold: float, high_threshold: float):
         _hint(image, "Canny")
+        if low_threshold > high_threshold:  # kornia refuses this too
+            raise BadRequest(f"Canny: low_threshold ({low_threshold}) must not exceed high_threshold "
+                             f"({high_threshold})")
         return (canny(image, low_threshold, high_threshold),)
 
 

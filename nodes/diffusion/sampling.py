@@ -200,9 +200,9 @@ class _Guidance:
         samples, contexts = model_in.chunk(halves), self.context.chunk(halves)
         steps = timestep.chunk(halves) if timestep.dim() and timestep.shape[0] == model_in.shape[0] \
             else [timestep] * halves
-        added = [None] * halves if self.added is None else \
-            [dict(zip(self.added, parts, strict=True)) for parts in zip(*(v.chunk(halves) for v in self.added.values()),
-                                                                      strict=True)]
+        added: list[dict | None] = [None] * halves
+        if self.added is not None:  # SDXL's pooled text and size inputs, split like the batch
+            added = [{name: value.chunk(halves)[i] for name, value in self.added.items()} for i in range(halves)]
         found = [control_residuals(c, x, t, ctx, a)
                  for c, x, t, ctx, a in zip(self.controls, samples, steps, contexts, added, strict=True)]
         if all(r is None for r in found):
