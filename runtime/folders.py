@@ -115,7 +115,7 @@ def model_files(kind: str) -> list[str]:
             continue
         for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
             base = Path(dirpath)
-            if (base / "model_index.json").is_file() and base != folder:
+            if base != folder and ((base / "model_index.json").is_file() or _diffusers_model_folder(base)):
                 names.add(base.relative_to(folder).as_posix())
                 dirnames[:] = []
                 continue
@@ -124,6 +124,22 @@ def model_files(kind: str) -> list[str]:
                 if Path(filename).suffix.lower() in MODEL_EXTENSIONS:
                     names.add((base / filename).relative_to(folder).as_posix())
     return sorted(names)
+
+
+def _diffusers_model_folder(path: Path) -> bool:
+    """A diffusers model saved on its own (a ControlNet, a UNet: `config.json` naming its class beside the
+    weights), chosen by its folder's name as a pipeline folder is."""
+    config = path / "config.json"
+    if not config.is_file():
+        return False
+    try:
+        import json
+
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and isinstance(data.get("_class_name"), str) and \
+        any(f.name.startswith("diffusion_pytorch_model") for f in path.iterdir())
 
 
 def model_path(kind: str, name: str) -> Path | None:

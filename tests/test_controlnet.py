@@ -131,9 +131,9 @@ def _sample(model, positive, negative, sampler: str = "euler", steps: int = 3):
 
 def test_loader_lists_and_loads_both_layouts_to_the_same_weights(tiny):
     choices = ControlNetLoader.INPUT_TYPES()["required"]["control_net_name"][0]
-    assert "tiny-cn.safetensors" in choices and "tiny-cn/diffusion_pytorch_model.safetensors" in choices
+    assert "tiny-cn.safetensors" in choices and "tiny-cn" in choices  # a diffusers folder is one choice
     single = ControlNetLoader().load_controlnet("tiny-cn.safetensors")[0]
-    folder = ControlNetLoader().load_controlnet("tiny-cn/diffusion_pytorch_model.safetensors")[0]
+    folder = ControlNetLoader().load_controlnet("tiny-cn")[0]
     renamed = ControlNetLoader().load_controlnet("tiny-cn-hf.safetensors")[0]  # diffusers names, one file
     assert isinstance(single, ControlNet) and single.weights.family == "sd1" == renamed.weights.family
     assert _same_weights(folder, single, renamed)

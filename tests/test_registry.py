@@ -221,3 +221,15 @@ def test_catalog_loaders_list_this_installations_files(isolated_folders):
     assert validate(workflow, registry).valid
     info = registry.node_info("UpscaleModelLoader")["input"]["required"]["model_name"]
     assert "4x-UltraSharp.pth" in (info[0] if isinstance(info[0], list) else info[1]["options"])
+
+
+def test_a_diffusers_model_folder_is_listed_by_its_name(isolated_folders):
+    """A ControlNet saved by diffusers (config.json naming its class + weights) is one choice, not its files."""
+    from runtime import folders
+
+    folder = isolated_folders / "models" / "controlnet" / "canny-sd15"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"_class_name": "ControlNetModel"}))
+    (folder / "diffusion_pytorch_model.safetensors").write_bytes(b"placeholder")
+    (isolated_folders / "models" / "controlnet" / "depth.safetensors").write_bytes(b"placeholder")
+    assert folders.model_files("controlnet") == ["canny-sd15", "depth.safetensors"]
