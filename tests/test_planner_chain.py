@@ -241,12 +241,12 @@ def test_missing_upscale_model_asks_and_still_drafts(isolated_folders, catalog_d
 
 
 def test_without_the_catalog_missing_core_nodes_are_not_covered(registry):
-    # the built-in registry pads for outpainting now; ControlNet is still core-only
-    parsed = request(Stage("controlnet", "guide by depth.png", image="depth.png", control="depth"))
+    # the built-in registry inpaints, outpaints and applies ControlNets now; video generation is still core-only
+    parsed = request(Stage("i2v", "animate photo.png", image="photo.png", prompt="waves"))
     result = build(parsed, registry=registry, answers={})
-    assert [c.kind for c in result.not_covered] == ["controlnet"]
-    assert "no installed node provides depth ControlNet guidance" in result.not_covered[0].reason
-    assert "ControlNetApplyAdvanced" in result.not_covered[0].suggestion
+    assert [c.kind for c in result.not_covered] == ["i2v"]
+    assert "no installed node provides Wan i2v video generation" in result.not_covered[0].reason
+    assert "WanImageToVideo" in result.not_covered[0].suggestion
 
 
 def test_not_provided_kinds_are_listed_with_what_would(comfy):
