@@ -373,3 +373,21 @@ def test_kohya_sdxl_lora_with_ldm_block_names_loads(tmp_path):
         inside = module.weight.detach().cpu().float().clone()
     assert torch.allclose(inside - original.float(), 0.5 * (up @ down) * (1.0 / 2), atol=1e-5)
     assert torch.equal(module.weight.detach().cpu().float(), original.float())  # restored afterwards
+
+
+def test_dpm_2_walks_comfyuis_schedule_with_the_penultimate_sigma_dropped():
+    """ComfyUI computes dpm_2's schedule one step longer and drops its second-to-last sigma (measured against
+    ComfyUI 0.3.64: 10-17/255 off before, within 1/255 after)."""
+    import torch
+
+    from nodes.diffusion.ksampling import SigmaTable, schedule
+    from nodes.diffusion.sampling import _k_sigmas
+
+    table = SigmaTable(torch.linspace(0.03, 14.6, 1000))
+    longer = schedule("karras", 5, table)
+    expected = torch.cat([longer[:-2], longer[-1:]])
+    assert torch.equal(_k_sigmas("dpm_2", "karras", 4, table, 1.0, None, None, False), expected)
+    assert torch.equal(_k_sigmas("euler", "karras", 4, table, 1.0, None, None, False), schedule("karras", 4, table))
+    windowed = _k_sigmas("dpm_2_ancestral", "normal", 4, table, 1.0, 1, 3, True)
+    full = schedule("normal", 5, table)
+    assert torch.equal(windowed[:-1], torch.cat([full[:-2], full[-1:]])[1:3])

@@ -180,8 +180,9 @@ class BrownianTreeNoiseSampler:
             t0, t1 = t0.to(self.device), t1.to(self.device)
         sign = 1 if t0 < t1 else -1
         low, high = (t0, t1) if t0 < t1 else (t1, t0)
-        with warnings.catch_warnings():  # float32 rounding of the largest sigma (torchsde warns; harmless)
+        with warnings.catch_warnings():  # float32 rounding at either end of the interval (torchsde warns; harmless)
             warnings.filterwarnings("ignore", message="Should have tb<=t1")
+            warnings.filterwarnings("ignore", message="Should have ta>=t0")
             w = self.tree(low.float(), high.float())
         w = w.to(device=self.device, dtype=self.dtype) * (self.sign * sign)
         return w / (t1 - t0).abs().sqrt().to(self.device)

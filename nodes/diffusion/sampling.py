@@ -341,17 +341,31 @@ def _seed_generator(seed: int, torch, device: str = "cpu"):
     return torch.Generator(device).manual_seed(int(seed) % 2 ** 64)
 
 
-def _k_sigmas(scheduler: str, steps: int, table: SigmaTable, denoise: float, start_step: int | None,
-              end_step: int | None, force_full_denoise: bool):
+# ComfyUI's KSampler.DISCARD_PENULTIMATE_SIGMA_SAMPLERS (of those run on k-diffusion here): their schedule is
+# computed one step longer and its second-to-last sigma dropped
+DISCARD_PENULTIMATE = frozenset({"dpm_2", "dpm_2_ancestral"})
+
+
+def _schedule_for(sampler_name: str, scheduler: str, steps: int, table: SigmaTable):
+    if sampler_name not in DISCARD_PENULTIMATE:
+        return schedule(scheduler, steps, table)
+    import torch
+
+    sigmas = schedule(scheduler, steps + 1, table)
+    return torch.cat([sigmas[:-2], sigmas[-1:]])
+
+
+def _k_sigmas(sampler_name: str, scheduler: str, steps: int, table: SigmaTable, denoise: float,
+              start_step: int | None, end_step: int | None, force_full_denoise: bool):
     """The part of the sigma schedule this run walks: the last `steps` of a longer schedule for denoise < 1,
     or KSamplerAdvanced's [start, end] window of one schedule (ending at 0 unless noise is left in)."""
     if start_step is None:
         if denoise <= 0:
             return None
         total = steps if denoise >= 0.9999 else max(1, int(steps / denoise))
-        return schedule(scheduler, total, table)[-(steps + 1):]
+        return _schedule_for(sampler_name, scheduler, total, table)[-(steps + 1):]
     end = min(end_step if end_step is not None else steps, steps)
-    sigmas = schedule(scheduler, steps, table)[min(start_step, steps):end + 1].clone()
+    sigmas = _schedule_for(sampler_name, scheduler, steps, table)[min(start_step, steps):end + 1].clone()
     if force_full_denoise and len(sigmas) > 1:
         sigmas[-1] = 0
     return sigmas
@@ -385,7 +399,7 @@ def _k_sample(model, seed, steps, cfg, sampler_name, scheduler, positive, negati
     samples = latent["samples"]
     device = model.device
     table = SigmaTable(training_sigmas(model.scheduler_config))
-    sigmas = _k_sigmas(scheduler, steps, table, denoise, start_step, end_step, force_full_denoise)
+    sigmas = _k_sigmas(sampler_name, scheduler, steps, table, denoise, start_step, end_step, force_full_denoise)
     if sigmas is None or len(sigmas) <= 1:
         return dict(latent)
     seed = int(seed) % 2 ** 64
