@@ -104,6 +104,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1 (a budget of 0 or less would stop a planner before it starts)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _planning_parsers(sub) -> None:
     """plan, eval, eval-compare: words in."""
     p = sub.add_parser("plan", help="plan a workflow from a request in words (offline, or with an LLM provider)")
@@ -120,9 +131,9 @@ def _planning_parsers(sub) -> None:
                    help="change this workflow (API JSON, UI JSON, text form or PNG) as the request says, "
                         "instead of planning a new one; prints the changes")
     p.add_argument("--max-repairs", type=int, default=3)
-    p.add_argument("--max-tool-calls", type=int, default=12,
+    p.add_argument("--max-tool-calls", type=_positive_int, default=12,
                    help="most catalog lookups (search_nodes, get_node ...) an LLM planner may make")
-    p.add_argument("--max-tokens", type=int, default=200_000, help="most tokens an LLM planner may spend")
+    p.add_argument("--max-tokens", type=_positive_int, default=200_000, help="most tokens an LLM planner may spend")
     p.add_argument("--json", action="store_true", help="print the whole result (workflow, trace) as JSON")
     _common_flags(p)
 
@@ -608,11 +619,11 @@ class _QueueRunner:
         self.backend.shutdown(wait=2.0)
 
 
-def _print_unreadable(args: argparse.Namespace, exc) -> int:
+def _print_unreadable(args: argparse.Namespace, exc, source: str | None = None) -> int:
     if args.json:
         _print_json({"status": "unreadable", "errors": _format_errors(exc.errors)})
     else:
-        print(f"cannot read workflow {args.file}:", file=sys.stderr)
+        print(f"cannot read workflow {source or args.file}:", file=sys.stderr)
         for err in exc.errors:
             print(f"  {err}", file=sys.stderr)
     return EXIT_UNREADABLE
@@ -787,7 +798,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         try:
             base = load_workflow(_read_source(args.from_workflow), registry).prompt
         except WorkflowFormatError as exc:
-            return _print_unreadable(args, exc)
+            return _print_unreadable(args, exc, args.from_workflow)
     runner = _QueueRunner(registry, settings, show_progress=not args.json,
                           remotes=_remote_servers(args, registry)) if args.run else None
     try:

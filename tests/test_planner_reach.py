@@ -242,3 +242,15 @@ def test_a_reference_with_no_image_prompt_model_starts_the_picture_from_it(user,
     assert "harbor town" in _positive(wf)
     assert [c["kind"] for c in result.covered if c["kind"] == "reference"] == ["reference"]
     assert any("IPAdapter" in note for note in result.notes)
+
+
+def test_plan_from_a_missing_or_broken_workflow_is_a_clear_refusal(isolated_folders, capsys):
+    from nodeweaver.cli import EXIT_UNREADABLE, main
+
+    assert main(["plan", "make it 4 images", "--from", str(isolated_folders / "missing.json")]) == EXIT_UNREADABLE
+    err = capsys.readouterr().err
+    assert "cannot read workflow" in err and "missing.json" in err and "Traceback" not in err
+    with pytest.raises(SystemExit) as exited:
+        main(["plan", "a fox", "--max-tool-calls", "0"])
+    assert exited.value.code == 2
+    assert "must be at least 1" in capsys.readouterr().err
