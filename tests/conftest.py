@@ -82,11 +82,17 @@ def server(service):
         yield running
 
 
-@pytest.fixture(scope="session")
-def catalog_data() -> dict:
+def shared_catalog() -> Path:
+    """The shared ComfyUI 0.3.64 catalog's path; the calling test is skipped, with the reason, when ../shared
+    is not beside the checkout (CI on a bare clone)."""
     if not CATALOG.is_file():
         pytest.skip(f"the shared ComfyUI catalog is not at {CATALOG} (set NODEWEAVER_SHARED)")
-    return json.loads(CATALOG.read_text(encoding="utf-8"))
+    return CATALOG
+
+
+@pytest.fixture(scope="session")
+def catalog_data() -> dict:
+    return json.loads(shared_catalog().read_text(encoding="utf-8"))
 
 
 @pytest.fixture

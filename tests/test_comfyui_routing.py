@@ -9,7 +9,7 @@ import threading
 from typing import Any
 
 import pytest
-from conftest import CATALOG
+from conftest import shared_catalog
 
 from compiler import validate
 from compiler.plan import Plan
@@ -31,7 +31,7 @@ URL = "http://comfy.test:8188"
 
 def remote_catalog() -> dict[str, Any]:
     """ComfyUI 0.3.64's /object_info with one checkpoint installed on that server."""
-    info = json.loads(CATALOG.read_text(encoding="utf-8"))
+    info = json.loads(shared_catalog().read_text(encoding="utf-8"))
     info = copy.deepcopy(info)
     info["CheckpointLoaderSimple"]["input"]["required"]["ckpt_name"][0] = ["remote_xl.safetensors"]
     return info

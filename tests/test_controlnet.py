@@ -11,7 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
-from conftest import CATALOG  # noqa: E402
+from conftest import shared_catalog  # noqa: E402
 
 from compiler import validate  # noqa: E402
 from engine import Executor  # noqa: E402
@@ -321,7 +321,7 @@ def test_canny_thresholds_and_bad_input():
 # ---- schemas ----
 
 def test_schemas_are_comfyuis(registry):
-    catalog = json.loads(CATALOG.read_text(encoding="utf-8"))
+    catalog = json.loads(shared_catalog().read_text(encoding="utf-8"))
     for name in CN_NODES:
         ours, theirs = registry.node_info(name), catalog[name]
         for key in ("input", "input_order", "output", "output_name", "output_is_list", "category", "display_name",

@@ -8,7 +8,7 @@ import math
 from typing import Any
 
 import pytest
-from conftest import CATALOG
+from conftest import shared_catalog
 
 torch = pytest.importorskip("torch")
 
@@ -94,7 +94,7 @@ def _normal(spec: list) -> tuple:
 
 
 def test_object_info_matches_comfyuis_catalog(masks_registry):
-    catalog = json.loads(CATALOG.read_text(encoding="utf-8"))
+    catalog = json.loads(shared_catalog().read_text(encoding="utf-8"))
     for name in MASK_NODES:
         ours, theirs = masks_registry.node_info(name), catalog[name]
         assert ours["input_order"] == theirs["input_order"], name

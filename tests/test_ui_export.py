@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import CATALOG, REPO
+from conftest import REPO, shared_catalog
 
 from compiler import WorkflowFormatError, load_workflow
 from compiler.ui_export import to_ui_workflow
@@ -96,7 +96,7 @@ def test_planner_outputs_round_trip_and_lay_out(tmp_path):
     from nodes.registry import default_registry
 
     suite = load_suite(REPO / "evals" / "suites" / "planner_reach.yaml")
-    registry = with_catalog(default_registry(), CATALOG)
+    registry = with_catalog(default_registry(), shared_catalog())
     step = max(1, len(suite.cases) // REACH_CASES)
     checked = set()
     with environment(suite.environment, tmp_path):
@@ -162,7 +162,7 @@ def test_catalog_only_registry_unknown_classes_and_odd_ids():
     """Nodes known only from the catalog, a class nobody declares, literals on inputs without a widget,
     and ids that are no plain numbers (a flattened subgraph's "12:5") all survive the round trip."""
     registry = NodeRegistry()
-    registry.import_catalog_file(CATALOG)
+    registry.import_catalog_file(shared_catalog())
     api = json.loads((REPO / "evals" / "suites" / "workflows" / "img2img_sd15.json").read_text())
     api["12:5"] = {"class_type": "MyCustomBlur", "inputs": {"image": ["2", 0], "radius": 3, "mode": "box"}}
     api["save"] = {"class_type": "SaveImage", "inputs": {"images": ["12:5", 1], "filename_prefix": "blur"},
@@ -204,12 +204,12 @@ def test_cli_convert_to_ui(tmp_path, capsys):
 
     source = REPO / "evals" / "suites" / "workflows" / "img2img_sd15.json"
     out = tmp_path / "img2img.ui.json"
-    assert main(["convert", str(source), "--to", "ui", "--catalog", str(CATALOG), "-o", str(out)]) == 0
+    assert main(["convert", str(source), "--to", "ui", "--catalog", str(shared_catalog()), "-o", str(out)]) == 0
     written = json.loads(out.read_text(encoding="utf-8"))
     assert {n["type"] for n in written["nodes"]} >= {"LoadImage", "VAEEncode", "KSampler"}
     registry = NodeRegistry()
     registry.load_builtin_packs()
-    registry.import_catalog_file(CATALOG)
+    registry.import_catalog_file(shared_catalog())
     loaded = load_workflow(out, registry)
     assert loaded.format == "ui"
     assert_same_prompt(json.loads(source.read_text()), loaded.prompt)
