@@ -95,6 +95,7 @@ def test_planner_outputs_round_trip_and_lay_out(tmp_path):
     from evals.suite import load_suite
     from nodes.registry import default_registry
 
+    shared_catalog()  # the suite names the shared catalog; without ../shared it cannot load
     suite = load_suite(REPO / "evals" / "suites" / "planner_reach.yaml")
     registry = with_catalog(default_registry(), shared_catalog())
     step = max(1, len(suite.cases) // REACH_CASES)
