@@ -145,8 +145,8 @@ def test_every_listed_pair_validates_and_unlisted_names_are_not_in_list(registry
         for scheduler in SCHEDULERS:
             result = validate(t2i(sampler_name, scheduler), registry)
             assert result.valid, (sampler_name, scheduler, [str(e) for e in result.errors])
-    for sampler_name, scheduler, bad_input in (("ipndm", "normal", "sampler_name"), ("dpmpp_sde", "karras",
-                                               "sampler_name"), ("euler", "kl_optimal", "scheduler")):
+    for sampler_name, scheduler, bad_input in (("euler_fancy", "normal", "sampler_name"), ("dpmpp_9m", "karras",
+                                               "sampler_name"), ("euler", "kl_pessimal", "scheduler")):
         [error] = validate(t2i(sampler_name, scheduler), registry).errors
         assert (error.type, error.input_name) == ("value_not_in_list", bad_input)
 
@@ -154,7 +154,7 @@ def test_every_listed_pair_validates_and_unlisted_names_are_not_in_list(registry
 def test_builtin_sampler_lists_win_over_the_shared_catalog(catalog_registry, checkpoint):
     assert catalog_registry.is_executable("KSampler")
     assert catalog_registry.spec("KSampler").input("sampler_name").choices == list(SAMPLERS)
-    [error] = validate(t2i("ipndm", "normal"), catalog_registry).errors
+    [error] = validate(t2i("euler_fancy", "normal"), catalog_registry).errors
     assert error.type == "value_not_in_list"
 
 
@@ -193,12 +193,15 @@ def run_pairs(pairs) -> None:
     for sampler_name, scheduler in pairs:
         out = sample(model, 3, 6, 1.0, sampler_name, scheduler, cond, cond, latent)["samples"]
         std = float(out.std())  # it starts as noise of std ~14.6
-        assert torch.isfinite(out).all() and 0.15 < std < 4.0, (sampler_name, scheduler, std)
+        # linear_quadratic (made for flow models) jumps from sigma 7.8 to 0 in its last step on an SD model,
+        # so the sample collapses towards the mean, in ComfyUI too
+        low = 0.01 if scheduler == "linear_quadratic" else 0.15
+        assert torch.isfinite(out).all() and low < std < 4.0, (sampler_name, scheduler, std)
 
 
 def test_every_listed_sampler_and_scheduler_runs():
-    """Each sampler on karras (ddpm+karras was refused before) and each scheduler on both paths (k-diffusion
-    and diffusers); beta now runs with the ancestral samplers too."""
+    """Each sampler on karras (ddpm+karras was refused before) and each scheduler with a one-step and a
+    multistep sampler; beta runs with the ancestral samplers too."""
     run_pairs([(name, "karras") for name in SAMPLERS] + [(name, "beta") for name in ("euler_ancestral", "lcm")]
               + [(sampler, name) for name in SCHEDULERS for sampler in ("ddpm", "uni_pc")])
 

@@ -191,7 +191,10 @@ def test_ksampler_redraws_only_inside_the_noise_mask(tiny, sampler_name):
     out, = KSampler().sample(model, 7, 3, 5.0, sampler_name, "normal", _cond(1), _cond(2), latent, 1.0)
     result, original = out["samples"], latent["samples"]
     assert out["noise_mask"] is latent["noise_mask"]
-    assert torch.allclose(result[~inside], original[~inside], atol=1e-4)
+    # UniPC ends at sigma 0.001 rather than 0 (as ComfyUI's does), so outside the mask it is the original
+    # to within that last bit of noise; ComfyUI does not paste the original back after sampling
+    tolerance = 5e-3 if sampler_name == "uni_pc" else 1e-4
+    assert float((result[~inside] - original[~inside]).abs().max()) < tolerance
     assert float((result[inside] - original[inside]).abs().mean()) > 0.05
     unmasked, = KSampler().sample(model, 7, 3, 5.0, sampler_name, "normal", _cond(1), _cond(2),
                                   {"samples": original}, 1.0)

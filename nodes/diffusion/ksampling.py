@@ -1,8 +1,8 @@
 """k-diffusion-style samplers and ComfyUI's sigma schedules, on a diffusers UNet.
 
 ComfyUI samples in sigma space: a schedule of noise levels (normal, karras, exponential, simple,
-sgm_uniform, ddim_uniform, beta) and a sampler that walks it (euler, euler_ancestral, heun, dpm_2, dpmpp_2m,
-ddpm, ...).
+sgm_uniform, ddim_uniform, beta, linear_quadratic, kl_optimal) and a sampler that walks it (euler,
+euler_ancestral, heun, dpm_2, dpmpp_2m, ddpm, ...; lms, deis and UniPC in ksampling_multistep).
 These are the same algorithms, written against a denoiser that wraps the UNet with classifier-free
 guidance, so any sampler combines with any schedule, as in ComfyUI.
 """
@@ -15,6 +15,8 @@ import warnings
 from collections.abc import Callable
 from functools import partial
 from typing import Any
+
+from nodes.diffusion.ksampling_multistep import MULTISTEP_SAMPLERS
 
 Denoise = Callable[[Any, Any], Any]  # (x, sigma) -> denoised x
 
@@ -80,10 +82,18 @@ def schedule(name: str, steps: int, table: SigmaTable):
         sig = torch.stack([table.sigmas[-(1 + int(i * stride))] for i in range(steps)])
     elif name == "beta":
         sig = _beta_sigmas(steps, table)
-    elif name == "ddim_uniform":
+    elif name == "ddim_uniform":  # every stride-th training sigma from index 1: can be more than `steps`
+        if math.isclose(float(table.sigmas[1]), 0, abs_tol=1e-5):
+            stride = max(len(table.sigmas) // (steps + 1), 1)
+            picked = list(range(1, len(table.sigmas), stride))
+            return torch.stack([table.sigmas[i] for i in reversed(picked)]).float()
         stride = max(len(table.sigmas) // steps, 1)
         picked = list(range(1, len(table.sigmas), stride))
-        sig = torch.stack([table.sigmas[i] for i in reversed(picked)])[:steps]
+        sig = torch.stack([table.sigmas[i] for i in reversed(picked)])
+    elif name == "linear_quadratic":
+        return _linear_quadratic(steps, smax, torch)
+    elif name == "kl_optimal":
+        return _kl_optimal(steps, smin, smax, torch)
     else:
         raise ValueError(f"unknown schedule {name!r}")
     return torch.cat([sig.float(), sig.new_zeros([1])])
@@ -101,6 +111,34 @@ def _beta_sigmas(steps: int, table: SigmaTable, alpha: float = 0.6, beta: float 
     picks = [round(float(q) * last) for q in beta_distribution.ppf(quantiles, alpha, beta)]
     kept = [t for i, t in enumerate(picks) if i == 0 or t != picks[i - 1]]
     return table.torch.stack([table.sigmas[t] for t in kept])
+
+
+def _linear_quadratic(steps: int, sigma_max: float, torch, threshold: float = 0.025):
+    """ComfyUI's linear_quadratic schedule (from Mochi): noise falls linearly to `threshold` over the first
+    half of the steps, then quadratically to 0; scaled by the largest sigma. Already ends in 0."""
+    if steps == 1:
+        levels = [1.0, 0.0]
+    else:
+        linear = steps // 2
+        head = [i * threshold / linear for i in range(linear)]
+        diff = linear - threshold * steps
+        quadratic = steps - linear
+        q_coef = diff / (linear * quadratic ** 2)
+        l_coef = threshold / linear - 2 * diff / quadratic ** 2
+        const = q_coef * linear ** 2
+        tail = [q_coef * i ** 2 + l_coef * i + const for i in range(linear, steps)]
+        levels = [1.0 - v for v in head + tail + [1.0]]
+    return torch.tensor(levels, dtype=torch.float32) * float(sigma_max)
+
+
+def _kl_optimal(steps: int, sigma_min: float, sigma_max: float, torch):
+    """ComfyUI's kl_optimal schedule (AYS paper): sigmas evenly spaced in arctan between the model's ends."""
+    if steps == 1:  # ComfyUI divides by steps - 1 here and gets NaN; one step from the top is what it means
+        return torch.tensor([float(sigma_max), 0.0])
+    ramp = torch.arange(steps, dtype=torch.float32).div_(steps - 1)
+    sig = torch.zeros(steps + 1)
+    sig[:-1] = (ramp * math.atan(sigma_min) + (1 - ramp) * math.atan(sigma_max)).tan_()
+    return sig
 
 
 def _ancestral(sigma_from: float, sigma_to: float, eta: float = 1.0) -> tuple[float, float]:
@@ -369,10 +407,12 @@ _SAMPLER_FUNCS: dict[str, Callable[..., Any]] = {
     "dpmpp_3m_sde_gpu": partial(_dpmpp_sde, third=True),
     "lcm": _lcm,
     "ddpm": _ddpm,
+    **MULTISTEP_SAMPLERS,
 }
 # The samplers and sigma schedules this module runs: any sampler combines with any schedule.
 K_SAMPLERS = tuple(_SAMPLER_FUNCS)
-K_SCHEDULES = ("normal", "karras", "exponential", "simple", "sgm_uniform", "ddim_uniform", "beta")
+K_SCHEDULES = ("normal", "karras", "exponential", "simple", "sgm_uniform", "ddim_uniform", "beta",
+               "linear_quadratic", "kl_optimal")
 
 
 def _step_noise(noise: Callable[..., Any]) -> Noise:
@@ -384,10 +424,17 @@ def _step_noise(noise: Callable[..., Any]) -> Noise:
     return noise if takes_sigmas else (lambda sigma, sigma_next: noise())
 
 
-def run_sampler(name: str, denoise: Denoise, x, sigmas, noise: Callable[..., Any], step_done: StepDone):
+def run_sampler(name: str, denoise: Denoise, x, sigmas, noise: Callable[..., Any], step_done: StepDone,
+                uncond: Callable[[], Any] | None = None):
     """Walk `sigmas` from x with one of ComfyUI's samplers; `noise(sigma, sigma_next)` gives the standard
-    normal noise of the step from sigma to sigma_next (see noise_sampler_for for ComfyUI's)."""
+    normal noise of the step from sigma to sigma_next (see noise_sampler_for for ComfyUI's). CFG++ samplers
+    also read `uncond()`, the unconditional denoised of the latest `denoise` call."""
     func = _SAMPLER_FUNCS.get(name)
     if func is None:
         raise ValueError(f"sampler {name!r} is not a k-diffusion sampler here")
-    return func(denoise, x, [float(s) for s in sigmas], _step_noise(noise), step_done)
+    kwargs: dict[str, Any] = {}
+    if "uncond" in inspect.signature(func).parameters:
+        if uncond is None:
+            raise ValueError(f"sampler {name!r} needs the unconditional prediction (uncond)")
+        kwargs["uncond"] = uncond
+    return func(denoise, x, [float(s) for s in sigmas], _step_noise(noise), step_done, **kwargs)

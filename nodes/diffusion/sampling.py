@@ -1,4 +1,4 @@
-"""KSampler's sampling loop on diffusers schedulers, with ComfyUI's sampler/scheduler names and meanings.
+"""KSampler's sampling loop on a diffusers UNet, with ComfyUI's samplers, schedulers and their meanings.
 
 ComfyUI's `denoise` keeps `steps` steps of a schedule made for `steps / denoise` steps; KSamplerAdvanced's
 start/end steps cut one schedule of `steps` steps. Noise comes from a CPU generator seeded with `seed`, as
@@ -7,7 +7,6 @@ in ComfyUI, so a seed gives the same noise on every device.
 
 from __future__ import annotations
 
-import inspect
 import math
 from typing import Any
 
@@ -37,80 +36,23 @@ COMFY_SAMPLERS = (
 COMFY_SCHEDULERS = ("simple", "sgm_uniform", "karras", "exponential", "ddim_uniform", "beta", "normal",
                     "linear_quadratic", "kl_optimal")
 
-# Samplers that run on a diffusers scheduler (the k-diffusion ones are in ksampling):
-# sampler name -> (diffusers scheduler class, config overrides)
-SAMPLER_MAP: dict[str, tuple[str, dict[str, Any]]] = {
-    "lms": ("LMSDiscreteScheduler", {}),
-    "deis": ("DEISMultistepScheduler", {}),
-    "uni_pc": ("UniPCMultistepScheduler", {"solver_type": "bh1", "final_sigmas_type": "sigma_min"}),  # bh1 at 0: NaN
-    "uni_pc_bh2": ("UniPCMultistepScheduler", {"solver_type": "bh2"}),
-}
-# How each scheduler name configures a diffusers scheduler: name -> config overrides
-SCHEDULE_MAP: dict[str, dict[str, Any]] = {
-    "normal": {"timestep_spacing": "linspace"},
-    "simple": {"timestep_spacing": "trailing"},
-    "sgm_uniform": {"timestep_spacing": "trailing"},
-    "ddim_uniform": {"timestep_spacing": "leading"},
-    "karras": {"use_karras_sigmas": True},
-    "exponential": {"use_exponential_sigmas": True},
-    "beta": {"use_beta_sigmas": True},
-}
 # What KSampler offers and validation accepts: exactly the names that run here, in ComfyUI's order.
-SAMPLERS: tuple[str, ...] = tuple(n for n in COMFY_SAMPLERS if n in K_SAMPLERS or n in SAMPLER_MAP)
-SCHEDULERS: tuple[str, ...] = tuple(n for n in COMFY_SCHEDULERS if n in K_SCHEDULES and n in SCHEDULE_MAP)
-SIGMA_FLAGS = ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas")
+SAMPLERS: tuple[str, ...] = tuple(n for n in COMFY_SAMPLERS if n in K_SAMPLERS)
+SCHEDULERS: tuple[str, ...] = tuple(n for n in COMFY_SCHEDULERS if n in K_SCHEDULES)
 
 
 class SamplerNotSupported(ValueError):
-    """A ComfyUI sampler or scheduler name with no diffusers counterpart here."""
+    """A ComfyUI sampler or scheduler name that does not run here."""
 
 
 def check_sampler(sampler_name: str, scheduler: str) -> bool | str:
-    """True when NodeWeaver runs this sampler with this scheduler, else what to use instead.
-
-    Every listed sampler runs with every listed scheduler; the one run-time condition is a diffusers
-    release whose scheduler class lacks the sigma option a scheduler name needs.
-    """
+    """True when NodeWeaver runs this sampler with this scheduler (every listed sampler runs with every listed
+    scheduler), else what to use instead."""
     if sampler_name not in SAMPLERS:
         return f"sampler_name {sampler_name!r} is not available in NodeWeaver; use one of: {', '.join(SAMPLERS)}"
     if scheduler not in SCHEDULERS:
         return f"scheduler {scheduler!r} is not available in NodeWeaver; use one of: {', '.join(SCHEDULERS)}"
-    if sampler_name in K_SAMPLERS:
-        return True
-    flags = [f for f in SIGMA_FLAGS if SCHEDULE_MAP[scheduler].get(f)]
-    if flags:
-        try:
-            import diffusers
-        except ImportError:
-            return True  # checked again when it runs
-        accepted = inspect.signature(getattr(diffusers, SAMPLER_MAP[sampler_name][0]).__init__).parameters
-        if any(f not in accepted for f in flags):
-            return (f"scheduler {scheduler!r} cannot be combined with sampler_name {sampler_name!r} in this "
-                    "diffusers release; try normal, simple or sgm_uniform")
     return True
-
-
-def make_scheduler(sampler_name: str, scheduler: str, model: DiffusionModel):
-    problem = check_sampler(sampler_name, scheduler)
-    if problem is not True:
-        raise SamplerNotSupported(problem)
-    import diffusers
-
-    class_name, overrides = SAMPLER_MAP[sampler_name]
-    cls = getattr(diffusers, class_name)
-    try:
-        from diffusers.utils import is_scipy_available
-    except ImportError:  # pragma: no cover
-        is_scipy_available = None
-    if class_name == "LMSDiscreteScheduler" and is_scipy_available is not None and not is_scipy_available():
-        raise SamplerNotSupported("sampler 'lms' needs scipy: pip install scipy (or use euler, dpmpp_2m ...)")
-    accepted = set(inspect.signature(cls.__init__).parameters)
-    schedule = SCHEDULE_MAP[scheduler]
-    config = {k: v for k, v in model.scheduler_config.items() if not k.startswith("_")}
-    config.update(prediction_type=model.prediction_type, **overrides, **schedule)
-    if "timestep_spacing" not in schedule and "timestep_spacing" in accepted:
-        config["timestep_spacing"] = "linspace"
-    return cls.from_config({k: v for k, v in config.items() if k in accepted or k.startswith("num_train")})
 
 
 def _context(cond_list: list, batch: int, torch) -> tuple[Any, Any]:
@@ -146,27 +88,26 @@ def _match_lengths(a, b, torch):
 def sample(model: DiffusionModel, seed: int, steps: int, cfg: float, sampler_name: str, scheduler: str,
            positive: list, negative: list, latent: dict, denoise: float = 1.0, *, add_noise: bool = True,
            start_step: int | None = None, end_step: int | None = None, force_full_denoise: bool = True) -> dict:
-    """Denoise `latent["samples"]`; returns a new LATENT dict. ComfyUI's own k-diffusion algorithms for the
-    samplers in ksampling, diffusers schedulers for the rest (uni_pc, uni_pc_bh2, lms, deis)."""
+    """Denoise `latent["samples"]`; returns a new LATENT dict, walking ComfyUI's sigma schedule with ComfyUI's
+    sampler algorithms (ksampling, ksampling_multistep)."""
     problem = check_sampler(sampler_name, scheduler)
     if problem is not True:
         raise SamplerNotSupported(problem)
-    if sampler_name in K_SAMPLERS:
-        return _k_sample(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent, denoise,
-                         add_noise, start_step, end_step, force_full_denoise)
-    return _diffusers_sample(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent,
-                             denoise, add_noise=add_noise, start_step=start_step, end_step=end_step,
-                             force_full_denoise=force_full_denoise)
+    return _k_sample(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent, denoise,
+                     add_noise, start_step, end_step, force_full_denoise)
 
 
 class _Guidance:
     """Conditioning prepared once per sampling run: contexts, CFG and SDXL's extra inputs."""
 
-    def __init__(self, model: DiffusionModel, cfg: float, positive: list, negative: list, samples, torch):
+    def __init__(self, model: DiffusionModel, cfg: float, positive: list, negative: list, samples, torch,
+                 need_uncond: bool = False):
         batch = samples.shape[0]
         device, dtype = model.device, model.dtype
         cond, pooled = _context(positive, batch, torch)
-        self.use_cfg = cfg != 1.0
+        # cfg 1 skips the negative (ComfyUI's cfg1 optimisation) unless a CFG++ sampler reads it
+        self.use_cfg = cfg != 1.0 or need_uncond
+        self.last_uncond = None  # the unconditional model output of the latest call (CFG++ samplers)
         pooled_neg = None
         if self.use_cfg:
             uncond, pooled_neg = _context(negative, batch, torch)
@@ -228,6 +169,9 @@ class _Guidance:
         if self.use_cfg:
             out_uncond, out_cond = out.chunk(2)
             out = out_uncond + self.cfg * (out_cond - out_uncond)
+            self.last_uncond = out_uncond
+        else:
+            self.last_uncond = out
         return out
 
 
@@ -336,14 +280,9 @@ def _inpaint_concat(model: DiffusionModel, positive: list, negative: list, sampl
     return torch.cat(parts).to(model.device)
 
 
-def _seed_generator(seed: int, torch, device: str = "cpu"):
-    """A generator seeded as ComfyUI seeds one: any seed in [0, 2**64) as it is."""
-    return torch.Generator(device).manual_seed(int(seed) % 2 ** 64)
-
-
 # ComfyUI's KSampler.DISCARD_PENULTIMATE_SIGMA_SAMPLERS (of those run on k-diffusion here): their schedule is
 # computed one step longer and its second-to-last sigma dropped
-DISCARD_PENULTIMATE = frozenset({"dpm_2", "dpm_2_ancestral"})
+DISCARD_PENULTIMATE = frozenset({"dpm_2", "dpm_2_ancestral", "uni_pc", "uni_pc_bh2"})
 
 
 def _schedule_for(sampler_name: str, scheduler: str, steps: int, table: SigmaTable):
@@ -362,8 +301,9 @@ def _k_sigmas(sampler_name: str, scheduler: str, steps: int, table: SigmaTable, 
     if start_step is None:
         if denoise <= 0:
             return None
-        total = steps if denoise >= 0.9999 else max(1, int(steps / denoise))
-        return _schedule_for(sampler_name, scheduler, total, table)[-(steps + 1):]
+        if denoise >= 0.9999:  # the whole schedule (ddim_uniform's can hold more than `steps` steps)
+            return _schedule_for(sampler_name, scheduler, steps, table)
+        return _schedule_for(sampler_name, scheduler, max(1, int(steps / denoise)), table)[-(steps + 1):]
     end = min(end_step if end_step is not None else steps, steps)
     sigmas = _schedule_for(sampler_name, scheduler, steps, table)[min(start_step, steps):end + 1].clone()
     if force_full_denoise and len(sigmas) > 1:
@@ -376,6 +316,12 @@ def _k_denoiser(model: DiffusionModel, guidance: _Guidance, table: SigmaTable, b
     from runtime.progress import check_interrupted
 
     v_prediction = model.prediction_type == "v_prediction"
+    last: dict[str, Any] = {}
+
+    def to_denoised(current, sigma: float, out):
+        if v_prediction:
+            return current / (sigma ** 2 + 1.0) - out * (sigma / math.sqrt(sigma ** 2 + 1.0))
+        return current - out * sigma
 
     def denoise_fn(current, sigma: float):
         check_interrupted()
@@ -384,10 +330,14 @@ def _k_denoiser(model: DiffusionModel, guidance: _Guidance, table: SigmaTable, b
         if guidance.use_cfg:
             model_in, t = torch.cat([model_in, model_in]), torch.cat([t, t])
         out = guidance.predict(model_in, t)
-        if v_prediction:
-            return current / (sigma ** 2 + 1.0) - out * (sigma / math.sqrt(sigma ** 2 + 1.0))
-        return current - out * sigma
+        last.update(current=current, sigma=sigma)
+        return to_denoised(current, sigma, out)
 
+    def uncond():
+        """The unconditional denoised of the latest call (ComfyUI's uncond_denoised, read by CFG++)."""
+        return to_denoised(last["current"], last["sigma"], guidance.last_uncond)
+
+    denoise_fn.uncond = uncond  # type: ignore[attr-defined]
     return denoise_fn
 
 
@@ -409,101 +359,21 @@ def _k_sample(model, seed, steps, cfg, sampler_name, scheduler, positive, negati
         first = float(sigmas[0])
         full = abs(first - table.sigma_max) < 1e-4 * table.sigma_max
         x = x + noise.to(device) * (math.sqrt(1.0 + first ** 2) if full else first)
-    guidance = _Guidance(model, cfg, positive, negative, samples, torch)
+    guidance = _Guidance(model, cfg, positive, negative, samples, torch, need_uncond="cfg_pp" in sampler_name)
     denoise_fn = _k_denoiser(model, guidance, table, samples.shape[0], torch)
+    uncond = denoise_fn.uncond
     mask = _latent_noise_mask(latent, samples, torch)
     guidance.concat = _inpaint_concat(model, positive, negative, samples, mask, guidance.use_cfg, torch)
     if mask is not None:  # noise without add_noise is zeros, as ComfyUI's disabled noise
+        keep_noise = noise if add_noise else torch.zeros_like(noise)
+        if sampler_name == "ddim":  # ComfyUI's ddim re-noises the kept part with its own draw (seed + 1)
+            keep_noise = torch.randn(samples.shape, generator=torch.Generator().manual_seed((seed + 1) % 2 ** 64))
         denoise_fn = _masked_denoiser(denoise_fn, mask.to(device), samples.to(device, torch.float32),
-                                      noise.to(device) if add_noise else torch.zeros_like(x))
+                                      keep_noise.to(device))
     bar = ProgressBar(len(sigmas) - 1)
     with model.patched(), torch.inference_mode():
         step_noise = noise_sampler_for(sampler_name, x, sigmas, seed)  # ComfyUI's: from x after noising
-        x = run_sampler(sampler_name, denoise_fn, x, sigmas, step_noise, lambda: bar.update(1))
-    output = dict(latent)
-    output["samples"] = x.to("cpu", torch.float32)
-    return output
-
-
-def _diffusers_window(steps: int, denoise: float, start_step: int | None,
-                      end_step: int | None) -> tuple[int, int, int]:
-    """(schedule length, first step, end step) of the diffusers schedule this run walks."""
-    if start_step is None:
-        total = steps if denoise >= 0.9999 else max(1, int(steps / max(denoise, 1e-4)))
-        return total, total - steps, total
-    return steps, min(start_step, steps), min(end_step if end_step is not None else steps, steps)
-
-
-def _diffusers_loop(sched, guidance: _Guidance, x, timesteps, generator, torch, keep_unmasked=None):
-    """Step the diffusers scheduler over `timesteps`; returns the last sample and the last predicted x0.
-    `keep_unmasked(x, t)` (inpainting) puts the noised original back outside the mask before each step."""
-    from runtime.progress import ProgressBar, check_interrupted
-
-    step_kwargs = {"generator": generator} if "generator" in inspect.signature(sched.step).parameters else {}
-    bar = ProgressBar(len(timesteps))
-    last_denoised = None
-    for t in timesteps:
-        check_interrupted()
-        if keep_unmasked is not None:
-            x = keep_unmasked(x, t)
-        model_in = torch.cat([x, x]) if guidance.use_cfg else x
-        out = guidance.predict(sched.scale_model_input(model_in, t), t)
-        result = sched.step(out, t, x, **step_kwargs)
-        x = result.prev_sample
-        last_denoised = getattr(result, "pred_original_sample", None)
-        bar.update(1)
-    return x, last_denoised
-
-
-def _diffusers_keep_unmasked(sched, mask, original, noise):
-    """The diffusers-scheduler form of KSamplerX0Inpaint's input blend: outside the mask, the original noised
-    to the step's timestep in the scheduler's own space (its add_noise)."""
-    keep = 1.0 - mask
-
-    def blend(x, t):
-        noised = sched.add_noise(original, noise, t.reshape(1).repeat(original.shape[0]))
-        return x * mask + noised * keep
-
-    return blend
-
-
-def _diffusers_sample(model: DiffusionModel, seed: int, steps: int, cfg: float, sampler_name: str,
-                      scheduler: str, positive: list, negative: list, latent: dict, denoise: float = 1.0, *,
-                      add_noise: bool = True, start_step: int | None = None, end_step: int | None = None,
-                      force_full_denoise: bool = True) -> dict:
-    torch = torch_or_error()
-    samples = latent["samples"]
-    device = model.device
-    sched = make_scheduler(sampler_name, scheduler, model)
-    total, skip, end = _diffusers_window(steps, denoise, start_step, end_step)
-    if denoise <= 0 or skip >= end:
-        return dict(latent)
-    sched.set_timesteps(total, device=device)
-    order = int(getattr(sched, "order", 1) or 1)
-    timesteps = sched.timesteps[skip * order:end * order]
-    if skip and hasattr(sched, "set_begin_index"):  # (UniPC breaks when told to begin at 0)
-        sched.set_begin_index(skip * order)
-    noise = torch.randn(samples.shape, generator=_seed_generator(seed, torch), dtype=torch.float32)
-    x = samples.to(device=device, dtype=torch.float32)
-    if add_noise:
-        x = sched.add_noise(x, noise.to(device), timesteps[:1].repeat(samples.shape[0]))
-    guidance = _Guidance(model, cfg, positive, negative, samples, torch)
-    generator = _seed_generator(seed, torch, device if device != "mps" else "cpu")
-    mask = _latent_noise_mask(latent, samples, torch)
-    guidance.concat = _inpaint_concat(model, positive, negative, samples, mask, guidance.use_cfg, torch)
-    original = samples.to(device=device, dtype=torch.float32)
-    keep_unmasked = None
-    if mask is not None:
-        mask = mask.to(device)
-        keep_unmasked = _diffusers_keep_unmasked(sched, mask, original,
-                                                 noise.to(device) if add_noise else torch.zeros_like(x))
-    with model.patched(), torch.inference_mode():
-        x, last_denoised = _diffusers_loop(sched, guidance, x, timesteps, generator, torch, keep_unmasked)
-    clean = end >= total
-    if force_full_denoise and end < total and last_denoised is not None:
-        x, clean = last_denoised, True
-    if mask is not None and clean:  # the finished latent is the original outside the mask
-        x = x * mask + original * (1.0 - mask)
+        x = run_sampler(sampler_name, denoise_fn, x, sigmas, step_noise, lambda: bar.update(1), uncond=uncond)
     output = dict(latent)
     output["samples"] = x.to("cpu", torch.float32)
     return output
