@@ -275,69 +275,16 @@ def load_controlnet(name: str, base: DiffusionModel | None = None) -> ControlNet
     return ControlNet(model_cache.to_device(weights, device))
 
 
-# ---- Canny (ComfyUI's comfy_extras Canny: kornia.filters.canny with its defaults, written here in torch) ----
-_NMS_NEIGHBOURS = ((0, 1), (1, 1), (1, 0), (1, -1), (0, -1), (-1, -1), (-1, 0), (-1, 1))  # (dy, dx), 45° steps
-
-
-def _direction_kernels(centre: float, neighbour: float, torch):
-    """Eight 3x3 kernels, one per 45° direction: `centre` in the middle, `neighbour` at that neighbour."""
-    kernels = torch.zeros(8, 1, 3, 3)
-    for i, (dy, dx) in enumerate(_NMS_NEIGHBOURS):
-        kernels[i, 0, 1, 1] = centre
-        kernels[i, 0, 1 + dy, 1 + dx] = neighbour
-    return kernels
-
-
-def _gaussian_blur(gray, torch, size: int = 5, sigma: float = 1.0):
-    x = torch.arange(size, dtype=gray.dtype) - size // 2
-    kernel = torch.exp(-(x ** 2) / (2 * sigma ** 2))
-    kernel = kernel / kernel.sum()
-    padded = torch.nn.functional.pad(gray, (size // 2,) * 4, mode="reflect")
-    out = torch.nn.functional.conv2d(padded, kernel.view(1, 1, 1, size).to(gray.device))
-    return torch.nn.functional.conv2d(out, kernel.view(1, 1, size, 1).to(gray.device))
-
-
-def _sobel(gray, torch):
-    kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], dtype=gray.dtype)
-    kernels = torch.stack([kx, kx.t()]).unsqueeze(1).to(gray.device)
-    grads = torch.nn.functional.conv2d(torch.nn.functional.pad(gray, (1, 1, 1, 1), mode="replicate"), kernels)
-    return grads[:, :1], grads[:, 1:]
-
-
-def _hysteresis(edges, torch):
-    """Weak edges (0.5) touching a strong one (1) become strong, until nothing changes; the rest drop."""
-    kernels = _direction_kernels(0.0, 1.0, torch).to(edges.device, edges.dtype)
-    weak, strong = (edges == 0.5).to(edges.dtype), (edges == 1).to(edges.dtype)
-    while True:
-        touching = (torch.nn.functional.conv2d(edges, kernels, padding=1) == 1).any(1, keepdim=True)
-        result = touching.to(edges.dtype) * weak + strong
-        new = result + (result == 0).to(edges.dtype) * weak * 0.5
-        if torch.equal(new, edges):
-            return result
-        edges = new
-        weak, strong = (edges == 0.5).to(edges.dtype), (edges == 1).to(edges.dtype)
-
-
+# ---- Canny: ComfyUI's comfy_extras Canny is kornia.filters.canny with its defaults; so is this one ----------
 def canny(image, low_threshold: float, high_threshold: float):
-    """Edges of an IMAGE [B, H, W, C] as an IMAGE of 0/1: grey (ITU-R 601), 5x5 gaussian blur (sigma 1,
-    reflected border), Sobel gradients, non-maximum suppression along the gradient rounded to 45°, double
-    threshold and hysteresis, as kornia.filters.canny computes them for ComfyUI's Canny node."""
-    torch = torch_or_error()
-    pixels = image.movedim(-1, 1).float()
-    if pixels.shape[1] >= 3:
-        gray = 0.299 * pixels[:, 0:1] + 0.587 * pixels[:, 1:2] + 0.114 * pixels[:, 2:3]
-    else:
-        gray = pixels[:, :1]
-    gx, gy = _sobel(_gaussian_blur(gray, torch), torch)
-    magnitude = torch.sqrt(gx * gx + gy * gy + 1e-6)
-    angle = torch.round(torch.rad2deg(torch.atan2(gy, gx)) / 45) * 45
-    neighbours = torch.nn.functional.conv2d(magnitude, _direction_kernels(1.0, -1.0, torch).to(magnitude.device),
-                                            padding=1)
-    forward = torch.gather(neighbours, 1, ((angle / 45) % 8).long())
-    backward = torch.gather(neighbours, 1, ((angle / 45 + 4) % 8).long())
-    magnitude = magnitude * (torch.minimum(forward, backward) > 0.0)
-    edges = (magnitude > low_threshold) * 0.5 + (magnitude > high_threshold) * 0.5
-    edges = _hysteresis(edges.float(), torch)
+    """Edges of an IMAGE [B, H, W, C] as an IMAGE of 0/1 (grey, 5x5 gaussian blur, Sobel, non-maximum
+    suppression, double threshold, hysteresis), computed by kornia exactly as ComfyUI's node does."""
+    torch_or_error()
+    try:
+        from kornia.filters import canny as kornia_canny
+    except ImportError as exc:
+        raise BadRequest("Canny needs kornia (part of the diffusion extra): pip install kornia") from exc
+    _magnitude, edges = kornia_canny(image[..., :3].movedim(-1, 1).float(), low_threshold, high_threshold)
     return edges.repeat(1, 3, 1, 1).movedim(1, -1)
 
 
