@@ -10,8 +10,8 @@ Wiring (what the caller must do for each name so a seed gives ComfyUI's image):
   res_multistep_ancestral_cfg_pp, euler_ancestral_cfg_pp, dpmpp_2s_ancestral_cfg_pp, er_sde, seeds_2, seeds_3,
   sa_solver, sa_solver_pece) uses ComfyUI's default noise sampler: one generator on the latent's device seeded
   with the seed, one full-batch draw per call, in the order the calls come (seeds_2 draws twice a step,
-  seeds_3 three times, sa_solver only on steps whose sigma lies in its stochastic interval). The rest are
-  deterministic and never call `noise`.
+  seeds_3 three times, sa_solver only on steps whose next sigma lies in its stochastic interval). The rest
+  are deterministic and never call `noise` (ComfyUI's res_multistep and dpm_fast draw and multiply by 0).
 - Sigmas. Every function takes the whole schedule the KSampler would pass (with its final 0). None of these
   names is in KSampler.DISCARD_PENULTIMATE_SIGMA_SAMPLERS (that set is dpm_2, dpm_2_ancestral, uni_pc,
   uni_pc_bh2), so the schedule is used as the scheduler made it. dpm_fast and dpm_adaptive do not walk the
@@ -21,7 +21,9 @@ Wiring (what the caller must do for each name so a seed gives ComfyUI's image):
 - step_done: once per schedule step; for dpm_fast and dpm_adaptive once per model call (dpm_fast makes
   exactly len(sig) - 1 of them, dpm_adaptive a data-dependent number, as ComfyUI's progress bar counts).
 - CFG++ names (*_cfg_pp) take a keyword-only `uncond`: a zero-argument callable giving the unconditional
-  denoised of the most recent `denoise` call (the denoised itself at cfg 1), as ComfyUI's post-cfg hook does.
+  (negative prompt) denoised of the most recent `denoise` call, as ComfyUI's post-cfg hook does. ComfyUI sets
+  disable_cfg1_optimization for these samplers, so even at cfg 1 it runs the negative prompt and the step
+  uses that prediction: at cfg 1 `uncond` is not the denoised unless the negative prediction happens to be.
 - Defaults are ComfyUI's sampler_object(name) ones: eta 1, s_noise 1, r 1/2 (dpmpp_sde, seeds_2), ge_gamma 2,
   er_sde stage 3 with its default noise scaler, sa_solver predictor order 3 / corrector order 4 with
   tau 1 between the sigmas at 20% and 80% of the training schedule, dpm_adaptive order 3 rtol 0.05 atol 0.0078.
@@ -30,8 +32,10 @@ Model type: ComfyUI's half-log-SNR helpers (sigma_to_half_log_snr, offset_first_
 sa_solver, er_sde and seeds) are written here for a discrete VP model (SD1.x, SD2, SDXL; EPS or v-prediction,
 both k-diffusion denoisers): lambda = -log(sigma), alpha = 1 in k-space, no first-sigma offset. The sa_solver
 interval comes from the scaled-linear 0.00085..0.012 training table those models share. Flow models (CONST)
-are not covered. Per-step scalars are Python floats; dpm_fast's and dpm_adaptive's log-sigma grid stays in
-float32 as in ComfyUI, since it decides where the model is called and when the adaptive loop stops.
+are not covered. Per-step scalars are Python floats, except where ComfyUI's float32 shows: dpmpp_sde's stage
+sigma (a Brownian tree queried one float32 step away gives other noise) and dpm_fast's and dpm_adaptive's
+times and coefficients (their float32 grid decides where the model is called and when the adaptive loop
+stops, and their noise-prediction form cancels large terms).
 """
 
 from __future__ import annotations
