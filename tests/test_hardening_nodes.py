@@ -193,10 +193,13 @@ def run_pairs(pairs) -> None:
     for sampler_name, scheduler in pairs:
         out = sample(model, 3, 6, 1.0, sampler_name, scheduler, cond, cond, latent)["samples"]
         std = float(out.std())  # it starts as noise of std ~14.6
-        # linear_quadratic (made for flow models) jumps from sigma 7.8 to 0 in its last step on an SD model,
-        # so the sample collapses towards the mean, in ComfyUI too
-        low = 0.01 if scheduler == "linear_quadratic" else 0.15
-        assert torch.isfinite(out).all() and low < std < 4.0, (sampler_name, scheduler, std)
+        if scheduler == "linear_quadratic":
+            # made for flow models: on an SD model it jumps from sigma 7.8 to 0 in its last step (the sample
+            # collapses to the mean; dpm_fast/dpm_adaptive stop at 7.8; ipndm_v's variable-step weights blow up
+            # over the 100x change of step size), in ComfyUI 0.3.64 exactly the same way
+            assert torch.isfinite(out).all(), (sampler_name, scheduler)
+            continue
+        assert torch.isfinite(out).all() and 0.15 < std < 4.0, (sampler_name, scheduler, std)
 
 
 def test_every_listed_sampler_and_scheduler_runs():

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from nodes.diffusion.ksampling_extra import EXTRA_SAMPLERS, EXTRA_SDE_SAMPLERS, ancestral_step
 from nodes.diffusion.ksampling_multistep import MULTISTEP_SAMPLERS
 
 Denoise = Callable[[Any, Any], Any]  # (x, sigma) -> denoised x
@@ -141,20 +142,12 @@ def _kl_optimal(steps: int, sigma_min: float, sigma_max: float, torch):
     return sig
 
 
-def _ancestral(sigma_from: float, sigma_to: float, eta: float = 1.0) -> tuple[float, float]:
-    if not eta or sigma_to == 0:
-        return sigma_to, 0.0
-    up = min(sigma_to, eta * (sigma_to ** 2 * (sigma_from ** 2 - sigma_to ** 2) / sigma_from ** 2) ** 0.5)
-    down = (sigma_to ** 2 - up ** 2) ** 0.5
-    return down, up
-
-
 Noise = Callable[[float, float], Any]  # (sigma, sigma_next) -> standard normal noise for that step
 StepDone = Callable[[], None]
 
 # Samplers whose per-step noise is a Brownian motion sampled at the sigmas (ComfyUI's BrownianTreeNoiseSampler);
 # the _gpu variants keep the tree on the latent's device, the others on the CPU.
-SDE_SAMPLERS = ("dpmpp_2m_sde", "dpmpp_2m_sde_gpu", "dpmpp_3m_sde", "dpmpp_3m_sde_gpu")
+SDE_SAMPLERS = frozenset({"dpmpp_2m_sde", "dpmpp_2m_sde_gpu", "dpmpp_3m_sde", "dpmpp_3m_sde_gpu"}) | EXTRA_SDE_SAMPLERS
 
 
 def prepare_noise(shape, seed: int, batch_index: list[int] | None = None):
@@ -249,7 +242,7 @@ def _euler(denoise: Denoise, x, sig: list[float], noise: Noise, step_done: StepD
 def _euler_ancestral(denoise: Denoise, x, sig: list[float], noise: Noise, step_done: StepDone):
     for i in range(len(sig) - 1):
         d = denoise(x, sig[i])
-        down, up = _ancestral(sig[i], sig[i + 1])
+        down, up = ancestral_step(sig[i], sig[i + 1])
         x = x + (x - d) / sig[i] * (down - sig[i])
         if sig[i + 1] > 0:
             x = x + noise(sig[i], sig[i + 1]) * up
@@ -275,7 +268,7 @@ def _heun(denoise: Denoise, x, sig: list[float], noise: Noise, step_done: StepDo
 def _dpm_2(denoise: Denoise, x, sig: list[float], noise: Noise, step_done: StepDone, ancestral: bool = False):
     for i in range(len(sig) - 1):
         d = denoise(x, sig[i])
-        target, up = _ancestral(sig[i], sig[i + 1]) if ancestral else (sig[i + 1], 0.0)
+        target, up = ancestral_step(sig[i], sig[i + 1]) if ancestral else (sig[i + 1], 0.0)
         deriv = (x - d) / sig[i]
         if target == 0:
             x = x + deriv * (target - sig[i])
@@ -313,7 +306,7 @@ def _dpmpp_2m(denoise: Denoise, x, sig: list[float], noise: Noise, step_done: St
 def _dpmpp_2s_ancestral(denoise: Denoise, x, sig: list[float], noise: Noise, step_done: StepDone):
     for i in range(len(sig) - 1):
         d = denoise(x, sig[i])
-        down, up = _ancestral(sig[i], sig[i + 1])
+        down, up = ancestral_step(sig[i], sig[i + 1])
         if down == 0:
             x = x + (x - d) / sig[i] * (down - sig[i])
         else:
@@ -408,6 +401,7 @@ _SAMPLER_FUNCS: dict[str, Callable[..., Any]] = {
     "lcm": _lcm,
     "ddpm": _ddpm,
     **MULTISTEP_SAMPLERS,
+    **EXTRA_SAMPLERS,
 }
 # The samplers and sigma schedules this module runs: any sampler combines with any schedule.
 K_SAMPLERS = tuple(_SAMPLER_FUNCS)

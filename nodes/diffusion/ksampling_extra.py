@@ -51,7 +51,7 @@ StepDone = Callable[[], None]
 Uncond = Callable[[], Any]  # the unconditional denoised of the last denoise call
 
 
-def _ancestral(sigma_from: float, sigma_to: float, eta: float = 1.0) -> tuple[float, float]:
+def ancestral_step(sigma_from: float, sigma_to: float, eta: float = 1.0) -> tuple[float, float]:
     """k-diffusion's ancestral split of a step into a deterministic part (down) and fresh noise (up)."""
     if not eta or sigma_to == 0:
         return sigma_to, 0.0
@@ -88,13 +88,13 @@ def dpmpp_sde(denoise: Denoise, x, sig: list[float], noise: Noise, step_done: St
         else:
             lam_s = _lam(s)
             s1 = _sigma_between(s, s_next, r)
-            down, up = _ancestral(s, s1, eta)
+            down, up = ancestral_step(s, s1, eta)
             h = _lam(down) - lam_s
             x2 = math.exp(-h) * x - math.expm1(-h) * d
             if eta > 0:
                 x2 = x2 + noise(s, s1) * up
             d2 = denoise(x2, s1)
-            down, up = _ancestral(s, s_next, eta)
+            down, up = ancestral_step(s, s_next, eta)
             h = _lam(down) - lam_s
             x = math.exp(-h) * x - math.expm1(-h) * ((1 - fac) * d + fac * d2)
             if eta > 0:
@@ -239,7 +239,7 @@ def _res_multistep(denoise: Denoise, x, sig: list[float], noise: Noise, step_don
         s, s_next = sig[i], sig[i + 1]
         d = denoise(x, s)
         u = uncond() if uncond is not None else d
-        down, up = _ancestral(s, s_next, eta)
+        down, up = ancestral_step(s, s_next, eta)
         if down == 0 or old is None:
             x = d + (x - u) / s * down if uncond is not None else x + (x - d) / s * (down - s)
         else:
@@ -589,7 +589,7 @@ def euler_ancestral_cfg_pp(denoise: Denoise, x, sig: list[float], noise: Noise, 
         if s_next == 0:
             x = d
         else:
-            down, up = _ancestral(s, s_next, eta)
+            down, up = ancestral_step(s, s_next, eta)
             x = d + down * (x - uncond()) / s
             if eta > 0:
                 x = x + noise(s, s_next) * up
@@ -608,7 +608,7 @@ def dpmpp_2s_ancestral_cfg_pp(denoise: Denoise, x, sig: list[float], noise: Nois
     for i in range(len(sig) - 1):
         s, s_next = sig[i], sig[i + 1]
         d = denoise(x, s)
-        down, up = _ancestral(s, s_next)
+        down, up = ancestral_step(s, s_next)
         if down == 0:
             x = d
         else:
