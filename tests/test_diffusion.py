@@ -192,7 +192,7 @@ def test_image_nodes_upscale_invert_and_mask(env):
 def test_errors_are_clear(env, models_root):
     bad = default_t2i()
     bad["4"]["inputs"]["ckpt_name"] = "missing.safetensors"
-    bad["3"]["inputs"]["sampler_name"] = "ipndm"
+    bad["3"]["inputs"]["sampler_name"] = "euler_fancy"
     result = validate(bad, env["registry"])
     kinds = {(e.type, e.input_name) for e in result.errors}
     assert ("value_not_in_list", "ckpt_name") in kinds and ("value_not_in_list", "sampler_name") in kinds

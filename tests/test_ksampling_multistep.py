@@ -92,3 +92,60 @@ def test_uni_pc_with_one_step_returns_its_input_as_comfyui_does() -> None:
     x = torch.full((1, 1, 2, 2), 3.0)
     out = run_sampler("uni_pc", gaussian_denoiser, x, torch.tensor([14.6146, 0.0]), lambda a, b: None, lambda: None)
     assert torch.allclose(out, x / (1 + 14.6146 ** 2) ** 0.5, atol=1e-4)
+
+
+# ComfyUI 0.3.64's calculate_sigmas(…, 5) for an SDXL file with `v_pred` + `ztsnr` keys (ModelSamplingDiscrete,
+# zsnr) and one with `edm_vpred.sigma_min/max` = 0.002/80 (ModelSamplingContinuousEDM), rounded to 4 places
+COMFY_VARIANT_SCHEDULES = {
+    ("zsnr", "normal"): [4518.7637, 5.4066, 1.7713, 0.7291, 0.0292, 0.0],
+    ("zsnr", "karras"): [4518.7627, 909.6913, 113.37, 5.7719, 0.0292, 0.0],
+    ("zsnr", "simple"): [4518.7637, 7.4107, 2.6049, 1.2414, 0.5948, 0.0],
+    ("zsnr", "beta"): [4518.7637, 14.0481, 3.0662, 1.092, 0.4114, 0.0],
+    ("zsnr", "ddim_uniform"): [7.5144, 2.6266, 1.25, 0.5998, 0.0421, 0.0],
+    ("edm", "normal"): [80.0, 5.6569, 0.4, 0.0283, 0.002, 0.0],
+    ("edm", "karras"): [80.0, 17.5278, 2.5152, 0.1698, 0.002, 0.0],
+    ("edm", "simple"): [80.0, 9.5886, 1.1493, 0.1377, 0.0165, 0.0],
+    ("edm", "sgm_uniform"): [80.0, 9.609, 1.1542, 0.1386, 0.0167, 0.0],
+    ("edm", "beta"): [80.0, 21.7005, 1.7198, 0.093, 0.0074, 0.0],
+    ("edm", "kl_optimal"): [79.9996, 2.3549, 0.9896, 0.4123, 0.002, 0.0],
+}
+
+
+def _variant_file(kind: str) -> dict:
+    markers = {"zsnr": {"v_pred": torch.tensor([]), "ztsnr": torch.tensor([])},
+               "edm": {"edm_vpred.sigma_max": torch.tensor(80.0), "edm_vpred.sigma_min": torch.tensor(0.002)}}
+    return markers[kind]
+
+
+@pytest.mark.parametrize(("kind", "name"), sorted(COMFY_VARIANT_SCHEDULES))
+def test_zsnr_and_edm_sdxl_files_sample_on_comfyuis_schedules(kind: str, name: str) -> None:
+    from nodes.diffusion.ksampling import sigma_table
+    from nodes.diffusion.models import detect_prediction, sampling_config
+
+    sd = _variant_file(kind)
+    prediction = detect_prediction(sd, "sdxl", 4)
+    assert prediction == "v_prediction"
+    table = sigma_table(sampling_config(sd, "sdxl", prediction))
+    ours = [float(v) for v in schedule(name, 5, table)]
+    assert ours == pytest.approx(COMFY_VARIANT_SCHEDULES[(kind, name)], rel=1e-4, abs=1e-4)
+
+
+def test_the_unet_timestep_is_comfyuis() -> None:
+    """ComfyUI feeds the nearest training step (an integer) for discrete models, log(sigma)/4 for EDM ones."""
+    from nodes.diffusion.ksampling import sigma_table
+    from nodes.diffusion.models import sampling_config
+
+    zsnr = sigma_table(sampling_config(_variant_file("zsnr"), "sdxl", "v_prediction"))
+    edm = sigma_table(sampling_config(_variant_file("edm"), "sdxl", "v_prediction"))
+    assert float(zsnr.sigma_to_t(torch.tensor(1.0))) == 337.0  # ComfyUI 0.3.64: 337.0
+    assert float(TABLE.sigma_to_t(torch.tensor([14.6146, 0.0292]))[0]) == 999.0
+    assert float(edm.sigma_to_t(torch.tensor(1.0))) == 0.0
+    assert edm.percent_to_sigma(0.2) == pytest.approx(9.608995339405132)
+    assert zsnr.sigma_max == pytest.approx(4518.763671875)
+
+
+def test_a_playground_edm_file_is_refused_with_the_reason() -> None:
+    from nodes.diffusion.models import CheckpointError, sampling_config
+
+    with pytest.raises(CheckpointError, match="Playground v2.5"):
+        sampling_config({"edm_mean": torch.zeros(4), "edm_std": torch.ones(4)}, "sdxl", "epsilon")

@@ -33,7 +33,21 @@ def training_sigmas(config: dict[str, Any]):
     else:
         betas = torch.linspace(start, end, steps, dtype=torch.float64)
     alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
-    return (((1 - alphas_cumprod) / alphas_cumprod) ** 0.5).float()
+    sigmas = ((1 - alphas_cumprod) / alphas_cumprod) ** 0.5
+    if config.get("rescale_betas_zero_snr"):
+        sigmas = _zero_terminal_snr(sigmas)
+    return sigmas.float()
+
+
+def _zero_terminal_snr(sigmas):
+    """ComfyUI's rescale_zero_terminal_snr_sigmas (zsnr models): sqrt(alpha_bar) shifted and scaled so the
+    last step is (almost) pure noise; ComfyUI keeps the last alpha_bar at 4.9e-8 rather than 0."""
+    root = (1 / (sigmas * sigmas + 1)).sqrt()
+    first, last = root[0].clone(), root[-1].clone()
+    root = (root - last) * (first / (first - last))
+    alphas_bar = root ** 2
+    alphas_bar[-1] = 4.8973451890853435e-08
+    return ((1 - alphas_bar) / alphas_bar) ** 0.5
 
 
 class SigmaTable:
@@ -46,19 +60,59 @@ class SigmaTable:
         self.torch = torch
 
     def sigma_to_t(self, sigma):
-        log_sigma = sigma.log()
-        dists = log_sigma - self.log_sigmas[:, None]
-        low = dists.ge(0).cumsum(dim=0).argmax(dim=0).clamp(max=self.log_sigmas.shape[0] - 2)
-        high = low + 1
-        low_v, high_v = self.log_sigmas[low], self.log_sigmas[high]
-        w = ((low_v - log_sigma) / (low_v - high_v)).clamp(0, 1)
-        return ((1 - w) * low + w * high).view(sigma.shape)
+        """The UNet's timestep for a sigma: the nearest training step, as ComfyUI's ModelSamplingDiscrete
+        rounds it (k-diffusion interpolated between steps; ComfyUI does not)."""
+        dists = sigma.log() - self.log_sigmas[:, None]
+        return dists.abs().argmin(dim=0).view(sigma.shape).float()
 
     def t_to_sigma(self, t):
         t = t.float()
         low, high = t.floor().long(), t.ceil().long()
         w = t.frac()
         return ((1 - w) * self.log_sigmas[low] + w * self.log_sigmas[high]).exp()
+
+    def percent_to_sigma(self, percent: float) -> float:
+        """ComfyUI's percent_to_sigma: the sigma `percent` of the way through sampling."""
+        if percent <= 0.0:
+            return 999999999.9
+        if percent >= 1.0:
+            return 0.0
+        return float(self.t_to_sigma(self.torch.tensor((1.0 - percent) * 999.0)))
+
+
+class EdmSigmaTable(SigmaTable):
+    """ComfyUI's ModelSamplingContinuousEDM (SDXL files with edm_vpred.* keys, e.g. CosXL): 1,000 log-spaced
+    sigmas between the model's ends, and the UNet's timestep is log(sigma) / 4 rather than a training step."""
+
+    def __init__(self, sigma_min: float, sigma_max: float):
+        import torch
+
+        super().__init__(torch.linspace(math.log(sigma_min), math.log(sigma_max), 1000).exp())
+
+    def sigma_to_t(self, sigma):
+        return 0.25 * sigma.log()
+
+    def t_to_sigma(self, t):
+        return (t.float() / 0.25).exp()
+
+    def percent_to_sigma(self, percent: float) -> float:
+        if percent <= 0.0:
+            return 999999999.9
+        if percent >= 1.0:
+            return 0.0
+        log_min = math.log(self.sigma_min)
+        return math.exp((math.log(self.sigma_max) - log_min) * (1.0 - percent) + log_min)
+
+
+def sigma_table(config: dict[str, Any]) -> SigmaTable:
+    """The noise levels a model was trained on, from its scheduler config: an EDM scheduler's continuous range
+    (diffusers' EDM* classes, or an SDXL file's edm_vpred keys), else the discrete beta schedule (zero terminal
+    SNR when `rescale_betas_zero_snr`)."""
+    if str(config.get("_class_name", "")).startswith("EDM"):
+        if float(config.get("sigma_data", 1.0)) != 1.0:
+            raise ValueError("EDM models with sigma_data other than 1 (e.g. Playground v2.5) are not supported")
+        return EdmSigmaTable(float(config.get("sigma_min", 0.002)), float(config.get("sigma_max", 120.0)))
+    return SigmaTable(training_sigmas(config))
 
 
 def schedule(name: str, steps: int, table: SigmaTable):
@@ -419,15 +473,19 @@ def _step_noise(noise: Callable[..., Any]) -> Noise:
 
 
 def run_sampler(name: str, denoise: Denoise, x, sigmas, noise: Callable[..., Any], step_done: StepDone,
-                uncond: Callable[[], Any] | None = None):
+                uncond: Callable[[], Any] | None = None, table: SigmaTable | None = None):
     """Walk `sigmas` from x with one of ComfyUI's samplers; `noise(sigma, sigma_next)` gives the standard
     normal noise of the step from sigma to sigma_next (see noise_sampler_for for ComfyUI's). CFG++ samplers
-    also read `uncond()`, the unconditional denoised of the latest `denoise` call."""
+    also read `uncond()`, the unconditional denoised of the latest `denoise` call; sa_solver takes its
+    stochastic interval from the model's `table` (20% to 80% of sampling)."""
     func = _SAMPLER_FUNCS.get(name)
     if func is None:
         raise ValueError(f"sampler {name!r} is not a k-diffusion sampler here")
     kwargs: dict[str, Any] = {}
-    if "uncond" in inspect.signature(func).parameters:
+    parameters = inspect.signature(func).parameters
+    if table is not None and "tau_sigmas" in parameters:
+        kwargs["tau_sigmas"] = (table.percent_to_sigma(0.2), table.percent_to_sigma(0.8))
+    if "uncond" in parameters:
         if uncond is None:
             raise ValueError(f"sampler {name!r} needs the unconditional prediction (uncond)")
         kwargs["uncond"] = uncond

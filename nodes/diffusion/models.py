@@ -218,14 +218,34 @@ SD2_V_PROBE = UNET_PREFIX + "output_blocks.11.1.transformer_blocks.0.norm1.bias"
 def detect_prediction(sd: dict[str, Any], family: str, in_channels: int) -> str:
     """epsilon or v_prediction, decided from the weights as ComfyUI's supported_models decides: an SD2 UNet
     (not inpainting) whose last attention block's first norm bias has a spread above 0.09 is a 768-v model;
-    an SDXL file says so with a `v_pred` key; SD1.x is epsilon."""
+    an SDXL file says so with a `v_pred` (or `edm_vpred.*`) key; SD1.x is epsilon."""
     if family == "sdxl":
-        return "v_prediction" if "v_pred" in sd else "epsilon"
+        return "v_prediction" if "v_pred" in sd or "edm_vpred.sigma_max" in sd else "epsilon"
     if family == "sd2" and in_channels == 4:
         probe = sd.get(SD2_V_PROBE)
         if probe is not None and float(probe.float().std(unbiased=False)) > 0.09:
             return "v_prediction"
     return "epsilon"
+
+
+def sampling_config(sd: dict[str, Any], family: str, prediction: str) -> dict[str, Any]:
+    """The scheduler config of a single file: SD's scaled-linear betas, with the variants ComfyUI reads from an
+    SDXL file's marker keys: `ztsnr` (zero terminal SNR), `edm_vpred.sigma_min/max` (continuous EDM v-pred,
+    e.g. CosXL). Playground v2.5's EDM (`edm_mean`/`edm_std`) has its own latent format and is refused."""
+    config = dict(SCHEDULER_CONFIG, prediction_type=prediction)
+    if family != "sdxl":
+        return config
+    if "edm_mean" in sd and "edm_std" in sd:
+        raise CheckpointError("this is a Playground v2.5 (EDM) SDXL checkpoint; its EDM sampling and latent "
+                              "format are not supported here yet")
+    if "edm_vpred.sigma_max" in sd:
+        low = sd.get("edm_vpred.sigma_min")
+        return {"_class_name": "EDMEulerScheduler", "prediction_type": "v_prediction", "sigma_data": 1.0,
+                "sigma_max": float(sd["edm_vpred.sigma_max"].float().item()),
+                "sigma_min": float(low.float().item()) if low is not None else 0.002}
+    if "v_pred" in sd and "ztsnr" in sd:
+        config["rescale_betas_zero_snr"] = True
+    return config
 
 
 def _count(keys: set[str], prefix: str) -> int:
@@ -514,7 +534,7 @@ def load_single_file(path: Path, device: str) -> tuple[DiffusionModel, ClipModel
         folder = find_tokenizer_dir(path, int(encoder.config.vocab_size))
         tokenizers.append(load_tokenizer(folder))
     prediction = detect_prediction(sd, family, int(unet_config.get("in_channels", 4)))
-    scheduler_config = dict(SCHEDULER_CONFIG, prediction_type=prediction)
+    scheduler_config = sampling_config(sd, family, prediction)
     del sd
     return _finish(unet, vae, encoders, tokenizers, family, prediction, scheduler_config, device, dtype, torch)
 

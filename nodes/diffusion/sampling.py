@@ -18,7 +18,7 @@ from nodes.diffusion.ksampling import (
     prepare_noise,
     run_sampler,
     schedule,
-    training_sigmas,
+    sigma_table,
 )
 from nodes.diffusion.models import DiffusionModel, torch_or_error
 
@@ -348,7 +348,7 @@ def _k_sample(model, seed, steps, cfg, sampler_name, scheduler, positive, negati
 
     samples = latent["samples"]
     device = model.device
-    table = SigmaTable(training_sigmas(model.scheduler_config))
+    table = sigma_table(model.scheduler_config)
     sigmas = _k_sigmas(sampler_name, scheduler, steps, table, denoise, start_step, end_step, force_full_denoise)
     if sigmas is None or len(sigmas) <= 1:
         return dict(latent)
@@ -373,7 +373,8 @@ def _k_sample(model, seed, steps, cfg, sampler_name, scheduler, positive, negati
     bar = ProgressBar(len(sigmas) - 1)
     with model.patched(), torch.inference_mode():
         step_noise = noise_sampler_for(sampler_name, x, sigmas, seed)  # ComfyUI's: from x after noising
-        x = run_sampler(sampler_name, denoise_fn, x, sigmas, step_noise, lambda: bar.update(1), uncond=uncond)
+        x = run_sampler(sampler_name, denoise_fn, x, sigmas, step_noise, lambda: bar.update(1), uncond=uncond,
+                        table=table)
     output = dict(latent)
     output["samples"] = x.to("cpu", torch.float32)
     return output
