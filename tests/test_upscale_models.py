@@ -18,7 +18,12 @@ from PIL import Image  # noqa: E402
 from compiler import validate  # noqa: E402
 from engine import Executor  # noqa: E402
 from nodes.diffusion import upscale_models as um  # noqa: E402
+from nodes.diffusion.models import pick_device  # noqa: E402
 from nodes.diffusion.upscale_models import ImageUpscaleWithModel, UpscaleModelLoader  # noqa: E402
+
+# On the CPU the convolutions are exact float32; a CUDA device (NODEWEAVER_DEVICE=cuda, the GPU check) runs
+# them in TF32, as ComfyUI does by torch's defaults, which is good to about 1e-3
+ATOL = 1e-6 if pick_device() == "cpu" else 5e-3
 
 NF, GC = 16, 32  # filters and growth channels (ESRGAN's real ones are 64 and 32)
 
@@ -104,7 +109,7 @@ def test_nearest_model_upscales_exactly_by_four(models_root: Path) -> None:
     (out,) = ImageUpscaleWithModel().upscale(model, image)
     assert tuple(out.shape) == (2, 80, 112, 3) and out.dtype == torch.float32
     expected = image.repeat_interleave(4, dim=1).repeat_interleave(4, dim=2)
-    assert torch.allclose(out, expected, atol=1e-6)
+    assert torch.allclose(out, expected, atol=ATOL)
 
 
 @needs_spandrel
@@ -118,9 +123,9 @@ def test_random_model_output_is_sane(models_root: Path) -> None:
     assert out.std() > 0.1  # not a constant picture
     assert torch.corrcoef(torch.stack([out.flatten(), nearest.flatten()]))[0, 1] > 0.8  # it follows the input
     assert (out - nearest).abs().mean() > 0.05  # and the random layers change it
-    assert torch.equal(out[0], out[1]) and not torch.allclose(out[0], out[2])
-    direct = model(image[:1].movedim(-1, 1)).movedim(1, -1)  # spandrel's own call, one tile
-    assert torch.allclose(out[:1], direct, atol=1e-6)
+    assert torch.allclose(out[0], out[1], atol=ATOL) and not torch.allclose(out[0], out[2], atol=ATOL)
+    direct = model(image[:1].movedim(-1, 1).to(model.device)).movedim(1, -1).cpu()  # spandrel's own call
+    assert torch.allclose(out[:1], direct, atol=ATOL)
 
 
 @needs_spandrel
@@ -155,7 +160,7 @@ def test_out_of_memory_halves_the_tile(models_root: Path, monkeypatch) -> None:
     image = pixels(1, 40, 40, seed=5)
     out = um.upscale_image(model, image, tile=64, overlap=4)
     assert tiles == [64, 32, 16]
-    assert torch.allclose(out, image.repeat_interleave(4, dim=1).repeat_interleave(4, dim=2), atol=1e-6)
+    assert torch.allclose(out, image.repeat_interleave(4, dim=1).repeat_interleave(4, dim=2), atol=ATOL)
     monkeypatch.setattr(um, "MIN_TILE", 128)
     with pytest.raises(RuntimeError, match="out of memory"):
         um.upscale_image(model, image, tile=128, overlap=4)
@@ -177,7 +182,10 @@ def test_workflow_upscales_a_loaded_image(models_root: Path, isolated_folders: P
     (info,) = out.outputs["4"]["images"]
     with Image.open(isolated_folders / "output" / info["subfolder"] / info["filename"]) as saved:
         assert saved.size == (96, 72)
-        assert saved.convert("RGB").getpixel((50, 40)) == (200, 30, 30)
+        red, green, blue = saved.convert("RGB").getpixel((50, 40))
+        # exact on the CPU; TF32 on a GPU may land a hair under 200/255, which 8-bit truncation makes 199
+        assert (red, green, blue) == (200, 30, 30) or (ATOL > 1e-6 and abs(red - 200) + abs(green - 30)
+                                                         + abs(blue - 30) <= 3)
 
 
 @needs_spandrel

@@ -57,6 +57,13 @@ PACKAGES = ("torch", "diffusers", "transformers", "tokenizers", "huggingface_hub
             "rapidfuzz", "requests")
 NOT_PRINTED = {"status", "traceback", "failure_messages", "skipped", "hard_coded_cpu", "tail"}
 CN_REL_TOL = 0.02  # fp16 on the device against fp32 on the CPU: mean |diff| / mean |cpu latent|
+SAMPLER_REL_TOL = 0.05  # the same, after 8 steps of any deterministic sampler
+# samplers whose per-step noise comes from a generator on the latent's device (ComfyUI's default noise
+# sampler, or the *_gpu Brownian trees): other noise on a GPU than on the CPU, in ComfyUI as here
+DEVICE_NOISE = frozenset({"euler_ancestral", "dpm_2_ancestral", "dpmpp_2s_ancestral", "ddpm", "lcm",
+                          "euler_ancestral_cfg_pp", "dpmpp_2s_ancestral_cfg_pp", "res_multistep_ancestral",
+                          "res_multistep_ancestral_cfg_pp", "er_sde", "seeds_2", "seeds_3", "sa_solver",
+                          "sa_solver_pece"})
 
 
 class Check:
@@ -342,6 +349,42 @@ def check_controlnet(ctx: Check) -> dict[str, Any]:
     return record
 
 
+# ---- 3b. every sampler on the device --------------------------------------------------------------------------
+def check_samplers(ctx: Check) -> dict[str, Any]:
+    """Each of KSampler's samplers (karras) and each scheduler (euler) through the node on the device in fp16,
+    against the CPU in fp32: finite, and close except where the noise is drawn on the device (DEVICE_NOISE)."""
+    import torch
+
+    from nodes.diffusion.models import load_single_file
+    from nodes.diffusion.nodes import CLIPTextEncode, KSampler
+    from nodes.diffusion.sampling import SAMPLERS, SCHEDULERS
+    from nodes.diffusion.tiny import write_tiny_checkpoint
+
+    ckpt = write_tiny_checkpoint(ctx.tmp / "sampler-models", diffusers_folder=False)["single_file"]
+    pairs = [(name, "karras") for name in SAMPLERS] + [("euler", name) for name in SCHEDULERS if name != "karras"]
+    results: dict[str, dict[tuple[str, str], Any]] = {}
+    for device in (ctx.device, "cpu") if ctx.device != "cpu" else ("cpu",):
+        model, clip, _ = load_single_file(ckpt, device)
+        positive = CLIPTextEncode().encode(clip, "a red fox in the snow")[0]
+        negative = CLIPTextEncode().encode(clip, "blurry")[0]
+        latent = {"samples": torch.zeros(1, 4, 16, 16)}
+        results[device] = {pair: KSampler().sample(model, 11, 8, 5.0, pair[0], pair[1], positive, negative,
+                                                   latent)[0]["samples"].float().cpu() for pair in pairs}
+    dev = results[ctx.device]
+    bad = [f"{a}/{b}" for (a, b), out in dev.items() if not bool(out.isfinite().all())]
+    record: dict[str, Any] = {"pairs": len(pairs), "not_finite": bad, "steps": 8}
+    ok = not bad
+    if ctx.device != "cpu":
+        diffs = {f"{a}/{b}": round(_diff(out, results["cpu"][(a, b)])["mean_rel"], 5) for (a, b), out in dev.items()}
+        far = {k: v for k, v in diffs.items() if v > SAMPLER_REL_TOL and k.split("/")[0] not in DEVICE_NOISE
+               and not k.split("/")[0].endswith("_gpu")}
+        record.update(worst=sorted(diffs.items(), key=lambda kv: -kv[1])[:8], over_tolerance=far,
+                      tolerance_mean_rel=SAMPLER_REL_TOL)
+        ok &= not far
+    record["ok"] = ok
+    return record
+
+
 # ---- 4. upscale models -------------------------------------------------------------------------------------
 def esrgan_state(nf: int, gc: int, blocks: int, seed: int = 0, noise: float = 0.3) -> dict[str, Any]:
     """A 4x RRDBNet (Real-ESRGAN key names) whose main path is a nearest-neighbour 4x upscale plus random
@@ -566,7 +609,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 STEPS: tuple[tuple[str, Callable[[Check], dict[str, Any]], float], ...] = (
     ("env", check_env, 0), ("tests", check_tests, 60), ("controlnet", check_controlnet, 20),
-    ("upscale", check_upscale, 30), ("bench", check_bench, 90))
+    ("samplers", check_samplers, 30), ("upscale", check_upscale, 30), ("bench", check_bench, 90))
 
 
 def main(argv: list[str] | None = None) -> int:
