@@ -254,3 +254,23 @@ def test_plan_from_a_missing_or_broken_workflow_is_a_clear_refusal(isolated_fold
         main(["plan", "a fox", "--max-tool-calls", "0"])
     assert exited.value.code == 2
     assert "must be at least 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("request_text", "settings", "prompt"), [
+    ("一只雪地里的红狐狸,用 dpmpp_sde karras 采样 25 步", ("dpmpp_sde", "karras", 25), "一只雪地里的红狐狸"),
+    ("一只雪地里的红狐狸,采样器用euler_ancestral,调度器karras", ("euler_ancestral", "karras", 20), "一只雪地里的红狐狸"),
+    ("a lighthouse at dusk, res_multistep sampler with kl_optimal, 30 steps", ("res_multistep", "kl_optimal", 30),
+     "a lighthouse at dusk"),
+    ("a lighthouse at dusk, with the euler sampler and the normal scheduler", ("euler", "normal", 20),
+     "a lighthouse at dusk"),
+    ("a normal day at the beach, uni_pc_bh2 + linear_quadratic", ("uni_pc_bh2", "linear_quadratic", 20),
+     "a normal day at the beach"),
+])
+def test_every_comfyui_sampler_and_scheduler_name_is_read_and_kept_out_of_the_prompt(
+        user, registry, request_text, settings, prompt):
+    result, workflow = _plan(request_text, registry)
+    [sampler] = _nodes(workflow, "KSampler")
+    inputs = sampler["inputs"]
+    assert (inputs["sampler_name"], inputs["scheduler"], inputs["steps"]) == settings
+    assert _positive(workflow) == prompt
+    assert _valid(workflow, registry)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from nodes.diffusion.sampling import COMFY_SAMPLERS, COMFY_SCHEDULERS
+
 CN_DIGITS = {"零": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9, "十": 10}
 NUM = r"(\d+(?:\.\d+)?)"
 # "seed 7", "seeds 10, 20 and 30", "种子 1 和 2", "随机种子1、2". Whitespace around an optional separator is
@@ -15,9 +17,9 @@ LANGUAGES = {"chinese": "Chinese", "中文": "Chinese", "汉语": "Chinese", "en
              "英语": "English", "french": "French", "法语": "French", "法文": "French", "japanese": "Japanese",
              "日语": "Japanese", "日文": "Japanese", "german": "German", "德语": "German", "spanish": "Spanish",
              "西班牙语": "Spanish", "korean": "Korean", "韩语": "Korean", "russian": "Russian", "俄语": "Russian"}
-SAMPLERS = ["euler_ancestral", "euler", "heun", "dpm_2_ancestral", "dpm_2", "lms", "dpmpp_2s_ancestral",
-            "dpmpp_2m_sde", "dpmpp_3m_sde", "dpmpp_2m", "ddim", "ddpm", "uni_pc_bh2", "uni_pc", "lcm", "deis"]
-SCHEDULERS = ["karras", "exponential", "sgm_uniform", "simple", "ddim_uniform", "normal", "beta"]
+# ComfyUI's names (all of them run here); longest first, so a request naming two picks the more specific
+SAMPLERS = sorted(COMFY_SAMPLERS, key=len, reverse=True)
+SCHEDULERS = sorted(COMFY_SCHEDULERS, key=len, reverse=True)
 LLM_MODELS = ["gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "gpt-4.1", "o4-mini", "qwen-max", "qwen-plus", "qwen-turbo",
               "qwen-long", "deepseek-chat", "deepseek-reasoner", "glm-4", "moonshot-v1-8k"]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from agent.offline.extract import cn_number, decimal, number
+from agent.offline.extract import SAMPLERS, SCHEDULERS, cn_number, decimal, number
 
 IC = re.IGNORECASE
 IMAGE_EXT = ("png", "jpg", "jpeg", "webp", "bmp")
@@ -181,15 +181,19 @@ def _asides(slots: Slots) -> None:
 
 
 # ---- global settings (read by extract; only taken out of the prompt here) --------------------------------
+_B, _E = r"(?<![A-Za-z0-9_])", r"(?![A-Za-z0-9_])"  # ASCII word edges: "用euler" has no \b (用 is a word char)
+_SAMPLER_NAMES = "|".join(SAMPLERS)
+_SCHEDULER_NAMES = "|".join(n for n in SCHEDULERS if n != "normal")  # "normal" is also an ordinary word
 _SETTINGS = [re.compile(p, IC) for p in (
     r"(?:with |using |use )?(?:the |a )?(?:random |fixed )?(?:seeds?|随机种子|种子)(?: ?(?:固定(?:为|成|在|是)?|fixed (?:at|to)|"
     r"is|of|为|是))? ?[::=]? ?\d+(?: ?(?:,|,|、|and|or|和|与|或) ?\d+)*|固定(?:的)?(?:种子|seed) ?(?:为|是)? ?\d+",
     r"(?<!\d)\d+ ?(?:sampling )?steps?\b|(?:with |in )?steps? ?[:=] ?\d+|(?:采样)?步数 ?[::]? ?\d+|(?<!\d)\d+ ?步",
     r"(?:at |with )?(?:a )?\bcfg(?: scale)? ?(?:of )?[:=]? ?\d+(?:\.\d+)?|(?:引导系数|提示词相关性) ?[::]? ?\d+(?:\.\d+)?",
-    r"(?:with |using |use )?(?:the )?\b(?:euler_ancestral|euler|heun|dpm_2_ancestral|dpm_2|lms|dpmpp_2s_ancestral|"
-    r"dpmpp_2m_sde|dpmpp_3m_sde|dpmpp_2m|ddim|ddpm|uni_pc_bh2|uni_pc|lcm|deis)\b(?: sampler)?"
-    r"(?: (?:and|with) (?:the )?)?(?:\b(?:karras|exponential|sgm_uniform|simple|ddim_uniform|beta)\b(?: scheduler)?)?",
-    r"(?:with |using |use )?(?:the )?\b(?:karras|exponential|sgm_uniform|ddim_uniform)\b(?: scheduler)?",
+    rf"(?:with |using |use |(?:采样器|采样方法)? ?(?:用|使用|采用|[::=为是])? ?)?(?:the )?{_B}(?:{_SAMPLER_NAMES}){_E}"
+    rf"(?: sampler| ?采样器)?(?:(?: (?:and|with) (?:the )?| |\+| ?\+ ?|[,,、] ?(?:调度器|scheduler) ?(?:用|使用|[::=为是])? ?)?"
+    rf"{_B}(?:{_SCHEDULER_NAMES}){_E}(?: scheduler| ?调度器)?)?(?: ?采样)?",
+    rf"(?:with |using |use |(?:and |with )?the |(?:调度器|scheduler) ?(?:用|使用|[::=为是])? ?)?{_B}(?:karras|exponential|"
+    rf"sgm_uniform|ddim_uniform|linear_quadratic|kl_optimal|normal(?= scheduler)){_E}(?: scheduler| ?调度器)?",
     r"(?:(?:with|using|use|add|apply) (?:the |a |my )?|(?:加上|使用|用|加) ?)?(?:(?<![A-Za-z0-9_\-.])[\w\-.]{1,60} ?)?lora(?![A-Za-z0-9_])"
     r"(?: ?(?:at )?(?:strength|weight|权重|强度) ?[::=]? ?\d+(?:\.\d+)?)?(?: ?(?:at )?(?<![\w.])[01]\.\d+)?",
     r"(?:at |with )?(?:a )?(?:lora )?(?:strength|weight|权重|强度) ?(?:of )?[::=]? ?\d+(?:\.\d+)?",
