@@ -344,3 +344,24 @@ def test_offline_planned_outpaint_runs_on_the_tiny_checkpoint(models_root, isola
     [image] = out.outputs[_only(workflow, "SaveImage")]["images"]
     with Image.open(isolated_folders / "output" / image["subfolder"] / image["filename"]) as saved:
         assert saved.size == (128, 48)
+
+
+@pytest.mark.parametrize(("sampler_name", "noise_seed"), [("euler", 7), ("ddim", 8)])
+def test_ddim_renoises_the_kept_part_from_seed_plus_one(tiny, monkeypatch, sampler_name, noise_seed):
+    """ComfyUI's ddim is euler with inpaint_options random: KSamplerX0Inpaint noises the unmasked original with
+    a fresh draw from seed + 1 instead of the sampling noise."""
+    from nodes.diffusion import sampling
+    from nodes.diffusion.nodes import KSampler
+
+    seen = {}
+    real = sampling._masked_denoiser
+
+    def spy(denoise_fn, mask, original, noise):
+        seen["noise"] = noise.cpu()
+        return real(denoise_fn, mask, original, noise)
+
+    monkeypatch.setattr(sampling, "_masked_denoiser", spy)
+    latent, _ = _masked_latent()
+    KSampler().sample(tiny[0], 7, 2, 5.0, sampler_name, "normal", _cond(1), _cond(2), latent, 1.0)
+    expected = torch.randn(latent["samples"].shape, generator=torch.Generator().manual_seed(noise_seed))
+    assert torch.equal(seen["noise"], expected)
