@@ -6,6 +6,8 @@ Steps (each wrapped, so one failure does not stop the others; a global time budg
               fail there are rerun on the CPU, to tell device-specific failures from environment ones
   controlnet  a tiny SD1 checkpoint and ControlNet through CLIPTextEncode, ControlNetApplyAdvanced, KSampler and
               VAEDecode in float16 on the device, compared with the same seed in float32 on the CPU
+  samplers    every KSampler sampler (karras) and scheduler (euler) through the node in fp16 on the device,
+              against fp32 on the CPU: finite, and close for the samplers that draw no device noise
   upscale     a spandrel ESRGAN (Real-ESRGAN's 23-block size, random weights) 4x on a 2048x2048 image in 512
               tiles: time, peak GPU memory; tiled against one pass on a smaller image; on CUDA, a memory cap
               that makes the 512 tile run out of memory, to see the tile halved on a real CUDA OOM
