@@ -121,16 +121,10 @@ def _short(value: Any) -> bool:
 
 
 def _free_memory() -> None:
-    import gc
+    """Drop the models cached by a step and give their GPU memory back (runtime.models.ModelCache.free)."""
+    from runtime.models import model_cache
 
-    gc.collect()
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except ImportError:
-        pass
+    model_cache.free()
 
 
 def _sync(device: str) -> None:

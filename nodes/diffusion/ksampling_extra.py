@@ -398,23 +398,14 @@ def seeds_3(denoise: Denoise, x, sig: list[float], noise: Noise, step_done: Step
 
 # ---- SA-Solver: stochastic Adams predictor-corrector (arXiv 2309.05019) ----
 
-def _training_sigma_at(percent: float) -> float:
-    """ModelSamplingDiscrete.percent_to_sigma for the scaled-linear (0.00085..0.012, 1,000 steps) table of
-    SD1.x, SD2 and SDXL: log-sigma interpolated at timestep (1 - percent) * 999, in float32 like ComfyUI."""
-    import torch
-
-    betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2
-    alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
-    log_sigmas = (((1 - alphas_cumprod) / alphas_cumprod) ** 0.5).log().float()
-    t = torch.tensor((1.0 - percent) * 999.0)
-    low, high, w = t.floor().long(), t.ceil().long(), t.frac()
-    return float(((1 - w) * log_sigmas[low] + w * log_sigmas[high]).exp())
-
-
 @lru_cache(maxsize=1)
 def sa_solver_tau_sigmas() -> tuple[float, float]:
-    """The sigmas between which ComfyUI's default sa_solver is stochastic (tau 1): at 20% and 80%."""
-    return _training_sigma_at(0.2), _training_sigma_at(0.8)
+    """The sigmas between which ComfyUI's default sa_solver is stochastic (tau 1): at 20% and 80% of SD's
+    scaled-linear training table. KSampler passes the model's own table's (run_sampler's `table`)."""
+    from nodes.diffusion.ksampling import SigmaTable, training_sigmas  # (ksampling imports this module)
+
+    table = SigmaTable(training_sigmas({}))
+    return table.percent_to_sigma(0.2), table.percent_to_sigma(0.8)
 
 
 def _sa_coefficients(lambdas: list[float], lam_s: float, lam_t: float, tau: float) -> list[float]:
